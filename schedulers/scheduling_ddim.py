@@ -1,0 +1,116 @@
+"""DDIM sampling (Song 2021) and its deterministic inversion."""
+
+import math
+from dataclasses import dataclass
+
+import torch
+from diffusers.configuration_utils import register_to_config
+from diffusers.utils import BaseOutput
+
+from .base import DiscreteDiffusionScheduler, SchedulerStepOutput
+from .prediction import eps_from_x0, x0_and_eps
+from .validation import check_range
+
+
+@dataclass
+class DDIMInversionOutput(BaseOutput):
+    """`next_sample`: x_t, one step noisier than the input; `pred_original_sample`: the x0 it passes through."""
+
+    next_sample: torch.Tensor
+    pred_original_sample: torch.Tensor | None = None
+
+
+class GuidedDDIMScheduler(DiscreteDiffusionScheduler):
+    """DDIM, config-compatible with diffusers' `DDIMScheduler` and equal to it step for step for `leading` spacing
+    (and `trailing` when T is a multiple of the step count). Unlike diffusers, which always steps to
+    t - T // num_inference_steps, each step lands on the actual next timestep of the schedule, so `linspace`,
+    `trailing` and custom timesteps sample the chain they name. Also takes the `sigmoid` beta schedule and custom
+    `timesteps`, and has `inversion_step` (Song 2021, sec. 4.3).
+    """
+
+    @register_to_config
+    def __init__(
+        self,
+        num_train_timesteps: int = 1000,
+        beta_start: float = 0.0001,
+        beta_end: float = 0.02,
+        beta_schedule: str = "linear",
+        trained_betas=None,
+        clip_sample: bool = True,
+        set_alpha_to_one: bool = True,
+        steps_offset: int = 0,
+        prediction_type: str = "epsilon",
+        thresholding: bool = False,
+        dynamic_thresholding_ratio: float = 0.995,
+        clip_sample_range: float = 1.0,
+        sample_max_value: float = 1.0,
+        timestep_spacing: str = "leading",
+        rescale_betas_zero_snr: bool = False,
+    ):
+        self._build()
+        # the level the last step lands on: abar = 1 (x0 itself) or, as in the DDIM paper's code, abar_0
+        self.final_alpha_cumprod = torch.tensor(1.0) if set_alpha_to_one else self.alphas_cumprod[0]
+
+    @property
+    def final_alpha_cumprod_value(self) -> float:
+        return 1.0 if self.config.set_alpha_to_one else self._alphas_cumprod[0]
+
+    def _levels(self, timestep):
+        """(t, abar_t, abar_prev) for a step from `timestep`; DDIM always needs a schedule."""
+        if self.num_inference_steps is None:
+            raise ValueError("`num_inference_steps` is not set: call `set_timesteps` before `step`.")
+        t = int(timestep)
+        return t, self._alpha_prod(t), self._alpha_prod(self.previous_timestep(t))
+
+    def step(
+        self,
+        model_output: torch.Tensor,
+        timestep,
+        sample: torch.Tensor,
+        eta: float = 0.0,
+        use_clipped_model_output: bool = False,
+        generator: torch.Generator | None = None,
+        variance_noise: torch.Tensor | None = None,
+        return_dict: bool = True,
+    ):
+        """x_t -> x_{t_prev} by DDIM's generalised reverse process (Song 2021, eq. 12)."""
+        check_range("eta", eta, low=0)
+        self._check_noise_source(generator, variance_noise, sample)
+        # a learned-variance network's variance channels go unused: eta sets DDIM's variance
+        prediction, _ = self._split_model_output(model_output, sample)
+        t, alpha_prod_t, alpha_prod_prev = self._levels(timestep)
+        x0, eps = self._denoise(prediction, sample, alpha_prod_t)
+        if use_clipped_model_output:  # re-derive eps from the clipped x0, as in the DDIM paper's code
+            eps = eps_from_x0(sample, x0, alpha_prod_t)
+
+        # eq. 16: sigma_t = eta sqrt((1 - abar_prev) / (1 - abar_t)) sqrt(1 - abar_t / abar_prev)
+        variance = (1 - alpha_prod_prev) / (1 - alpha_prod_t) * (1 - alpha_prod_t / alpha_prod_prev)
+        std = eta * math.sqrt(variance)
+        # eq. 12: x_prev = sqrt(abar_prev) x0 + sqrt(1 - abar_prev - sigma_t^2) eps + sigma_t z
+        direction_coeff = math.sqrt(max(1 - alpha_prod_prev - std**2, 0.0))
+        prev_sample = alpha_prod_prev**0.5 * x0 + direction_coeff * eps
+        if eta > 0:
+            prev_sample = prev_sample + std * self._noise(prediction, generator, variance_noise)
+
+        if not return_dict:
+            return prev_sample, x0
+        return SchedulerStepOutput(prev_sample=prev_sample, pred_original_sample=x0)
+
+    def inversion_step(self, model_output: torch.Tensor, timestep, sample: torch.Tensor, return_dict: bool = True):
+        """DDIM inversion (Song 2021, sec. 4.3): from x at the level of `previous_timestep(timestep)` up to the level
+        of `timestep`, the exact inverse of `step(eta=0)` for the same eps and no clipping:
+
+            x0  = (x_prev - sqrt(1 - abar_prev) eps) / sqrt(abar_prev)
+            x_t = sqrt(abar_t) x0 + sqrt(1 - abar_t) eps
+
+        The true eps(x_t, t) is unknown before x_t is; the usual estimate, and what `model_output` is read as, is the
+        network applied to (`sample`, `timestep`). Loop over `reversed(scheduler.timesteps)` from a clean x0.
+        """
+        prediction, _ = self._split_model_output(model_output, sample)
+        t, alpha_prod_t, alpha_prod_prev = self._levels(timestep)
+        _, eps = x0_and_eps(prediction, sample, alpha_prod_t, self.config.prediction_type)
+        x0 = (sample - (1 - alpha_prod_prev) ** 0.5 * eps) / alpha_prod_prev**0.5
+        next_sample = alpha_prod_t**0.5 * x0 + (1 - alpha_prod_t) ** 0.5 * eps
+        if not return_dict:
+            return next_sample, x0
+        return DDIMInversionOutput(next_sample=next_sample, pred_original_sample=x0)

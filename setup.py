@@ -1,0 +1,44 @@
+"""guided-diffusers: guided diffusion sampling (CFG, classifier guidance, dynamic thresholding) for diffusers.
+
+The source folders live at the repository root (`schedulers/`, `pipelines/`, ...) and are installed under the single
+namespace `guided_diffusers` (`guided_diffusers.schedulers`, ...), so nothing generic lands in site-packages.
+`guided_diffusers` itself is an implicit namespace package: it has no `__init__.py` of its own.
+"""
+
+from pathlib import Path
+
+from setuptools import setup
+
+SUBPACKAGES = ("schedulers", "pipelines", "models", "training")
+
+setup(
+    name="guided-diffusers",
+    version="0.1.0",
+    description="Guided diffusion sampling for Hugging Face diffusers: DDPM/DDIM schedulers with dynamic "
+    "thresholding, classifier-free and classifier guidance, training scripts and a Gradio demo.",
+    long_description=Path(__file__).with_name("README.md").read_text(encoding="utf-8"),
+    long_description_content_type="text/markdown",
+    license="Apache-2.0",
+    python_requires=">=3.10",
+    packages=[f"guided_diffusers.{name}" for name in SUBPACKAGES],
+    package_dir={f"guided_diffusers.{name}": name for name in SUBPACKAGES},
+    install_requires=[
+        # On a CPU-only machine install torch first (`pip install torch==2.13.0`); this bound is then satisfied.
+        "torch>=2.1",
+        "diffusers>=0.30",
+        "transformers>=4.40",
+        "accelerate>=0.30",
+        "datasets>=2.19",
+        "gradio>=4.40",
+        "safetensors>=0.4",
+        "numpy>=1.24",
+    ],
+    extras_require={
+        "dev": ["pytest>=7.4", "pytest-timeout>=2.2"],
+    },
+    classifiers=[
+        "Programming Language :: Python :: 3",
+        "License :: OSI Approved :: Apache Software License",
+        "Topic :: Scientific/Engineering :: Artificial Intelligence",
+    ],
+)

@@ -1,0 +1,1 @@
+"""guided_diffusers.training (filled in by later issues)."""
