@@ -57,20 +57,19 @@ class DiscreteDiffusionScheduler(SchedulerMixin, ConfigMixin):
         )
         self.alphas = 1.0 - self.betas
         self.alphas_cumprod = torch.cumprod(self.alphas, dim=0)  # abar_t = prod_{s<=t} (1 - beta_s)
-        self._alphas_cumprod = self.alphas_cumprod.tolist()  # Python floats: cheap scalar math in step()
+        self.final_alpha_cumprod = torch.tensor(1.0)  # abar of the level the last step lands on (x0 itself)
         self.num_inference_steps = None
         self.custom_timesteps = False
         self.timesteps = torch.arange(T - 1, -1, -1, dtype=torch.int64)
         self._previous = None  # timestep -> the one after it in the schedule, once set_timesteps has run
 
-    @property
-    def final_alpha_cumprod_value(self) -> float:
-        """abar of the level the last step lands on (x0): 1 unless a subclass says otherwise."""
-        return 1.0
+    def _alpha_prod(self, timestep: int) -> torch.Tensor:
+        """abar_t as a float32 scalar tensor, with t < 0 meaning the clean end of the chain.
 
-    def _alpha_prod(self, timestep: int) -> float:
-        """abar_t, with t < 0 meaning the clean end of the chain."""
-        return self._alphas_cumprod[timestep] if timestep >= 0 else self.final_alpha_cumprod_value
+        Step coefficients are computed from these in float32, in the order diffusers uses: at high noise
+        (abar ~ 1e-9 for the cosine schedule) x0 = (x_t - b eps) / a magnifies a one-ulp difference in b by 1 / a,
+        so agreeing with diffusers to 1e-5 there needs the same scalar arithmetic, not merely the same formula."""
+        return self.alphas_cumprod[timestep] if timestep >= 0 else self.final_alpha_cumprod
 
     # ----------------------------------------------------------------------------------------------- timesteps
     def set_timesteps(self, num_inference_steps: int | None = None, device=None, timesteps=None) -> None:
@@ -124,7 +123,7 @@ class DiscreteDiffusionScheduler(SchedulerMixin, ConfigMixin):
         return model_output_from(sample, noise, self._alpha_prod_at(timesteps, sample), "v_prediction")
 
     # ------------------------------------------------------------------------------------ step helpers
-    def _denoise(self, model_output: torch.Tensor, sample: torch.Tensor, alpha_prod: float):
+    def _denoise(self, model_output: torch.Tensor, sample: torch.Tensor, alpha_prod: torch.Tensor):
         """(x0, eps) from the network output at abar_t; x0 clipped or thresholded as the config asks."""
         x0, eps = x0_and_eps(model_output, sample, alpha_prod, self.config.prediction_type)
         return clip_or_threshold(x0, self.config), eps

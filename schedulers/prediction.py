@@ -5,7 +5,7 @@ With x_t = a x0 + b eps, a = sqrt(abar_t), b = sqrt(1 - abar_t) (Ho 2020, eq. 4)
 - "sample": it predicts x0;
 - "v_prediction": it predicts v = a eps - b x0 (Salimans & Ho 2022, sec. 4), so x0 = a x_t - b v, eps = a v + b x_t.
 Every conversion is affine in the network output, which is why guidance rules can combine outputs linearly.
-`alpha_prod` is abar_t: a Python float for one timestep, or a tensor with one value per sample.
+`alpha_prod` is abar_t: a float or scalar tensor for one timestep, or a tensor with one value per sample.
 """
 
 import torch
@@ -15,9 +15,8 @@ PREDICTION_TYPES = ("epsilon", "sample", "v_prediction")
 
 def _coefficients(alpha_prod, like: torch.Tensor):
     """(sqrt(abar), sqrt(1 - abar)), broadcastable against `like` (one value per sample when abar is a tensor)."""
-    if isinstance(alpha_prod, torch.Tensor):
+    if isinstance(alpha_prod, torch.Tensor) and alpha_prod.ndim > 0:
         alpha_prod = alpha_prod.to(device=like.device, dtype=like.dtype).reshape(-1, *([1] * (like.ndim - 1)))
-        return alpha_prod.sqrt(), (1 - alpha_prod).sqrt()
     return alpha_prod**0.5, (1 - alpha_prod) ** 0.5
 
 

@@ -1,6 +1,5 @@
 """DDIM sampling (Song 2021) and its deterministic inversion."""
 
-import math
 from dataclasses import dataclass
 
 import torch
@@ -48,12 +47,8 @@ class GuidedDDIMScheduler(DiscreteDiffusionScheduler):
         rescale_betas_zero_snr: bool = False,
     ):
         self._build()
-        # the level the last step lands on: abar = 1 (x0 itself) or, as in the DDIM paper's code, abar_0
-        self.final_alpha_cumprod = torch.tensor(1.0) if set_alpha_to_one else self.alphas_cumprod[0]
-
-    @property
-    def final_alpha_cumprod_value(self) -> float:
-        return 1.0 if self.config.set_alpha_to_one else self._alphas_cumprod[0]
+        if not set_alpha_to_one:  # the last step lands on abar_0 instead of x0 itself, as in the DDIM paper's code
+            self.final_alpha_cumprod = self.alphas_cumprod[0]
 
     def _levels(self, timestep):
         """(t, abar_t, abar_prev) for a step from `timestep`; DDIM always needs a schedule."""
@@ -85,9 +80,9 @@ class GuidedDDIMScheduler(DiscreteDiffusionScheduler):
 
         # eq. 16: sigma_t = eta sqrt((1 - abar_prev) / (1 - abar_t)) sqrt(1 - abar_t / abar_prev)
         variance = (1 - alpha_prod_prev) / (1 - alpha_prod_t) * (1 - alpha_prod_t / alpha_prod_prev)
-        std = eta * math.sqrt(variance)
+        std = eta * variance**0.5
         # eq. 12: x_prev = sqrt(abar_prev) x0 + sqrt(1 - abar_prev - sigma_t^2) eps + sigma_t z
-        direction_coeff = math.sqrt(max(1 - alpha_prod_prev - std**2, 0.0))
+        direction_coeff = (1 - alpha_prod_prev - std**2).clamp(min=0) ** 0.5
         prev_sample = alpha_prod_prev**0.5 * x0 + direction_coeff * eps
         if eta > 0:
             prev_sample = prev_sample + std * self._noise(prediction, generator, variance_noise)

@@ -1,7 +1,5 @@
 """Ancestral DDPM sampling (Ho 2020, Algorithm 2) with the variances of improved DDPM (Nichol & Dhariwal 2021)."""
 
-import math
-
 import torch
 from diffusers.configuration_utils import register_to_config
 
@@ -48,10 +46,9 @@ class GuidedDDPMScheduler(DiscreteDiffusionScheduler):
         check_choice("variance_type", variance_type, VARIANCE_TYPES)
         self._build()
         self.variance_type = variance_type
-        self.one = torch.tensor(1.0)  # abar of the clean end, as in diffusers
 
     def noise_std(self, timestep, predicted_variance: torch.Tensor | None = None):
-        """sigma_t of the reverse step from `timestep`, a float (or a tensor for learned variances).
+        """sigma_t of the reverse step from `timestep`: a scalar tensor, or one value per element when learned.
 
         beta_tilde = (1 - abar_prev) / (1 - abar_t) * beta_t is the posterior variance (Ho 2020, eq. 7);
         fixed_small uses beta_tilde, fixed_large beta_t (Ho 2020, sec. 3.2); learned_range interpolates their logs,
@@ -60,12 +57,16 @@ class GuidedDDPMScheduler(DiscreteDiffusionScheduler):
         t = int(timestep)
         alpha_prod_t, alpha_prod_prev = self._alpha_prod(t), self._alpha_prod(self.previous_timestep(t))
         beta_t = 1 - alpha_prod_t / alpha_prod_prev
-        beta_tilde = max((1 - alpha_prod_prev) / (1 - alpha_prod_t) * beta_t, 1e-20)  # log(0) guard, as diffusers
+        beta_tilde = ((1 - alpha_prod_prev) / (1 - alpha_prod_t) * beta_t).clamp(min=1e-20)  # log(0) guard
         kind = self.config.variance_type
-        if kind in ("fixed_small", "fixed_small_log"):  # the _log variants differ only in how the reference
-            return math.sqrt(beta_tilde)  # implementations compute them
-        if kind in ("fixed_large", "fixed_large_log"):
-            return math.sqrt(beta_t)
+        if kind == "fixed_small":
+            return beta_tilde**0.5
+        if kind == "fixed_small_log":  # the _log variants differ only in arithmetic (kept for config compatibility)
+            return torch.exp(0.5 * torch.log(beta_tilde))
+        if kind == "fixed_large":
+            return beta_t**0.5
+        if kind == "fixed_large_log":
+            return torch.exp(0.5 * torch.log(beta_t))
         if predicted_variance is None:
             raise ValueError(
                 f"`variance_type`={kind!r} needs the network's variance channels: pass a `model_output` with twice "
@@ -74,7 +75,7 @@ class GuidedDDPMScheduler(DiscreteDiffusionScheduler):
         if kind == "learned":
             return torch.exp(0.5 * predicted_variance)
         fraction = (predicted_variance + 1) / 2
-        return torch.exp(0.5 * (fraction * math.log(beta_t) + (1 - fraction) * math.log(beta_tilde)))
+        return torch.exp(0.5 * (fraction * torch.log(beta_t) + (1 - fraction) * torch.log(beta_tilde)))
 
     def step(
         self,
