@@ -4,6 +4,9 @@ from dataclasses import dataclass
 
 import torch
 from diffusers.configuration_utils import register_to_config
+
+# diffusers' pipeline loader finds a component's base class by name in the module model_index.json points to
+from diffusers.schedulers.scheduling_utils import SchedulerMixin  # noqa: F401
 from diffusers.utils import BaseOutput
 
 from .base import DiscreteDiffusionScheduler, SchedulerStepOutput

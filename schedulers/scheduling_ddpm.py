@@ -3,6 +3,9 @@
 import torch
 from diffusers.configuration_utils import register_to_config
 
+# diffusers' pipeline loader finds a component's base class by name in the module model_index.json points to
+from diffusers.schedulers.scheduling_utils import SchedulerMixin  # noqa: F401
+
 from .base import DiscreteDiffusionScheduler, SchedulerStepOutput
 from .validation import check_choice
 
