@@ -31,6 +31,8 @@ setup(
         "datasets>=2.19",
         "gradio>=4.40",
         "safetensors>=0.4",
+        "tensorboard>=2.14",
+        "PyYAML>=6.0",
         "numpy>=1.24",
     ],
     extras_require={

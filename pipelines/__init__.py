@@ -1,1 +1,6 @@
-"""guided_diffusers.pipelines (filled in by later issues)."""
+"""Guided sampling pipelines and the guidance rules they apply."""
+
+from .guidance import classifier_free_guidance
+from .pipeline_guided import GuidedDiffusionPipeline, GuidedPipelineOutput
+
+__all__ = ["GuidedDiffusionPipeline", "GuidedPipelineOutput", "classifier_free_guidance"]

@@ -1,0 +1,93 @@
+"""Command-line flags as data, shared by the training scripts. Names follow diffusers'
+examples/unconditional_image_generation/train_unconditional.py wherever it has the same option."""
+
+import argparse
+
+DATA = [
+    ("--dataset_name", dict(default=None, help="built-in (mnist, fashion_mnist) or a Hugging Face Hub dataset id")),
+    ("--train_data_dir", dict(default=None, help="a local image folder (one subfolder per class)")),
+    ("--dataset_split", dict(default="train")),
+    ("--max_train_samples", dict(type=int, default=None, help="use only the first N images")),
+    ("--image_column", dict(default=None, help="default: the first Image feature")),
+    ("--label_column", dict(default=None, help="default: the first ClassLabel feature")),
+    ("--resolution", dict(type=int, default=28)),
+    ("--channels", dict(type=int, default=1, choices=[1, 3], help="1: grayscale, 3: RGB")),
+    ("--random_flip", dict(action="store_true", help="flip half the images horizontally (not for digits)")),
+    ("--cache_dir", dict(default=None)),
+]
+
+OPTIMISATION = [
+    ("--train_batch_size", dict(type=int, default=64, help="per process")),
+    ("--max_train_steps", dict(type=int, default=None, help="optimizer steps; overrides --num_epochs")),
+    ("--num_epochs", dict(type=int, default=1)),
+    ("--gradient_accumulation_steps", dict(type=int, default=1)),
+    ("--learning_rate", dict(type=float, default=1e-3)),
+    ("--lr_scheduler", dict(default="cosine", choices=["constant", "constant_with_warmup", "cosine", "linear"])),
+    ("--lr_warmup_steps", dict(type=int, default=200)),
+    ("--adam_beta1", dict(type=float, default=0.9)),
+    ("--adam_beta2", dict(type=float, default=0.999)),
+    ("--adam_weight_decay", dict(type=float, default=0.0)),
+    ("--adam_epsilon", dict(type=float, default=1e-8)),
+    ("--max_grad_norm", dict(type=float, default=1.0, help="0 disables gradient clipping")),
+    ("--mixed_precision", dict(default="no", choices=["no", "fp16", "bf16"])),
+    ("--use_ema", dict(action="store_true")),
+    ("--ema_max_decay", dict(type=float, default=0.9999)),
+    ("--ema_inv_gamma", dict(type=float, default=1.0)),
+    ("--ema_power", dict(type=float, default=3 / 4)),
+    ("--seed", dict(type=int, default=0)),
+]
+
+RUN = [
+    ("--output_dir", dict(required=True)),
+    ("--checkpointing_steps", dict(type=int, default=500)),
+    ("--checkpoints_total_limit", dict(type=int, default=3)),
+    ("--resume_from_checkpoint", dict(default=None, help="a checkpoint folder, or 'latest' in --output_dir")),
+    ("--logger", dict(default="tensorboard", choices=["tensorboard", "none"])),
+    ("--logging_dir", dict(default="logs", help="under --output_dir")),
+    ("--logging_steps", dict(type=int, default=20, help="how often the loss is read back and logged")),
+    ("--save_images_steps", dict(type=int, default=1000)),
+    ("--push_to_hub", dict(action="store_true")),
+    ("--hub_model_id", dict(default=None)),
+    ("--hub_token", dict(default=None)),
+]
+
+DIFFUSION = [
+    ("--model_config", dict(default="small", help="a preset (tiny, small, base) or a UNet2DModel JSON file")),
+    ("--class_conditional", dict(action="store_true", help="condition on the label column, with a null class")),
+    ("--label_dropout", dict(type=float, default=0.1, help="share of labels replaced by the null class (CFG)")),
+    ("--prediction_type", dict(default="epsilon", choices=["epsilon", "sample", "v_prediction"])),
+    ("--variance_type", dict(default="fixed_small", choices=["fixed_small", "learned_range"],
+                             help="learned_range: learn Sigma with the improved-DDPM hybrid loss")),  # fmt: skip
+    ("--vlb_weight", dict(type=float, default=0.001, help="lambda of the hybrid loss (improved DDPM, sec. 3.1)")),
+    ("--snr_gamma", dict(type=float, default=None, help="min-SNR-gamma loss weighting (Hang 2023); 5 is usual")),
+    ("--ddpm_num_steps", dict(type=int, default=1000)),
+    ("--ddpm_beta_schedule", dict(default="linear", choices=["linear", "scaled_linear", "squaredcos_cap_v2", "sigmoid"])),
+    ("--ddpm_num_inference_steps", dict(type=int, default=50, help="DDIM steps for the sample grids")),
+    ("--eval_batch_size", dict(type=int, default=20)),
+]
+
+
+def build_parser(description: str, *groups) -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(description=description)
+    for group in groups:
+        for flag, options in group:
+            parser.add_argument(flag, **options)
+    return parser
+
+
+def check_common(args) -> None:
+    """Fail before any training starts, naming the flag."""
+    if (args.dataset_name is None) == (args.train_data_dir is None):
+        raise ValueError("Pass exactly one of --dataset_name and --train_data_dir.")
+    for flag in ("train_batch_size", "gradient_accumulation_steps", "resolution", "checkpointing_steps",
+                 "logging_steps", "save_images_steps", "num_epochs"):  # fmt: skip
+        if getattr(args, flag) < 1:
+            raise ValueError(f"--{flag} must be a positive integer; got {getattr(args, flag)}.")
+    if args.max_train_steps is not None and args.max_train_steps < 1:
+        raise ValueError(f"--max_train_steps must be a positive integer; got {args.max_train_steps}.")
+    if args.checkpoints_total_limit is not None and args.checkpoints_total_limit < 1:
+        raise ValueError(f"--checkpoints_total_limit must be a positive integer; got {args.checkpoints_total_limit}.")
+    if not 0 <= getattr(args, "label_dropout", 0) < 1:
+        raise ValueError(f"--label_dropout must lie in [0, 1); got {args.label_dropout}.")
+    if args.push_to_hub and not args.hub_model_id:
+        raise ValueError("--push_to_hub needs --hub_model_id.")

@@ -1,0 +1,107 @@
+"""Checkpoints that survive a kill: written to a temporary folder and renamed when complete, so `latest` never
+picks a half-written one. Contents: accelerate's `save_state` (model as safetensors; optimizer and RNG states
+loaded back with `weights_only=True`), the EMA weights as safetensors, and the step and LR schedule as JSON.
+Nothing is registered with accelerate as a custom object, because those are loaded back with pickle."""
+
+import json
+import os
+import re
+import shutil
+import signal
+from pathlib import Path
+
+import torch
+from safetensors.torch import load_file, save_file
+
+PREFIX = "checkpoint-"
+STATE_FILE = "training_state.json"
+EMA_FILE = "ema.safetensors"
+
+
+def complete_checkpoints(output_dir) -> list[tuple[int, Path]]:
+    """(step, folder) of every complete checkpoint in `output_dir`, oldest first."""
+    found = []
+    for path in Path(output_dir).glob(f"{PREFIX}*"):
+        match = re.fullmatch(rf"{PREFIX}(\d+)", path.name)
+        if match and (path / STATE_FILE).is_file():
+            found.append((int(match.group(1)), path))
+    return sorted(found)
+
+
+def resolve_resume(resume_from_checkpoint, output_dir) -> Path | None:
+    """The folder to resume from: an explicit path (must exist), or 'latest' (None when there is none yet)."""
+    if resume_from_checkpoint is None:
+        return None
+    if resume_from_checkpoint == "latest":
+        checkpoints = complete_checkpoints(output_dir)
+        return checkpoints[-1][1] if checkpoints else None
+    path = Path(resume_from_checkpoint)
+    if not (path / STATE_FILE).is_file():
+        raise ValueError(f"--resume_from_checkpoint {resume_from_checkpoint!r} is not a complete checkpoint folder.")
+    return path
+
+
+def save_checkpoint(accelerator, output_dir, step: int, state: dict, ema=None, total_limit=None) -> Path:
+    """Save on every process (accelerate writes per-process RNG state), publish atomically from the main one."""
+    final = Path(output_dir) / f"{PREFIX}{step}"
+    temporary = Path(output_dir) / f".tmp-{PREFIX}{step}"
+    if accelerator.is_main_process and temporary.exists():
+        shutil.rmtree(temporary)  # left by a run killed while saving
+    accelerator.wait_for_everyone()
+    accelerator.save_state(str(temporary))
+    accelerator.wait_for_everyone()  # every process's files are in before the folder is published
+    if accelerator.is_main_process:
+        if ema is not None:
+            save_file({f"shadow.{i}": p.contiguous() for i, p in enumerate(ema.shadow_params)}, temporary / EMA_FILE)
+            state = {**state, "ema_optimization_step": ema.optimization_step}
+        _write_json_durably(temporary / STATE_FILE, state)
+        if final.exists():
+            shutil.rmtree(final)
+        os.replace(temporary, final)
+        _prune(output_dir, total_limit)
+    accelerator.wait_for_everyone()
+    return final
+
+
+def load_checkpoint(accelerator, folder: Path, ema=None) -> dict:
+    accelerator.load_state(str(folder))
+    state = json.loads((folder / STATE_FILE).read_text())
+    if ema is not None:
+        tensors = load_file(folder / EMA_FILE)
+        ema.shadow_params = [tensors[f"shadow.{i}"].to(p.device) for i, p in enumerate(ema.shadow_params)]
+        ema.optimization_step = state["ema_optimization_step"]
+    return state
+
+
+def _write_json_durably(path: Path, data: dict) -> None:
+    with open(path, "w") as file:
+        json.dump(data, file, indent=2)
+        file.flush()
+        os.fsync(file.fileno())
+
+
+def _prune(output_dir, total_limit) -> None:
+    if total_limit is None:
+        return
+    for _, path in complete_checkpoints(output_dir)[:-total_limit]:
+        shutil.rmtree(path)
+
+
+class StopRequest:
+    """Remembers a SIGTERM or SIGINT instead of dying mid-step, so the loop can checkpoint and exit cleanly."""
+
+    def __init__(self):
+        self.signal = None
+        for signum in (signal.SIGTERM, signal.SIGINT):
+            signal.signal(signum, self._handle)
+
+    def _handle(self, signum, frame):
+        self.signal = signum
+
+    def requested(self, accelerator, check_others: bool) -> bool:
+        """Whether any process was asked to stop; across processes only when `check_others` (it synchronises)."""
+        local = self.signal is not None
+        if accelerator.num_processes == 1 or not check_others:
+            return local
+        flag = torch.tensor([float(local)], device=accelerator.device)
+        return bool(accelerator.reduce(flag, reduction="sum").item() > 0)

@@ -1,0 +1,187 @@
+"""Train a UNet2DModel diffusion model on real data with accelerate.
+
+    accelerate launch training/train_unet.py --dataset_name mnist --class_conditional --output_dir runs/mnist
+    python training/train_unet.py ...            (one process)
+
+The output folder becomes a complete pipeline (model_index.json, unet/ with the EMA weights, scheduler/) with a
+model card; `checkpoint-N/` folders beside it let an interrupted run continue with --resume_from_checkpoint latest.
+"""
+
+import shlex
+import sys
+from pathlib import Path
+
+import torch
+from diffusers import UNet2DModel
+from diffusers.optimization import get_scheduler
+from diffusers.training_utils import EMAModel
+
+from guided_diffusers.pipelines import GuidedDiffusionPipeline
+from guided_diffusers.pipelines.image_utils import make_grid
+from guided_diffusers.schedulers import GuidedDDIMScheduler, GuidedDDPMScheduler
+from guided_diffusers.training import args as flags
+from guided_diffusers.training.checkpointing import load_checkpoint, resolve_resume
+from guided_diffusers.training.data import load_image_dataset, to_model_range, to_tensors
+from guided_diffusers.training.losses import diffusion_loss
+from guided_diffusers.training.loop import LoopState, train
+from guided_diffusers.training.model_card import hardware, write_model_card
+from guided_diffusers.training.model_configs import build_unet, unet_config
+from guided_diffusers.training.runtime import make_accelerator
+
+
+def parse_args(argv=None):
+    parser = flags.build_parser(__doc__.split("\n")[1], flags.DATA, flags.OPTIMISATION, flags.RUN, flags.DIFFUSION)
+    args = parser.parse_args(argv)
+    flags.check_common(args)
+    unet_config(args.model_config, args.resolution, args.channels)  # bad preset or resolution: fail now
+    args.resume_path = resolve_resume(args.resume_from_checkpoint, args.output_dir)
+    args.command = "accelerate launch training/train_unet.py " + shlex.join(sys.argv[1:] if argv is None else argv)
+    return args
+
+
+def make_loss(noise_scheduler, data, args, device):
+    """compute_loss(model, indices, generator) for one micro-batch: x_t = q_sample(x0, t), labels dropped to the
+    null class with probability --label_dropout, then the diffusion loss."""
+    null_class = len(data.class_names) if args.class_conditional else None
+
+    def compute_loss(model, indices, generator):
+        x0 = to_model_range(data.images[indices], args.random_flip, generator)
+        noise = torch.randn(x0.shape, generator=generator)
+        timesteps = torch.randint(0, noise_scheduler.config.num_train_timesteps, (len(x0),), generator=generator)
+        labels = None
+        if null_class is not None:
+            drop = torch.rand(len(indices), generator=generator) < args.label_dropout
+            labels = torch.where(drop, null_class, data.labels[indices]).to(device)
+        x0, noise, timesteps = x0.to(device), noise.to(device), timesteps.to(device)
+        x_t = noise_scheduler.add_noise(x0, noise, timesteps)
+        output = model(x_t, timesteps, class_labels=labels).sample
+        return diffusion_loss(output, x0, noise, x_t, timesteps, noise_scheduler, args.snr_gamma, args.vlb_weight)
+
+    return compute_loss
+
+
+def sample_grid(unet, noise_scheduler, args, num_classes: int):
+    """A grid of DDIM samples (one row per class for conditional models) with fixed seeds."""
+    pipeline = GuidedDiffusionPipeline(unet, GuidedDDIMScheduler.from_config(noise_scheduler.config))
+    pipeline.set_progress_bar_config(disable=True)
+    rows = min(num_classes, args.eval_batch_size) if num_classes else 1
+    per_row = max(args.eval_batch_size // rows, 1)
+    labels = torch.arange(rows).repeat_interleave(per_row) if num_classes else None
+    images = pipeline(batch_size=rows * per_row, class_labels=labels, num_inference_steps=args.ddpm_num_inference_steps,
+                      generator=torch.Generator().manual_seed(args.seed), output_type="np").images  # fmt: skip
+    return make_grid(images, rows=rows, scale=2)
+
+
+def main(argv=None):
+    args = parse_args(argv)
+    accelerator = make_accelerator(args)
+    dataset = load_image_dataset(args.dataset_name, args.train_data_dir, args.dataset_split, args.max_train_samples, args.cache_dir)
+    data = to_tensors(dataset, args.resolution, args.channels, args.image_column, args.label_column)
+    if args.class_conditional and data.labels is None:
+        raise ValueError("--class_conditional needs a label column (a ClassLabel feature, or --label_column).")
+    num_classes = len(data.class_names) if args.class_conditional else 0
+    per_epoch = len(data) // (args.train_batch_size * accelerator.num_processes * args.gradient_accumulation_steps)
+    args.max_train_steps = args.max_train_steps or args.num_epochs * max(per_epoch, 1)
+
+    noise_scheduler = GuidedDDPMScheduler(
+        num_train_timesteps=args.ddpm_num_steps, beta_schedule=args.ddpm_beta_schedule,
+        prediction_type=args.prediction_type, variance_type=args.variance_type,
+    )  # fmt: skip
+    torch.manual_seed(args.seed)  # the initial weights
+    unet = build_unet(unet_config(args.model_config, args.resolution, args.channels, num_classes,
+                                  learned_variance=args.variance_type == "learned_range"))  # fmt: skip
+    optimizer = torch.optim.AdamW(unet.parameters(), lr=args.learning_rate, betas=(args.adam_beta1, args.adam_beta2),
+                                  weight_decay=args.adam_weight_decay, eps=args.adam_epsilon)  # fmt: skip
+    lr_scheduler = get_scheduler(args.lr_scheduler, optimizer, num_warmup_steps=args.lr_warmup_steps,
+                                 num_training_steps=args.max_train_steps)  # fmt: skip
+    ema = None
+    if args.use_ema:
+        ema = EMAModel(unet.parameters(), decay=args.ema_max_decay, use_ema_warmup=True, inv_gamma=args.ema_inv_gamma,
+                       power=args.ema_power, model_cls=UNet2DModel, model_config=unet.config)  # fmt: skip
+    unet, optimizer = accelerator.prepare(unet, optimizer)
+    if ema is not None:
+        ema.to(accelerator.device)
+
+    state = LoopState()
+    if args.resume_path is not None:
+        saved = load_checkpoint(accelerator, args.resume_path, ema)
+        lr_scheduler.load_state_dict(saved["lr_scheduler"])
+        state = LoopState(saved["step"], saved["train_seconds"], saved["last_loss"], saved["history"])
+        accelerator.print(f"resumed from {args.resume_path} at step {state.step}")
+    if accelerator.is_main_process:
+        accelerator.init_trackers("train_unet", config={k: v for k, v in vars(args).items() if isinstance(v, (int, float, str, bool))})
+
+    def log_images(step):
+        with swapped_in_ema(ema, unet):
+            grid = sample_grid(accelerator.unwrap_model(unet), noise_scheduler, args, num_classes)
+        Path(args.output_dir, "samples").mkdir(parents=True, exist_ok=True)
+        grid.save(Path(args.output_dir, "samples", f"step-{step}.png"))
+
+    compute_loss = make_loss(noise_scheduler, data, args, accelerator.device)
+    state = train(accelerator, unet, optimizer, lr_scheduler, ema, compute_loss, len(data), args, state, log_images)
+
+    accelerator.wait_for_everyone()
+    checksum = sum(p.double().sum().item() for p in accelerator.unwrap_model(unet).parameters())
+    print(f"process {accelerator.process_index}/{accelerator.num_processes}: weights checksum {checksum:.10e}", flush=True)
+    if accelerator.is_main_process:
+        save_pipeline(accelerator.unwrap_model(unet), ema, noise_scheduler, data, dataset, args, state, num_classes)
+    accelerator.end_training()
+
+
+class swapped_in_ema:
+    """Use the EMA weights inside the block (for samples), the trained ones again after it."""
+
+    def __init__(self, ema, model):
+        self.ema, self.parameters = ema, list(model.parameters())
+
+    def __enter__(self):
+        if self.ema is not None:
+            self.ema.store(self.parameters)
+            self.ema.copy_to(self.parameters)
+
+    def __exit__(self, *exc):
+        if self.ema is not None:
+            self.ema.restore(self.parameters)
+
+
+def save_pipeline(unet, ema, noise_scheduler, data, dataset, args, state, num_classes):
+    """The output folder: a GuidedDiffusionPipeline with the EMA weights, a sample grid and a model card."""
+    if ema is not None:
+        ema.copy_to(unet.parameters())
+    pipeline = GuidedDiffusionPipeline(unet=unet, scheduler=noise_scheduler)
+    pipeline.save_pretrained(args.output_dir)
+    sample_grid(unet, noise_scheduler, args, num_classes).save(Path(args.output_dir, "samples.png"))
+    name = args.dataset_name or Path(args.train_data_dir).name
+    conditioning = f"class-conditional ({num_classes} classes + a null class, label dropout {args.label_dropout})"
+    metadata = {
+        "library_name": "diffusers", "license": "apache-2.0", "pipeline_tag": "unconditional-image-generation",
+        "tags": ["guided-diffusers", "diffusers", "ddpm", "class-conditional" if num_classes else "unconditional"],
+        "datasets": [name],
+    }  # fmt: skip
+    sections = {
+        "Model": f"A {sum(p.numel() for p in unet.parameters()) / 1e6:.2f}M-parameter `UNet2DModel` "
+        f"({args.model_config} preset), {conditioning if num_classes else 'unconditional'}, predicting "
+        f"`{args.prediction_type}` with `{args.variance_type}` variance on a {args.ddpm_num_steps}-step "
+        f"`{args.ddpm_beta_schedule}` schedule, at {args.resolution}x{args.resolution}x{args.channels}.",
+        "Usage": "```python\nfrom guided_diffusers.pipelines import GuidedDiffusionPipeline\n"
+        "pipe = GuidedDiffusionPipeline.from_pretrained(\"path/or/repo_id\")\n"
+        "images = pipe(batch_size=4, class_labels=[3], guidance_scale=3.0, num_inference_steps=50).images\n```",
+        "Training": f"```bash\n{args.command}\n```\n\n"
+        f"- data: `{name}` split `{args.dataset_split}`, {len(data)} images\n"
+        f"- steps: {state.step} optimizer steps of {args.train_batch_size * args.gradient_accumulation_steps} images per process\n"
+        f"- wall time: {state.train_seconds / 60:.1f} minutes of training (summed over resumed sessions)\n"
+        f"- hardware: {hardware()}\n"
+        f"- final training loss (mean of the last {args.logging_steps} steps): {state.last_loss:.4f}",
+        "Samples": "DDIM, 50 steps, guidance scale 1 (one row per class):\n\n![samples](samples.png)",
+    }
+    write_model_card(args.output_dir, title=f"guided-diffusers {name} UNet", metadata=metadata, sections=sections)
+    if args.push_to_hub:
+        from huggingface_hub import create_repo, upload_folder
+
+        create_repo(args.hub_model_id, token=args.hub_token, exist_ok=True)
+        upload_folder(repo_id=args.hub_model_id, folder_path=args.output_dir, token=args.hub_token,
+                      ignore_patterns=["checkpoint-*", ".tmp-*", "logs/*", "samples/*"])  # fmt: skip
+
+
+if __name__ == "__main__":
+    main()
