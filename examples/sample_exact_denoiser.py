@@ -10,11 +10,11 @@ import argparse
 import time
 from pathlib import Path
 
-import numpy as np
 import torch
-from PIL import Image
 
 from guided_diffusers.models import EmpiricalDenoiser
+from guided_diffusers.pipelines import GuidedDiffusionPipeline
+from guided_diffusers.pipelines.image_utils import make_grid
 from guided_diffusers.schedulers import GuidedDDIMScheduler, GuidedDDPMScheduler
 from guided_diffusers.training.data import load_image_dataset, to_model_range, to_tensors
 
@@ -37,13 +37,6 @@ def sample(model, scheduler, class_labels, num_inference_steps, generator, **ste
         eps = model(x, t, class_labels=class_labels).sample
         x = scheduler.step(eps, t, x, generator=generator, **step_kwargs).prev_sample
     return x
-
-
-def to_grid(rows: list[torch.Tensor], scale: int = 3) -> Image.Image:
-    """Rows of (N, 1, H, W) images in [-1, 1] -> one grayscale PIL image, upscaled with nearest neighbour."""
-    grid = torch.cat([torch.cat(list(row[:, 0]), dim=1) for row in rows], dim=0)
-    pixels = ((grid.clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8).numpy()
-    return Image.fromarray(np.kron(pixels, np.ones((scale, scale), dtype=np.uint8)))
 
 
 def main():
@@ -70,7 +63,8 @@ def main():
         print(f"{name:<22} {seconds:>8.2f} {nearest_distance.mean().item():>17.4f} {agreement:>20.0%}")
         rows.append(x)
     Path(args.output).parent.mkdir(parents=True, exist_ok=True)
-    to_grid(rows).save(args.output)
+    images = GuidedDiffusionPipeline.postprocess(torch.cat(rows), output_type="np")
+    make_grid(images, rows=len(rows), scale=3).save(args.output)
     print(f"grid (one row per sampler) written to {args.output}")
 
 

@@ -3,6 +3,7 @@
 import os
 import random
 import re
+import socket
 import subprocess
 import sys
 import time
@@ -29,6 +30,12 @@ def run(*args, check=True, **kwargs):
     if check and result.returncode != 0:
         raise AssertionError(result.stderr[-3000:])
     return result
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
 
 
 def weights(folder):
@@ -81,7 +88,7 @@ def test_two_processes_train_one_model(tmp_path):
     out = tmp_path / "ddp"
     command = [sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu", "--num_processes", "2",
                "--num_machines", "1", "--mixed_precision", "no", "--dynamo_backend", "no", "--main_process_port",
-               str(29500 + random.randrange(500)), SCRIPT, *TINY, "--max_train_steps", "6", "--checkpointing_steps",
+               str(free_port()), SCRIPT, *TINY, "--max_train_steps", "6", "--checkpointing_steps",
                "3", "--output_dir", str(out)]  # fmt: skip
     result = subprocess.run(command, env=ENV, capture_output=True, text=True, timeout=300)
     assert result.returncode == 0, "\n".join(l for l in result.stderr.splitlines() if "rank1" in l)[-3000:] or result.stderr[-3000:]
