@@ -1,6 +1,13 @@
 """Guided sampling pipelines and the guidance rules they apply."""
 
-from .guidance import classifier_free_guidance
+from .guidance import classifier_free_guidance, classifier_gradient, guide_mean, guide_score
 from .pipeline_guided import GuidedDiffusionPipeline, GuidedPipelineOutput
 
-__all__ = ["GuidedDiffusionPipeline", "GuidedPipelineOutput", "classifier_free_guidance"]
+__all__ = [
+    "GuidedDiffusionPipeline",
+    "GuidedPipelineOutput",
+    "classifier_free_guidance",
+    "classifier_gradient",
+    "guide_mean",
+    "guide_score",
+]

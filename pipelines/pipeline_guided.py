@@ -1,88 +1,158 @@
-"""Class-conditional (or unconditional) sampling with classifier-free guidance, for any diffusers scheduler."""
+"""Unconditional and class-conditional sampling with classifier-free and classifier guidance, for our schedulers
+and diffusers' own."""
 
+import inspect
 from dataclasses import dataclass
 
-import numpy as np
 import torch
 from diffusers import DiffusionPipeline, ImagePipelineOutput, UNet2DModel
 from diffusers.schedulers.scheduling_utils import SchedulerMixin
 from diffusers.utils.torch_utils import randn_tensor
 
-from ..schedulers.validation import check_range
-from .guidance import classifier_free_guidance
+from ..schedulers.validation import check_choice, check_range
+from .guidance import classifier_free_guidance, classifier_gradient, guide_mean, guide_score
+
+THRESHOLDING_MODES = ("none", "static", "dynamic")
 
 
 @dataclass
 class GuidedPipelineOutput(ImagePipelineOutput):
-    """`images`, plus the per-step latents and x0 predictions when `return_trajectory=True`."""
+    """`images`, plus per-step latents and x0 predictions when `return_trajectory=True`."""
 
     trajectory: list | None = None
 
 
 class GuidedDiffusionPipeline(DiffusionPipeline):
-    """Sampling from a `UNet2DModel` with our schedulers or diffusers' own.
+    """Sampling from a `UNet2DModel`, optionally guided.
 
-    A class-conditional UNet has `num_class_embeds` = number of classes + 1: the last index is the null class
-    ("no label"), learnt by dropping labels during training, which classifier-free guidance needs.
+    - A class-conditional UNet trained with label dropout has a null class ("no label", `null_class_label`, the
+      last embedding), which classifier-free guidance needs.
+    - `classifier` (optional): a noise-aware classifier p(y | x_t, t) on the same noise schedule, for classifier
+      guidance. With our DDPM scheduler it shifts the mean (ADM Algorithm 1); with any other scheduler it
+      corrects eps (ADM Algorithm 2), so diffusers' DDIM, DPM-Solver or Euler get it too.
     """
 
     model_cpu_offload_seq = "unet"
+    _optional_components = ["classifier"]
 
-    def __init__(self, unet: UNet2DModel, scheduler: SchedulerMixin):
+    def __init__(self, unet: UNet2DModel, scheduler: SchedulerMixin, classifier=None, null_class_label: int | None = None):
         super().__init__()
-        self.register_modules(unet=unet, scheduler=scheduler)
+        embeddings = unet.config.num_class_embeds
+        if null_class_label is not None and null_class_label != (embeddings or 0) - 1:
+            raise ValueError(f"`null_class_label` must be the last class embedding ({(embeddings or 0) - 1}); got {null_class_label}.")
+        self.register_modules(unet=unet, scheduler=scheduler, classifier=classifier)
+        self.register_to_config(null_class_label=null_class_label)
 
     @property
     def num_classes(self) -> int:
-        """Number of real classes (0 for an unconditional UNet)."""
-        return max((self.unet.config.num_class_embeds or 1) - 1, 0)
+        """Real classes the UNet is conditioned on (0 for an unconditional UNet)."""
+        embeddings = self.unet.config.num_class_embeds or 0
+        return embeddings - 1 if self.config.null_class_label is not None else embeddings
 
-    @property
-    def null_class(self) -> int | None:
-        return self.num_classes if self.num_classes else None
-
-    def _check_inputs(self, batch_size, class_labels, guidance_scale, output_type):
+    # ------------------------------------------------------------------------------------------- checks
+    def check_inputs(self, batch_size, class_labels, guidance_scale, classifier_scale, thresholding, output_type):
+        """Every bad argument raises ValueError here, before any sampling. Returns the labels as a tensor."""
         check_range("batch_size", batch_size, low=1)
         check_range("guidance_scale", guidance_scale, low=0)
-        if output_type not in ("pil", "np", "pt"):
-            raise ValueError(f"`output_type` must be one of 'pil', 'np', 'pt'; got {output_type!r}.")
+        check_range("classifier_scale", classifier_scale, low=0)
+        check_choice("output_type", output_type, ("pil", "np", "pt"))
+        if thresholding is not None:
+            check_choice("thresholding", thresholding, THRESHOLDING_MODES)
+        if guidance_scale != 1 and self.config.null_class_label is None:
+            raise ValueError("`guidance_scale` != 1 (classifier-free guidance) needs a UNet with a null class; this "
+                             "one has none (`null_class_label` is None). Use guidance_scale=1.")  # fmt: skip
+        if classifier_scale > 0:
+            self._check_classifier()
         if class_labels is None:
+            if guidance_scale != 1 or classifier_scale > 0:
+                raise ValueError("`guidance_scale` != 1 and `classifier_scale` > 0 need `class_labels` to guide towards.")
             return None
-        if not self.num_classes:
-            raise ValueError("`class_labels` given, but this UNet is unconditional (no `num_class_embeds`).")
+        if not self.num_classes and classifier_scale == 0:
+            raise ValueError("`class_labels` given, but the UNet is unconditional and there is no classifier guidance.")
         labels = torch.as_tensor(class_labels, dtype=torch.long).reshape(-1)
-        if len(labels) == 1:
-            labels = labels.expand(batch_size)
+        labels = labels.expand(batch_size) if len(labels) == 1 else labels
         if len(labels) != batch_size:
             raise ValueError(f"`class_labels` must have 1 or `batch_size`={batch_size} entries; got {len(labels)}.")
-        if labels.min() < 0 or labels.max() >= self.num_classes:
-            raise ValueError(f"`class_labels` must lie in [0, {self.num_classes - 1}]; got {labels.tolist()}.")
+        num_classes = self.num_classes or self.classifier.config.num_classes
+        if labels.min() < 0 or labels.max() >= num_classes:
+            raise ValueError(f"`class_labels` must lie in [0, {num_classes - 1}]; got {labels.tolist()}.")
         return labels.to(self.device)
 
-    def model_output(self, latents, t, class_labels, guidance_scale):
-        """The (guided) network output at one step: one batched UNet call for both CFG halves, and the needless
-        half skipped when w is 0 (unconditional only) or 1 (conditional only)."""
-        model_input = self.scheduler.scale_model_input(latents, t)
-        if class_labels is None:  # unconditional sampling: the null class, or no labels at all
-            labels = None if self.null_class is None else torch.full_like(latents[:, 0, 0, 0], self.null_class, dtype=torch.long)
-            return self.unet(model_input, t, class_labels=labels).sample
+    def _check_classifier(self):
+        if self.classifier is None:
+            raise ValueError("`classifier_scale` > 0 needs a `classifier`; this pipeline has none.")
+        config, unet = self.classifier.config, self.unet.config
+        if self.num_classes and config.num_classes != self.num_classes:
+            raise ValueError(f"`classifier` has {config.num_classes} classes, the UNet {self.num_classes}.")
+        if (config.sample_size, config.in_channels) != (unet.sample_size, unet.in_channels):
+            raise ValueError(f"`classifier` reads {config.in_channels}x{config.sample_size}px images, the UNet makes "
+                             f"{unet.in_channels}x{unet.sample_size}px.")  # fmt: skip
+        self.classifier.check_schedule(self.scheduler.config)
+
+    def scheduler_for_call(self, thresholding: str | None, dynamic_thresholding_ratio: float | None):
+        """The scheduler, or a copy with the thresholding of this call ("none", "static", "dynamic")."""
+        if thresholding is None and dynamic_thresholding_ratio is None:
+            return self.scheduler
+        config = {k: v for k, v in self.scheduler.config.items() if k != "_use_default_values"}
+        needed = {"static": "clip_sample", "dynamic": "thresholding"}.get(thresholding)
+        if needed and needed not in config:
+            raise ValueError(f"`thresholding`={thresholding!r} is not supported by {type(self.scheduler).__name__}.")
+        if thresholding is not None:
+            config.update(thresholding=thresholding == "dynamic", clip_sample=thresholding == "static")
+        if dynamic_thresholding_ratio is not None:
+            config["dynamic_thresholding_ratio"] = dynamic_thresholding_ratio
+        return type(self.scheduler).from_config(config)
+
+    # --------------------------------------------------------------------------------------- one step
+    def classifier_free_output(self, model_input, t, class_labels, guidance_scale):
+        """The network output at one step: one batched UNet call for both CFG halves, and the needless half
+        skipped when w is 0 (unconditional only) or 1 (conditional only)."""
+        null_label = self.config.null_class_label
+        if not self.num_classes:  # an unconditional UNet (class_labels, if any, are classifier targets)
+            return self.unet(model_input, t).sample
+        null = torch.full((len(model_input),), null_label, dtype=torch.long, device=model_input.device)
+        if class_labels is None or guidance_scale == 0:
+            return self.unet(model_input, t, class_labels=null).sample
         if guidance_scale == 1:
             return self.unet(model_input, t, class_labels=class_labels).sample
-        null = torch.full_like(class_labels, self.null_class)
-        if guidance_scale == 0:
-            return self.unet(model_input, t, class_labels=null).sample
         both = self.unet(torch.cat([model_input] * 2), t, class_labels=torch.cat([null, class_labels])).sample
         uncond, cond = both.chunk(2)
         return classifier_free_guidance(uncond, cond, guidance_scale)
 
+    def guided_step(self, scheduler, latents, t, class_labels, guidance_scale, classifier_scale, step_kwargs):
+        """Model output (with CFG), classifier guidance in the form that suits the scheduler, one scheduler step."""
+        model_input = scheduler.scale_model_input(latents, t)
+        output = self.classifier_free_output(model_input, t, class_labels, guidance_scale)
+        gradient, mean_shift = None, hasattr(scheduler, "noise_std")  # our DDPM exposes its Sigma_t
+        if classifier_scale > 0:
+            gradient = classifier_gradient(self.classifier, model_input, t, class_labels)
+            if not mean_shift:
+                channels = latents.shape[1]
+                alpha_prod = float(scheduler.alphas_cumprod[int(t)])
+                guided = guide_score(output[:, :channels], model_input, alpha_prod, gradient, classifier_scale,
+                                     scheduler.config.prediction_type)  # fmt: skip
+                output = torch.cat([guided, output[:, channels:]], dim=1)
+        step = scheduler.step(output, t, latents, **step_kwargs)
+        prev_sample = step.prev_sample
+        if gradient is not None and mean_shift:
+            predicted_variance = output[:, latents.shape[1] :] if output.shape[1] > latents.shape[1] else None
+            variance = scheduler.noise_std(t, predicted_variance) ** 2
+            prev_sample = guide_mean(prev_sample, variance, gradient, classifier_scale)
+        return prev_sample, getattr(step, "pred_original_sample", None)
+
+    # ------------------------------------------------------------------------------------------ sample
     @torch.no_grad()
     def __call__(
         self,
         batch_size: int = 1,
         class_labels=None,
         guidance_scale: float = 1.0,
+        classifier_scale: float = 0.0,
         num_inference_steps: int = 50,
         eta: float = 0.0,
+        use_clipped_model_output: bool = True,
+        thresholding: str | None = None,
+        dynamic_thresholding_ratio: float | None = None,
         generator: torch.Generator | list[torch.Generator] | None = None,
         latents: torch.Tensor | None = None,
         output_type: str = "pil",
@@ -90,39 +160,42 @@ class GuidedDiffusionPipeline(DiffusionPipeline):
         return_trajectory: bool = False,
         callback_on_step_end=None,
     ):
-        class_labels = self._check_inputs(batch_size, class_labels, guidance_scale, output_type)
+        """Sample `batch_size` images. `guidance_scale` w: classifier-free guidance (0 unconditional, 1 the
+        conditional model, > 1 CFG); `classifier_scale` s: classifier guidance towards `class_labels`;
+        `thresholding` overrides the scheduler's x0 clipping for this call; with `use_clipped_model_output` DDIM
+        re-derives eps from the clipped x0, as ADM's DDIM does (diffusers' DDIMPipeline defaults to False), which
+        keeps large guidance from pushing x the wrong way once x0 is clipped. `callback_on_step_end(pipe, i, t,
+        {"latents", "pred_original_sample"})` is called after each step; a dict it returns may replace "latents"."""
+        class_labels = self.check_inputs(batch_size, class_labels, guidance_scale, classifier_scale, thresholding, output_type)
+        scheduler = self.scheduler_for_call(thresholding, dynamic_thresholding_ratio)
         config = self.unet.config
         shape = (batch_size, config.in_channels, config.sample_size, config.sample_size)
         if latents is None:
             latents = randn_tensor(shape, generator=generator, device=self.device, dtype=self.unet.dtype)
         elif tuple(latents.shape) != shape:
             raise ValueError(f"`latents` must have shape {shape}; got {tuple(latents.shape)}.")
-        latents = latents.to(self.device) * self.scheduler.init_noise_sigma
-        self.scheduler.set_timesteps(num_inference_steps, device=self.device)
-        step_kwargs = self.prepare_extra_step_kwargs(generator, eta)
+        latents = latents.to(self.device) * scheduler.init_noise_sigma
+        scheduler.set_timesteps(num_inference_steps, device=self.device)
+        step_kwargs = self._step_kwargs(scheduler, generator, eta, use_clipped_model_output)
         trajectory = []
-        for i, t in enumerate(self.progress_bar(self.scheduler.timesteps)):
-            output = self.model_output(latents, t, class_labels, guidance_scale)
-            step = self.scheduler.step(output, t, latents, **step_kwargs)
-            latents, x0 = step.prev_sample, getattr(step, "pred_original_sample", None)
+        for i, t in enumerate(self.progress_bar(scheduler.timesteps)):
+            latents, x0 = self.guided_step(scheduler, latents, t, class_labels, guidance_scale, classifier_scale, step_kwargs)
             if return_trajectory:
                 trajectory.append({"timestep": int(t), "latents": latents.cpu(), "pred_original_sample": x0})
             if callback_on_step_end is not None:
-                callback_on_step_end(self, i, t, {"latents": latents, "pred_original_sample": x0})
+                returned = callback_on_step_end(self, i, t, {"latents": latents, "pred_original_sample": x0})
+                latents = returned.get("latents", latents) if isinstance(returned, dict) else latents
         images = self.postprocess(latents, output_type)
         if not return_dict:
             return (images,)
         return GuidedPipelineOutput(images=images, trajectory=trajectory if return_trajectory else None)
 
-    def prepare_extra_step_kwargs(self, generator, eta):
-        """Pass `eta`/`generator` only to schedulers whose `step` takes them (DDIM takes eta, DPM-Solver neither)."""
-        import inspect
-
-        accepted = set(inspect.signature(self.scheduler.step).parameters)
-        kwargs = {"eta": eta} if "eta" in accepted else {}
-        if "generator" in accepted:
-            kwargs["generator"] = generator
-        return kwargs
+    @staticmethod
+    def _step_kwargs(scheduler, generator, eta, use_clipped_model_output):
+        """Pass each option only to schedulers whose `step` takes it (DDIM takes eta, DPM-Solver does not)."""
+        accepted = set(inspect.signature(scheduler.step).parameters)
+        options = {"eta": eta, "generator": generator, "use_clipped_model_output": use_clipped_model_output}
+        return {name: value for name, value in options.items() if name in accepted}
 
     @staticmethod
     def postprocess(latents: torch.Tensor, output_type: str):

@@ -18,17 +18,24 @@ PRESETS = {
 }  # fmt: skip
 
 
-def unet_config(
-    model_config: str, resolution: int, channels: int, num_classes: int = 0, learned_variance: bool = False
-) -> dict:
-    """A `UNet2DModel` config; class-conditional models get num_classes + 1 embeddings (the last: null class)."""
-    if model_config in PRESETS:
-        config = dict(PRESETS[model_config])
+# noise-aware classifiers: the encoder halves of the UNet presets
+CLASSIFIER_PRESETS = {
+    "tiny": dict(block_out_channels=(16, 32), layers_per_block=1, norm_num_groups=8, attention_head_dim=16,
+                 down_block_types=("DownBlock2D",) * 2),
+    "small": dict(block_out_channels=(32, 64, 128), layers_per_block=2, norm_num_groups=16, attention_head_dim=32,
+                  down_block_types=("DownBlock2D",) * 3),
+}  # fmt: skip
+
+
+def _base_config(model_config: str, presets: dict, resolution: int) -> dict:
+    """A preset or a JSON file, checked against the resolution it will see."""
+    if model_config in presets:
+        config = dict(presets[model_config])
     elif model_config.endswith(".json") and Path(model_config).is_file():
         config = json.loads(Path(model_config).read_text())
     else:
         raise ValueError(
-            f"--model_config must be one of the presets {', '.join(PRESETS)} or an existing .json file; "
+            f"--model_config must be one of the presets {', '.join(presets)} or an existing .json file; "
             f"got {model_config!r}."
         )
     factor = 2 ** (len(config["down_block_types"]) - 1)
@@ -37,6 +44,14 @@ def unet_config(
             f"--resolution {resolution} must be divisible by {factor}, the downsampling factor of "
             f"--model_config {model_config!r} ({len(config['down_block_types'])} resolution levels)."
         )
+    return config
+
+
+def unet_config(
+    model_config: str, resolution: int, channels: int, num_classes: int = 0, learned_variance: bool = False
+) -> dict:
+    """A `UNet2DModel` config; class-conditional models get num_classes + 1 embeddings (the last: null class)."""
+    config = _base_config(model_config, PRESETS, resolution)
     config.update(
         sample_size=resolution,
         in_channels=channels,
@@ -48,3 +63,12 @@ def unet_config(
 
 def build_unet(config: dict) -> UNet2DModel:
     return UNet2DModel(**config)
+
+
+def classifier_config(model_config: str, resolution: int, channels: int, num_classes: int = 10,
+                      pooling: str = "attention", noise_schedule: dict | None = None) -> dict:  # fmt: skip
+    """A `NoiseAwareClassifier` config for this data and noise schedule."""
+    config = _base_config(model_config, CLASSIFIER_PRESETS, resolution)
+    config.update(sample_size=resolution, in_channels=channels, num_classes=num_classes, pooling=pooling,
+                  noise_schedule=noise_schedule)  # fmt: skip
+    return config

@@ -1,4 +1,4 @@
-"""Setting up accelerate the same way for every training script."""
+"""Setting up a training run the same way in every script: accelerate, data, optimizer, LR schedule, EMA, resume."""
 
 import os
 from pathlib import Path
@@ -6,6 +6,12 @@ from pathlib import Path
 import torch
 from accelerate import Accelerator
 from accelerate.utils import ProjectConfiguration
+from diffusers.optimization import get_scheduler
+from diffusers.training_utils import EMAModel
+
+from .checkpointing import load_checkpoint
+from .data import load_image_dataset, to_tensors
+from .loop import LoopState
 
 
 def make_accelerator(args) -> Accelerator:
@@ -22,3 +28,63 @@ def make_accelerator(args) -> Accelerator:
             project_dir=args.output_dir, logging_dir=str(Path(args.output_dir, args.logging_dir))
         ),
     )
+
+
+def load_training_data(args, split: str | None = None, max_samples: int | None = None):
+    """(dataset, ImageTensors) for the data flags; `split`/`max_samples` override them (held-out evaluation)."""
+    dataset = load_image_dataset(args.dataset_name, args.train_data_dir, split or args.dataset_split,
+                                 max_samples or args.max_train_samples, args.cache_dir)  # fmt: skip
+    return dataset, to_tensors(dataset, args.resolution, args.channels, args.image_column, args.label_column)
+
+
+def prepare_training(args, accelerator, model, num_samples: int, project_name: str):
+    """(model, optimizer, lr_scheduler, ema, state), prepared and, with --resume_from_checkpoint, restored.
+    Sets args.max_train_steps from --num_epochs when it was not given."""
+    per_epoch = num_samples // (args.train_batch_size * accelerator.num_processes * args.gradient_accumulation_steps)
+    args.max_train_steps = args.max_train_steps or args.num_epochs * max(per_epoch, 1)
+    optimizer = torch.optim.AdamW(model.parameters(), lr=args.learning_rate, betas=(args.adam_beta1, args.adam_beta2),
+                                  weight_decay=args.adam_weight_decay, eps=args.adam_epsilon)  # fmt: skip
+    lr_scheduler = get_scheduler(args.lr_scheduler, optimizer, num_warmup_steps=args.lr_warmup_steps,
+                                 num_training_steps=args.max_train_steps)  # fmt: skip
+    ema = None
+    if args.use_ema:
+        ema = EMAModel(model.parameters(), decay=args.ema_max_decay, use_ema_warmup=True, inv_gamma=args.ema_inv_gamma,
+                       power=args.ema_power, model_cls=type(model), model_config=model.config)  # fmt: skip
+    model, optimizer = accelerator.prepare(model, optimizer)
+    if ema is not None:
+        ema.to(accelerator.device)
+    state = LoopState()
+    if args.resume_path is not None:
+        saved = load_checkpoint(accelerator, args.resume_path, ema)
+        lr_scheduler.load_state_dict(saved["lr_scheduler"])
+        state = LoopState(saved["step"], saved["train_seconds"], saved["last_loss"], saved["history"])
+        accelerator.print(f"resumed from {args.resume_path} at step {state.step}")
+    if accelerator.is_main_process:
+        scalars = {k: v for k, v in vars(args).items() if isinstance(v, (int, float, str, bool))}
+        accelerator.init_trackers(project_name, config=scalars)
+    return model, optimizer, lr_scheduler, ema, state
+
+
+class swapped_in_ema:
+    """Use the EMA weights inside the block (for samples or evaluation), the trained ones again after it."""
+
+    def __init__(self, ema, model):
+        self.ema, self.parameters = ema, list(model.parameters())
+
+    def __enter__(self):
+        if self.ema is not None:
+            self.ema.store(self.parameters)
+            self.ema.copy_to(self.parameters)
+
+    def __exit__(self, *exc):
+        if self.ema is not None:
+            self.ema.restore(self.parameters)
+
+
+def publish_to_hub(args) -> None:
+    """Upload the output folder (not checkpoints, logs or intermediate samples) with --push_to_hub."""
+    from huggingface_hub import create_repo, upload_folder
+
+    create_repo(args.hub_model_id, token=args.hub_token, exist_ok=True)
+    upload_folder(repo_id=args.hub_model_id, folder_path=args.output_dir, token=args.hub_token,
+                  ignore_patterns=["checkpoint-*", ".tmp-*", "logs/*", "samples/*"])  # fmt: skip

@@ -12,21 +12,24 @@ import sys
 from pathlib import Path
 
 import torch
-from diffusers import UNet2DModel
-from diffusers.optimization import get_scheduler
-from diffusers.training_utils import EMAModel
 
 from guided_diffusers.pipelines import GuidedDiffusionPipeline
 from guided_diffusers.pipelines.image_utils import make_grid
 from guided_diffusers.schedulers import GuidedDDIMScheduler, GuidedDDPMScheduler
 from guided_diffusers.training import args as flags
-from guided_diffusers.training.checkpointing import load_checkpoint, resolve_resume
-from guided_diffusers.training.data import load_image_dataset, to_model_range, to_tensors
+from guided_diffusers.training.checkpointing import resolve_resume
+from guided_diffusers.training.data import to_model_range
 from guided_diffusers.training.losses import diffusion_loss
-from guided_diffusers.training.loop import LoopState, train
+from guided_diffusers.training.loop import train
 from guided_diffusers.training.model_card import hardware, write_model_card
 from guided_diffusers.training.model_configs import build_unet, unet_config
-from guided_diffusers.training.runtime import make_accelerator
+from guided_diffusers.training.runtime import (
+    load_training_data,
+    make_accelerator,
+    prepare_training,
+    publish_to_hub,
+    swapped_in_ema,
+)
 
 
 def parse_args(argv=None):
@@ -62,7 +65,8 @@ def make_loss(noise_scheduler, data, args, device):
 
 def sample_grid(unet, noise_scheduler, args, num_classes: int):
     """A grid of DDIM samples (one row per class for conditional models) with fixed seeds."""
-    pipeline = GuidedDiffusionPipeline(unet, GuidedDDIMScheduler.from_config(noise_scheduler.config))
+    null_class = num_classes if num_classes else None
+    pipeline = GuidedDiffusionPipeline(unet, GuidedDDIMScheduler.from_config(noise_scheduler.config), null_class_label=null_class)
     pipeline.set_progress_bar_config(disable=True)
     rows = min(num_classes, args.eval_batch_size) if num_classes else 1
     per_row = max(args.eval_batch_size // rows, 1)
@@ -75,14 +79,10 @@ def sample_grid(unet, noise_scheduler, args, num_classes: int):
 def main(argv=None):
     args = parse_args(argv)
     accelerator = make_accelerator(args)
-    dataset = load_image_dataset(args.dataset_name, args.train_data_dir, args.dataset_split, args.max_train_samples, args.cache_dir)
-    data = to_tensors(dataset, args.resolution, args.channels, args.image_column, args.label_column)
+    dataset, data = load_training_data(args)
     if args.class_conditional and data.labels is None:
         raise ValueError("--class_conditional needs a label column (a ClassLabel feature, or --label_column).")
     num_classes = len(data.class_names) if args.class_conditional else 0
-    per_epoch = len(data) // (args.train_batch_size * accelerator.num_processes * args.gradient_accumulation_steps)
-    args.max_train_steps = args.max_train_steps or args.num_epochs * max(per_epoch, 1)
-
     noise_scheduler = GuidedDDPMScheduler(
         num_train_timesteps=args.ddpm_num_steps, beta_schedule=args.ddpm_beta_schedule,
         prediction_type=args.prediction_type, variance_type=args.variance_type,
@@ -90,26 +90,7 @@ def main(argv=None):
     torch.manual_seed(args.seed)  # the initial weights
     unet = build_unet(unet_config(args.model_config, args.resolution, args.channels, num_classes,
                                   learned_variance=args.variance_type == "learned_range"))  # fmt: skip
-    optimizer = torch.optim.AdamW(unet.parameters(), lr=args.learning_rate, betas=(args.adam_beta1, args.adam_beta2),
-                                  weight_decay=args.adam_weight_decay, eps=args.adam_epsilon)  # fmt: skip
-    lr_scheduler = get_scheduler(args.lr_scheduler, optimizer, num_warmup_steps=args.lr_warmup_steps,
-                                 num_training_steps=args.max_train_steps)  # fmt: skip
-    ema = None
-    if args.use_ema:
-        ema = EMAModel(unet.parameters(), decay=args.ema_max_decay, use_ema_warmup=True, inv_gamma=args.ema_inv_gamma,
-                       power=args.ema_power, model_cls=UNet2DModel, model_config=unet.config)  # fmt: skip
-    unet, optimizer = accelerator.prepare(unet, optimizer)
-    if ema is not None:
-        ema.to(accelerator.device)
-
-    state = LoopState()
-    if args.resume_path is not None:
-        saved = load_checkpoint(accelerator, args.resume_path, ema)
-        lr_scheduler.load_state_dict(saved["lr_scheduler"])
-        state = LoopState(saved["step"], saved["train_seconds"], saved["last_loss"], saved["history"])
-        accelerator.print(f"resumed from {args.resume_path} at step {state.step}")
-    if accelerator.is_main_process:
-        accelerator.init_trackers("train_unet", config={k: v for k, v in vars(args).items() if isinstance(v, (int, float, str, bool))})
+    unet, optimizer, lr_scheduler, ema, state = prepare_training(args, accelerator, unet, len(data), "train_unet")
 
     def log_images(step):
         with swapped_in_ema(ema, unet):
@@ -128,27 +109,11 @@ def main(argv=None):
     accelerator.end_training()
 
 
-class swapped_in_ema:
-    """Use the EMA weights inside the block (for samples), the trained ones again after it."""
-
-    def __init__(self, ema, model):
-        self.ema, self.parameters = ema, list(model.parameters())
-
-    def __enter__(self):
-        if self.ema is not None:
-            self.ema.store(self.parameters)
-            self.ema.copy_to(self.parameters)
-
-    def __exit__(self, *exc):
-        if self.ema is not None:
-            self.ema.restore(self.parameters)
-
-
 def save_pipeline(unet, ema, noise_scheduler, data, dataset, args, state, num_classes):
     """The output folder: a GuidedDiffusionPipeline with the EMA weights, a sample grid and a model card."""
     if ema is not None:
         ema.copy_to(unet.parameters())
-    pipeline = GuidedDiffusionPipeline(unet=unet, scheduler=noise_scheduler)
+    pipeline = GuidedDiffusionPipeline(unet=unet, scheduler=noise_scheduler, null_class_label=num_classes or None)
     pipeline.save_pretrained(args.output_dir)
     sample_grid(unet, noise_scheduler, args, num_classes).save(Path(args.output_dir, "samples.png"))
     name = args.dataset_name or Path(args.train_data_dir).name
@@ -176,11 +141,7 @@ def save_pipeline(unet, ema, noise_scheduler, data, dataset, args, state, num_cl
     }
     write_model_card(args.output_dir, title=f"guided-diffusers {name} UNet", metadata=metadata, sections=sections)
     if args.push_to_hub:
-        from huggingface_hub import create_repo, upload_folder
-
-        create_repo(args.hub_model_id, token=args.hub_token, exist_ok=True)
-        upload_folder(repo_id=args.hub_model_id, folder_path=args.output_dir, token=args.hub_token,
-                      ignore_patterns=["checkpoint-*", ".tmp-*", "logs/*", "samples/*"])  # fmt: skip
+        publish_to_hub(args)
 
 
 if __name__ == "__main__":
