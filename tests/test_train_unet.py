@@ -3,6 +3,7 @@
 import os
 import random
 import re
+import signal
 import socket
 import subprocess
 import sys
@@ -45,7 +46,7 @@ def weights(folder):
 def test_training_writes_a_pipeline_folder_that_loads_and_samples(tmp_path):
     out = tmp_path / "run"
     run(*TINY, "--max_train_steps", "12", "--checkpointing_steps", "5", "--use_ema", "--save_images_steps", "10",
-        "--output_dir", str(out))  # fmt: skip
+        "--logger", "tensorboard", "--output_dir", str(out))  # fmt: skip
     for name in ("model_index.json", "unet/config.json", "unet/diffusion_pytorch_model.safetensors",
                  "scheduler/scheduler_config.json", "README.md", "samples.png", "samples/step-10.png"):  # fmt: skip
         assert (out / name).is_file(), name
@@ -54,6 +55,15 @@ def test_training_writes_a_pipeline_folder_that_loads_and_samples(tmp_path):
     assert isinstance(pipeline.scheduler, GuidedDDPMScheduler) and pipeline.num_classes == 10
     images = pipeline(batch_size=2, class_labels=[3, 7], guidance_scale=2.0, num_inference_steps=3, output_type="np").images
     assert images.shape == (2, 28, 28, 1)
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    scalars, images = set(), set()
+    for log_dir in {path.parent for path in (out / "logs").rglob("events.out.tfevents.*")}:
+        events = EventAccumulator(str(log_dir))
+        events.Reload()
+        scalars |= set(events.Tags()["scalars"])
+        images |= set(events.Tags()["images"])
+    assert {"loss", "lr"} <= scalars and "samples" in images
     metadata, body = read_model_card(out)
     assert metadata["library_name"] == "diffusers" and metadata["datasets"] == ["mnist"]
     assert {"tags", "license", "pipeline_tag"} <= set(metadata)
@@ -80,6 +90,24 @@ def test_killed_run_resumes_to_the_same_weights(tmp_path):
     assert re.search(r"resumed from .*checkpoint-(\d+) at step \1", resumed.stdout + resumed.stderr)
     whole, after_kill = weights(tmp_path / "whole"), weights(killed)
     assert max((whole[k] - after_kill[k]).abs().max().item() for k in whole) <= 1e-6
+
+
+def test_sigterm_saves_a_checkpoint_and_exits(tmp_path):
+    out = tmp_path / "stopped"
+    process = subprocess.Popen([sys.executable, SCRIPT, *TINY, "--max_train_steps", "5000", "--checkpointing_steps", "7",
+                                "--output_dir", str(out)], env=ENV, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                               text=True)  # fmt: skip
+    deadline = time.time() + 120
+    while not (out / "checkpoint-7").exists() and time.time() < deadline:
+        time.sleep(0.05)
+    time.sleep(0.3)
+    process.send_signal(signal.SIGTERM)
+    output, _ = process.communicate(timeout=120)
+    assert process.returncode == 128 + signal.SIGTERM
+    step = int(re.search(r"stopped by signal 15 at step (\d+); checkpoint saved", output).group(1))
+    assert (out / f"checkpoint-{step}" / "training_state.json").is_file() and step >= 7
+    resumed = run(*TINY, "--max_train_steps", str(step + 2), "--output_dir", str(out), "--resume_from_checkpoint", "latest")
+    assert f"at step {step}" in resumed.stdout + resumed.stderr and (out / "model_index.json").is_file()
 
 
 def test_two_processes_train_one_model(tmp_path):

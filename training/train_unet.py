@@ -11,6 +11,7 @@ import shlex
 import sys
 from pathlib import Path
 
+import numpy as np
 import torch
 
 from guided_diffusers.pipelines import GuidedDiffusionPipeline
@@ -97,6 +98,10 @@ def main(argv=None):
             grid = sample_grid(accelerator.unwrap_model(unet), noise_scheduler, args, num_classes)
         Path(args.output_dir, "samples").mkdir(parents=True, exist_ok=True)
         grid.save(Path(args.output_dir, "samples", f"step-{step}.png"))
+        if args.logger == "tensorboard":
+            pixels = np.asarray(grid)
+            writer = accelerator.get_tracker("tensorboard", unwrap=True)
+            writer.add_image("samples", pixels, step, dataformats="HW" if pixels.ndim == 2 else "HWC")
 
     compute_loss = make_loss(noise_scheduler, data, args, accelerator.device)
     state = train(accelerator, unet, optimizer, lr_scheduler, ema, compute_loss, len(data), args, state, log_images)
