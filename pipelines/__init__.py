@@ -2,12 +2,15 @@
 
 from .guidance import classifier_free_guidance, classifier_gradient, guide_mean, guide_score
 from .pipeline_guided import GuidedDiffusionPipeline, GuidedPipelineOutput
+from .samplers import SAMPLERS, make_scheduler
 
 __all__ = [
     "GuidedDiffusionPipeline",
     "GuidedPipelineOutput",
+    "SAMPLERS",
     "classifier_free_guidance",
     "classifier_gradient",
     "guide_mean",
     "guide_score",
+    "make_scheduler",
 ]

@@ -41,6 +41,8 @@ CLASSIFIER = [
     ("--eval_split", dict(default="test", help="held-out split for the accuracy per timestep bucket")),
     ("--eval_max_samples", dict(type=int, default=2000)),
     ("--num_timestep_buckets", dict(type=int, default=10)),
+    ("--noise_free", dict(action="store_true", help="train on clean images only (t = 0): the evaluation classifier "
+                                                    "whose features and accuracy judge samples")),  # fmt: skip
 ]
 
 
@@ -70,12 +72,15 @@ def parse_args(argv=None):
 
 
 def make_loss(noise_scheduler, data, args, device):
-    """Cross-entropy of the class of x0 from x_t, t ~ U{0, ..., T-1} (ADM, sec. 4)."""
+    """Cross-entropy of the class of x0 from x_t, t ~ U{0, ..., T-1} (ADM, sec. 4); with --noise_free from x0."""
 
     def compute_loss(model, indices, generator):
         x0 = to_model_range(data.images[indices], args.random_flip, generator)
         noise = torch.randn(x0.shape, generator=generator)
         timesteps = torch.randint(0, noise_scheduler.config.num_train_timesteps, (len(x0),), generator=generator)
+        if args.noise_free:
+            timesteps.zero_()
+            noise.zero_()
         x_t = noise_scheduler.add_noise(x0, noise, timesteps).to(device)
         logits = model(x_t, timesteps.to(device)).logits
         return F.cross_entropy(logits, data.labels[indices].to(device))
@@ -84,8 +89,9 @@ def make_loss(noise_scheduler, data, args, device):
 
 
 @torch.no_grad()
-def accuracy_by_timestep(model, noise_scheduler, data, buckets: int, device, batch_size: int = 500) -> list[dict]:
-    """Held-out accuracy with t drawn uniformly inside each of `buckets` equal ranges of timesteps."""
+def accuracy_by_timestep(model, noise_scheduler, data, buckets: int, device, batch_size=500, noise_free=False):
+    """Held-out accuracy with t drawn uniformly inside each of `buckets` equal ranges of timesteps
+    (on the clean images at t = 0 when `noise_free`)."""
     T = noise_scheduler.config.num_train_timesteps
     generator = torch.Generator().manual_seed(1234)
     rows = []
@@ -96,9 +102,11 @@ def accuracy_by_timestep(model, noise_scheduler, data, buckets: int, device, bat
             x0 = to_model_range(data.images[start : start + batch_size])
             t = torch.randint(low, high, (len(x0),), generator=generator)
             x_t = noise_scheduler.add_noise(x0, torch.randn(x0.shape, generator=generator), t)
+            if noise_free:
+                x_t, t = x0, torch.zeros_like(t)
             predicted = model(x_t.to(device), t.to(device)).logits.argmax(1).cpu()
             correct += (predicted == data.labels[start : start + batch_size]).sum().item()
-        rows.append({"timesteps": [low, high], "accuracy": correct / len(data)})
+        rows.append({"timesteps": [0, 0] if noise_free else [low, high], "accuracy": correct / len(data)})
     return rows
 
 
@@ -121,7 +129,9 @@ def main(argv=None):
     if accelerator.is_main_process:
         classifier = accelerator.unwrap_model(model).eval()
         with swapped_in_ema(ema, classifier):
-            rows = accuracy_by_timestep(classifier, noise_scheduler, held_out, args.num_timestep_buckets, accelerator.device)
+            buckets = 1 if args.noise_free else args.num_timestep_buckets
+            rows = accuracy_by_timestep(classifier, noise_scheduler, held_out, buckets, accelerator.device,
+                                        noise_free=args.noise_free)  # fmt: skip
             classifier.save_pretrained(args.output_dir)
         save_report(args, rows, state, data, held_out, classifier)
     accelerator.end_training()
@@ -130,8 +140,12 @@ def main(argv=None):
 def save_report(args, rows, state, data, held_out, classifier):
     """Accuracy per timestep bucket as JSON, printed, and in the model card."""
     Path(args.output_dir, "accuracy_by_timestep.json").write_text(json.dumps(rows, indent=2))
+    def span(row):
+        low, high = row["timesteps"]
+        return "clean (t = 0)" if low == high == 0 else f"[{low}, {high})"
+
     table = "| timesteps | held-out accuracy |\n| --- | --- |\n" + "\n".join(
-        f"| [{row['timesteps'][0]}, {row['timesteps'][1]}) | {row['accuracy']:.1%} |" for row in rows
+        f"| {span(row)} | {row['accuracy']:.1%} |" for row in rows
     )
     print(table)
     name = args.dataset_name or Path(args.train_data_dir).name

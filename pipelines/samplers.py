@@ -1,0 +1,20 @@
+"""The samplers the project compares: ours and diffusers' DPM-Solver++, built from one diffusion config."""
+
+from diffusers import DPMSolverMultistepScheduler
+
+from ..schedulers import GuidedDDIMScheduler, GuidedDDPMScheduler
+from ..schedulers.validation import check_choice
+
+SAMPLERS = {
+    "ddpm": lambda config: GuidedDDPMScheduler.from_config(config),
+    "ddim": lambda config: GuidedDDIMScheduler.from_config(config),
+    # Lu et al. 2022, second-order multistep; diffusers' implementation, for comparison
+    "dpm++": lambda config: DPMSolverMultistepScheduler.from_config(config, algorithm_type="dpmsolver++", solver_order=2),
+}
+
+
+def make_scheduler(name: str, config):
+    """A fresh scheduler of kind `name` (ddpm, ddim, dpm++) on the noise schedule in `config`."""
+    check_choice("sampler", name, SAMPLERS)
+    clean = {key: value for key, value in dict(config).items() if key != "_use_default_values"}
+    return SAMPLERS[name](clean)

@@ -1,0 +1,59 @@
+"""training/evaluate.py end to end on tiny random models and a tiny N."""
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+from diffusers import UNet2DModel
+
+from guided_diffusers.models import NoiseAwareClassifier
+from guided_diffusers.pipelines import GuidedDiffusionPipeline
+from guided_diffusers.schedulers import GuidedDDPMScheduler
+from guided_diffusers.training.model_configs import classifier_config
+
+SCRIPT = str(Path(__file__).resolve().parents[1] / "training" / "evaluate.py")
+ENV = {**os.environ, "HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": "1"}
+
+
+@pytest.fixture(scope="module")
+def models(tmp_path_factory):
+    root = tmp_path_factory.mktemp("models")
+    torch.manual_seed(0)
+    unet = UNet2DModel(sample_size=28, in_channels=1, out_channels=1, layers_per_block=1, block_out_channels=(8, 16),
+                       down_block_types=("DownBlock2D",) * 2, up_block_types=("UpBlock2D",) * 2, norm_num_groups=4,
+                       num_class_embeds=11)  # fmt: skip
+    GuidedDiffusionPipeline(unet, GuidedDDPMScheduler(), null_class_label=10).save_pretrained(root / "pipeline")
+    NoiseAwareClassifier(**classifier_config("tiny", 28, 1, 10, "mean")).save_pretrained(root / "eval-classifier")
+    return root
+
+
+def test_evaluate_writes_json_markdown_and_plots_with_the_real_data_floor(tmp_path, models):
+    out = tmp_path / "eval"
+    result = subprocess.run(
+        [sys.executable, SCRIPT, "--pipeline", str(models / "pipeline"), "--eval_classifier",
+         str(models / "eval-classifier"), "--num_samples", "30", "--batch_size", "15", "--samplers", "ddim", "dpm++",
+         "--num_inference_steps", "2", "--guidance_scales", "1", "3", "--output_dir", str(out)],
+        env=ENV, capture_output=True, text=True,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr[-3000:]
+    report = json.loads((out / "results.json").read_text())
+    assert len(report["rows"]) == 4  # 2 samplers x 2 guidance scales
+    floor = report["real_data_floor"]
+    for row in report["rows"]:
+        assert {"fd_own", "fd_efficientnet", "accuracy", "precision", "recall", "diversity"} <= set(row)
+        assert 0 <= row["precision"] <= 1 and 0 <= row["recall"] <= 1 and row["fd_own"] >= 0
+        assert row["fd_efficientnet"] > floor["fd_efficientnet"]  # an untrained UNet is far from real digits
+    table = (out / "results.md").read_text()
+    assert "real data (train vs test)" in table and table.count("| ddim |") == 2 and "FD (EfficientNet-Lite0)" in table
+    assert (out / "sweep_guidance_scale.png").is_file() and not (out / "sweep_num_inference_steps.png").exists()
+
+
+def test_too_few_samples_is_refused(tmp_path, models):
+    result = subprocess.run([sys.executable, SCRIPT, "--pipeline", str(models / "pipeline"), "--eval_classifier",
+                             str(models / "eval-classifier"), "--num_samples", "1", "--output_dir", str(tmp_path)],
+                            env=ENV, capture_output=True, text=True)  # fmt: skip
+    assert result.returncode != 0 and "--num_samples must be at least 2" in result.stderr

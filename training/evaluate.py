@@ -1,0 +1,192 @@
+"""Measure what a pipeline samples: FD in two feature spaces, class accuracy, precision/recall and diversity, each
+beside the real-data floor at the same N, over a sweep of samplers, steps, guidance and thresholding settings.
+
+    python training/evaluate.py --pipeline checkpoints/mnist --eval_classifier checkpoints/mnist-eval-classifier \
+        --dataset_name mnist --num_samples 1000 --samplers ddim --num_inference_steps 50 \
+        --guidance_scales 0 1 3 5 --output_dir eval/mnist
+
+Writes results.json, results.md and one PNG plot per swept setting to --output_dir.
+"""
+
+import argparse
+import itertools
+import json
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from guided_diffusers.models import NoiseAwareClassifier
+from guided_diffusers.pipelines import SAMPLERS, GuidedDiffusionPipeline, make_scheduler
+from guided_diffusers.training.data import load_image_dataset, to_model_range, to_tensors
+from guided_diffusers.training.features import ClassifierFeatures, EfficientNetLite0Features
+from guided_diffusers.training.metrics import class_accuracy, diversity, frechet_distance_of, precision_recall
+
+SWEPT = ("sampler", "num_inference_steps", "guidance_scale", "classifier_scale", "thresholding", "eta")
+
+
+def parse_args(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--pipeline", required=True, help="a GuidedDiffusionPipeline folder or Hub id")
+    parser.add_argument("--eval_classifier", required=True, help="a clean-data classifier (train_classifier.py --noise_free)")
+    parser.add_argument("--dataset_name", default="mnist")
+    parser.add_argument("--num_samples", type=int, default=1000)
+    parser.add_argument("--batch_size", type=int, default=100)
+    parser.add_argument("--samplers", nargs="+", default=["ddim"], choices=list(SAMPLERS))
+    parser.add_argument("--num_inference_steps", nargs="+", type=int, default=[50])
+    parser.add_argument("--guidance_scales", nargs="+", type=float, default=[1.0])
+    parser.add_argument("--classifier_scales", nargs="+", type=float, default=[0.0])
+    parser.add_argument("--thresholding", nargs="+", default=["none"], choices=["none", "static", "dynamic"])
+    parser.add_argument("--eta", nargs="+", type=float, default=[0.0])
+    parser.add_argument("--no_efficientnet", action="store_true", help="skip FD (EfficientNet-Lite0)")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--output_dir", required=True)
+    args = parser.parse_args(argv)
+    if args.num_samples < 2 or args.batch_size < 1:
+        raise ValueError("--num_samples must be at least 2 and --batch_size at least 1.")
+    return args
+
+
+def settings(args) -> list[dict]:
+    """Every combination of the swept values."""
+    values = (args.samplers, args.num_inference_steps, args.guidance_scales, args.classifier_scales,
+              args.thresholding, args.eta)  # fmt: skip
+    return [dict(zip(SWEPT, combination)) for combination in itertools.product(*values)]
+
+
+def generate(pipe, setting: dict, num_samples: int, batch_size: int, seed: int):
+    """Samples in [-1, 1] with labels 0, 1, ..., K-1, 0, 1, ... (class-balanced), or unlabelled."""
+    pipe.scheduler = make_scheduler(setting["sampler"], pipe.scheduler.config)
+    num_classes = pipe.num_classes or (pipe.classifier.config.num_classes if pipe.classifier is not None else 0)
+    labels = torch.arange(num_samples) % num_classes if num_classes else None
+    images = []
+    for start in range(0, num_samples, batch_size):
+        count = min(batch_size, num_samples - start)
+        batch_labels = labels[start : start + count] if labels is not None else None
+        conditional = batch_labels is not None and (pipe.num_classes or setting["classifier_scale"] > 0)
+        out = pipe(batch_size=count, class_labels=batch_labels if conditional else None,
+                   guidance_scale=setting["guidance_scale"] if conditional else 1.0,
+                   classifier_scale=setting["classifier_scale"], num_inference_steps=setting["num_inference_steps"],
+                   eta=setting["eta"], thresholding=setting["thresholding"], output_type="pt",
+                   generator=torch.Generator().manual_seed(seed + start))  # fmt: skip
+        images.append(out.images * 2 - 1)
+    return torch.cat(images), labels
+
+
+class Judge:
+    """Features of the real test images, computed once, and the metrics of any image set against them."""
+
+    def __init__(self, eval_classifier, real_test: torch.Tensor, use_efficientnet: bool, batch_size: int):
+        self.classifier, self.batch_size = ClassifierFeatures(eval_classifier), batch_size
+        self.efficientnet = EfficientNetLite0Features() if use_efficientnet else None
+        self.real = self.features(real_test)
+
+    def features(self, images: torch.Tensor) -> dict:
+        parts = {"own": [], "logits": [], "efficientnet": []}
+        for batch in images.split(self.batch_size):
+            own, logits = self.classifier(batch)
+            parts["own"].append(own)
+            parts["logits"].append(logits)
+            if self.efficientnet is not None:
+                parts["efficientnet"].append(self.efficientnet(batch))
+        return {key: torch.cat(value).numpy() for key, value in parts.items() if value}
+
+    def measure(self, images: torch.Tensor, labels) -> dict:
+        fake = self.features(images)
+        precision, recall = precision_recall(self.real["own"], fake["own"])
+        predicted = fake["logits"].argmax(1)
+        result = {
+            "fd_own": frechet_distance_of(self.real["own"], fake["own"]),
+            "precision": precision, "recall": recall,
+            # diversity within the class each sample was asked for (or, unlabelled, the class it is seen as)
+            "diversity": diversity(fake["own"], labels.numpy() if labels is not None else predicted),
+            "saturated": float((images.abs() > 0.99).float().mean()),
+        }  # fmt: skip
+        if labels is not None:
+            result["accuracy"] = class_accuracy(fake["logits"], labels.numpy())
+        if "efficientnet" in fake:
+            result["fd_efficientnet"] = frechet_distance_of(self.real["efficientnet"], fake["efficientnet"])
+        return result
+
+
+def real_images(dataset_name: str, split: str, num_samples: int, seed: int, size: int, channels: int):
+    """`num_samples` random images of a split, in [-1, 1], with labels."""
+    data = to_tensors(load_image_dataset(dataset_name, split=split), size, channels)
+    chosen = torch.randperm(len(data), generator=torch.Generator().manual_seed(seed))[:num_samples]
+    return to_model_range(data.images[chosen]), data.labels[chosen]
+
+
+def main(argv=None):
+    args = parse_args(argv)
+    pipe = GuidedDiffusionPipeline.from_pretrained(args.pipeline)
+    pipe.set_progress_bar_config(disable=True)
+    classifier = NoiseAwareClassifier.from_pretrained(args.eval_classifier)
+    size, channels = pipe.unet.config.sample_size, pipe.unet.config.in_channels
+    test_images, _ = real_images(args.dataset_name, "test", args.num_samples, args.seed, size, channels)
+    judge = Judge(classifier, test_images, not args.no_efficientnet, args.batch_size)
+    # the floor: real training images measured exactly like samples, at the same N
+    train_images, train_labels = real_images(args.dataset_name, "train", args.num_samples, args.seed + 1, size, channels)
+    floor = judge.measure(train_images, train_labels)
+    rows = []
+    for setting in settings(args):
+        images, labels = generate(pipe, setting, args.num_samples, args.batch_size, args.seed)
+        rows.append({**setting, **judge.measure(images, labels)})
+        print(json.dumps(rows[-1]), flush=True)
+    write_results(args, rows, floor)
+
+
+METRICS = [("fd_own", "FD (own classifier)"), ("fd_efficientnet", "FD (EfficientNet-Lite0)"), ("accuracy", "accuracy"),
+           ("precision", "precision"), ("recall", "recall"), ("diversity", "diversity"), ("saturated", "saturated px")]  # fmt: skip
+
+
+def write_results(args, rows: list[dict], floor: dict) -> None:
+    out = Path(args.output_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    command = {key: value for key, value in vars(args).items()}
+    (out / "results.json").write_text(json.dumps({"command": command, "real_data_floor": floor, "rows": rows}, indent=2))
+    metrics = [(key, name) for key, name in METRICS if key in floor]
+    header = "| " + " | ".join([*SWEPT, *(name for _, name in metrics)]) + " |"
+    lines = [header, "|" + " --- |" * (len(SWEPT) + len(metrics))]
+    lines.append("| real data (train vs test) |" + " |" * (len(SWEPT) - 1) + "".join(f" {floor[k]:.4g} |" for k, _ in metrics))
+    for row in rows:
+        lines.append("| " + " | ".join(str(row[key]) for key in SWEPT) + " |"
+                     + "".join(f" {row[k]:.4g} |" if k in row else " - |" for k, _ in metrics))  # fmt: skip
+    table = "\n".join(lines)
+    (out / "results.md").write_text(f"N = {args.num_samples} samples per setting; the first row is the real-data "
+                                    f"floor at the same N.\n\n{table}\n")  # fmt: skip
+    print(table)
+    plot_sweeps(out, rows, floor, metrics)
+
+
+def plot_sweeps(out: Path, rows, floor, metrics) -> None:
+    """One figure per swept numeric setting: each metric against it, one line per combination of the others."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    for axis in ("num_inference_steps", "guidance_scale", "classifier_scale", "eta"):
+        if len({row[axis] for row in rows}) < 2:
+            continue
+        figure, panels = plt.subplots(1, len(metrics), figsize=(3.2 * len(metrics), 3))
+        others = [key for key in SWEPT if key != axis]
+        for group, members in itertools.groupby(sorted(rows, key=lambda r: [str(r[k]) for k in others]),
+                                                key=lambda r: tuple(r[k] for k in others)):  # fmt: skip
+            members = sorted(members, key=lambda r: r[axis])
+            label = ", ".join(f"{k}={v}" for k, v in zip(others, group) if len({r[k] for r in rows}) > 1) or None
+            for panel, (key, name) in zip(np.atleast_1d(panels), metrics):
+                panel.plot([r[axis] for r in members], [r.get(key, np.nan) for r in members], marker="o", label=label)
+        for panel, (key, name) in zip(np.atleast_1d(panels), metrics):
+            panel.axhline(floor[key], color="grey", linestyle="--", linewidth=1, label="real data")
+            panel.set_title(name)
+            panel.set_xlabel(axis)
+            if axis == "num_inference_steps":
+                panel.set_xscale("log")
+        np.atleast_1d(panels)[0].legend(fontsize=7)
+        figure.tight_layout()
+        figure.savefig(out / f"sweep_{axis}.png", dpi=110)
+        plt.close(figure)
+
+
+if __name__ == "__main__":
+    main()
