@@ -18,7 +18,7 @@ from common import machine_line, median
 from diffusers.optimization import get_scheduler
 
 from guided_diffusers.schedulers import GuidedDDPMScheduler
-from guided_diffusers.training.data import load_image_dataset, to_model_range, to_tensors
+from guided_diffusers.training.data import load_image_dataset, to_tensors
 from guided_diffusers.training.loop import LoopState, train
 from guided_diffusers.training.model_configs import build_unet, unet_config
 from guided_diffusers.training.runtime import make_accelerator

@@ -24,6 +24,12 @@ DDPM_SPACINGS = {"leading": ("leading", 0), "leading+1": ("leading", 1), "traili
                  "linspace": ("linspace", 0)}  # fmt: skip
 
 
+def variance_channels_as_sigma(output):
+    """Our `learned` outputs (prediction, log Sigma) as diffusers reads them: (prediction, Sigma)."""
+    mean, log_variance = output.chunk(2, dim=1)
+    return torch.cat([mean, log_variance.exp()], dim=1)
+
+
 def x0_mode_config(mode):
     thresholding, clip_sample = X0_MODES[mode]
     return dict(thresholding=thresholding, clip_sample=clip_sample, dynamic_thresholding_ratio=0.9,
@@ -42,14 +48,10 @@ def test_ddpm_trajectory_matches_diffusers(beta_schedule, prediction_type, varia
     )  # fmt: skip
     reference_config = dict(ours.config)
     reference_config.pop("_use_default_values")  # from_config would reset the keys listed there to defaults
-    output_transform = None
     if variance_type == "fixed_large_log":  # diffusers takes sqrt(log beta) (NaN); ours is sqrt(beta)
         reference_config["variance_type"] = "fixed_large"
-    if variance_type == "learned":  # diffusers reads the variance channels as Sigma, ours (iDDPM) as log Sigma
-
-        def output_transform(output):
-            mean, log_variance = output.chunk(2, dim=1)
-            return torch.cat([mean, log_variance.exp()], dim=1)
+    # diffusers reads `learned` variance channels as Sigma, ours (improved DDPM) as log Sigma
+    output_transform = variance_channels_as_sigma if variance_type == "learned" else None
 
     theirs = DDPMScheduler.from_config(reference_config)
     ours_chain = run_chain(ours)

@@ -20,6 +20,24 @@ def hardware() -> str:
     return text
 
 
+def dataset_label(args) -> str:
+    """The dataset as a model card names it: the --dataset_name, or the --train_data_dir folder's name."""
+    return args.dataset_name or Path(args.train_data_dir).name
+
+
+def training_section(args, state, num_images: int) -> str:
+    """How the model was made: the exact command, data, steps, wall time, hardware, final loss."""
+    return (
+        f"```bash\n{args.command}\n```\n\n"
+        f"- data: `{dataset_label(args)}` split `{args.dataset_split}`, {num_images} images\n"
+        f"- steps: {state.step} optimizer steps of {args.train_batch_size * args.gradient_accumulation_steps} "
+        "images per process\n"
+        f"- wall time: {state.train_seconds / 60:.1f} minutes of training (summed over resumed sessions)\n"
+        f"- hardware: {hardware()}\n"
+        f"- final training loss (mean of the last {args.logging_steps} steps): {state.last_loss:.4f}"
+    )
+
+
 def write_model_card(folder, *, title: str, metadata: dict, sections: dict[str, str]) -> Path:
     """README.md = YAML front matter + a title + one `## heading` per section, in order."""
     front = yaml.safe_dump(metadata, sort_keys=False).strip()

@@ -22,7 +22,7 @@ from guided_diffusers.training import args as flags
 from guided_diffusers.training.checkpointing import resolve_resume
 from guided_diffusers.training.data import to_model_range
 from guided_diffusers.training.loop import train
-from guided_diffusers.training.model_card import hardware, write_model_card
+from guided_diffusers.training.model_card import dataset_label, training_section, write_model_card
 from guided_diffusers.training.model_configs import classifier_config
 from guided_diffusers.training.runtime import (
     load_training_data,
@@ -148,7 +148,7 @@ def save_report(args, rows, state, data, held_out, classifier):
         f"| {span(row)} | {row['accuracy']:.1%} |" for row in rows
     )
     print(table)
-    name = args.dataset_name or Path(args.train_data_dir).name
+    name = dataset_label(args)
     schedule = classifier.config.noise_schedule
     sections = {
         "Model": f"A {sum(p.numel() for p in classifier.parameters()) / 1e6:.2f}M-parameter `NoiseAwareClassifier` "
@@ -157,10 +157,7 @@ def save_report(args, rows, state, data, held_out, classifier):
         f"{schedule['num_train_timesteps']} steps.",
         "Usage": "```python\nfrom guided_diffusers.models import NoiseAwareClassifier\n"
         "classifier = NoiseAwareClassifier.from_pretrained(\"path/or/repo_id\")\n```",
-        "Training": f"```bash\n{args.command}\n```\n\n- data: `{name}` split `{args.dataset_split}`, {len(data)} images\n"
-        f"- steps: {state.step} of {args.train_batch_size * args.gradient_accumulation_steps} images per process\n"
-        f"- wall time: {state.train_seconds / 60:.1f} minutes of training\n- hardware: {hardware()}\n"
-        f"- final training loss: {state.last_loss:.4f}",
+        "Training": training_section(args, state, len(data)),
         "Held-out accuracy by timestep": f"On {len(held_out)} images of split `{args.eval_split}`, t uniform in each "
         f"range:\n\n{table}",
     }

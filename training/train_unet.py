@@ -22,7 +22,7 @@ from guided_diffusers.training.checkpointing import resolve_resume
 from guided_diffusers.training.data import to_model_range
 from guided_diffusers.training.losses import diffusion_loss
 from guided_diffusers.training.loop import train
-from guided_diffusers.training.model_card import hardware, write_model_card
+from guided_diffusers.training.model_card import dataset_label, training_section, write_model_card
 from guided_diffusers.training.model_configs import build_unet, unet_config
 from guided_diffusers.training.runtime import (
     load_training_data,
@@ -121,7 +121,7 @@ def save_pipeline(unet, ema, noise_scheduler, data, dataset, args, state, num_cl
     pipeline = GuidedDiffusionPipeline(unet=unet, scheduler=noise_scheduler, null_class_label=num_classes or None)
     pipeline.save_pretrained(args.output_dir)
     sample_grid(unet, noise_scheduler, args, num_classes).save(Path(args.output_dir, "samples.png"))
-    name = args.dataset_name or Path(args.train_data_dir).name
+    name = dataset_label(args)
     conditioning = f"class-conditional ({num_classes} classes + a null class, label dropout {args.label_dropout})"
     metadata = {
         "library_name": "diffusers", "license": "apache-2.0", "pipeline_tag": "unconditional-image-generation",
@@ -136,12 +136,7 @@ def save_pipeline(unet, ema, noise_scheduler, data, dataset, args, state, num_cl
         "Usage": "```python\nfrom guided_diffusers.pipelines import GuidedDiffusionPipeline\n"
         "pipe = GuidedDiffusionPipeline.from_pretrained(\"path/or/repo_id\")\n"
         "images = pipe(batch_size=4, class_labels=[3], guidance_scale=3.0, num_inference_steps=50).images\n```",
-        "Training": f"```bash\n{args.command}\n```\n\n"
-        f"- data: `{name}` split `{args.dataset_split}`, {len(data)} images\n"
-        f"- steps: {state.step} optimizer steps of {args.train_batch_size * args.gradient_accumulation_steps} images per process\n"
-        f"- wall time: {state.train_seconds / 60:.1f} minutes of training (summed over resumed sessions)\n"
-        f"- hardware: {hardware()}\n"
-        f"- final training loss (mean of the last {args.logging_steps} steps): {state.last_loss:.4f}",
+        "Training": training_section(args, state, len(data)),
         "Samples": "DDIM, 50 steps, guidance scale 1 (one row per class):\n\n![samples](samples.png)",
     }
     write_model_card(args.output_dir, title=f"guided-diffusers {name} UNet", metadata=metadata, sections=sections)
