@@ -1,0 +1,72 @@
+"""training/assemble_checkpoint.py: runs in, one Hub-ready pipeline folder out."""
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+from diffusers import UNet2DModel
+
+from guided_diffusers.models import NoiseAwareClassifier, schedule_of
+from guided_diffusers.pipelines import GuidedDiffusionPipeline
+from guided_diffusers.schedulers import GuidedDDPMScheduler
+from guided_diffusers.training.model_card import read_model_card, write_model_card
+from guided_diffusers.training.model_configs import classifier_config
+
+SCRIPT = str(Path(__file__).resolve().parents[1] / "training" / "assemble_checkpoint.py")
+
+
+def fake_run(folder, model, title, extra_sections):
+    """A finished run folder as the training scripts leave it: weights, samples.png, model card."""
+    model.save_pretrained(folder)
+    (folder / "samples.png").write_bytes(b"\x89PNG\r\n")
+    sections = {"Model": f"{title} model", "Training": f"```bash\n{title} command\n```", **extra_sections}
+    metadata = {"library_name": "diffusers", "tags": ["guided-diffusers"], "datasets": ["mnist"], "license": "apache-2.0"}
+    write_model_card(folder, title=title, metadata=metadata, sections=sections)
+
+
+@pytest.fixture()
+def runs(tmp_path):
+    torch.manual_seed(0)
+    unet = UNet2DModel(sample_size=28, in_channels=1, out_channels=1, layers_per_block=1, block_out_channels=(8, 16),
+                       down_block_types=("DownBlock2D",) * 2, up_block_types=("UpBlock2D",) * 2, norm_num_groups=4,
+                       num_class_embeds=11)  # fmt: skip
+    scheduler = GuidedDDPMScheduler()
+    fake_run(tmp_path / "unet", GuidedDiffusionPipeline(unet, scheduler, null_class_label=10), "unet", {"Samples": "grid"})
+    classifier = NoiseAwareClassifier(**classifier_config("tiny", 28, 1, 10, "mean", schedule_of(scheduler.config)))
+    fake_run(tmp_path / "classifier", classifier, "classifier", {"Held-out accuracy by timestep": "| t | acc |"})
+    return tmp_path
+
+
+def test_assembled_folder_loads_guides_and_tells_both_stories_in_half_the_space(runs):
+    out = runs / "shipped"
+    subprocess.run([sys.executable, SCRIPT, "--unet_run", str(runs / "unet"), "--classifier_run",
+                    str(runs / "classifier"), "--fp16", "--output_dir", str(out)], check=True, capture_output=True)  # fmt: skip
+    pipe = GuidedDiffusionPipeline.from_pretrained(out)
+    assert pipe.unet.dtype == torch.float32 and isinstance(pipe.classifier, NoiseAwareClassifier)
+    original = GuidedDiffusionPipeline.from_pretrained(runs / "unet").unet
+    size = lambda folder: (folder / "unet" / "diffusion_pytorch_model.safetensors").stat().st_size  # noqa: E731
+    assert size(out) < 0.6 * size(runs / "unet")
+    torch.testing.assert_close(pipe.unet.conv_in.weight, original.conv_in.weight, atol=1e-3, rtol=1e-3)
+    images = pipe(batch_size=2, class_labels=[1, 2], guidance_scale=0.0, classifier_scale=1.0, num_inference_steps=2,
+                  output_type="np").images  # fmt: skip
+    assert images.shape == (2, 28, 28, 1)
+    metadata, body = read_model_card(out)
+    assert "classifier-guidance" in metadata["tags"]
+    assert "unet command" in body and "classifier command" in body and "float16" in body and (out / "samples.png").is_file()
+
+
+def test_a_classifier_for_another_schedule_is_refused(runs, tmp_path):
+    other = NoiseAwareClassifier(**classifier_config("tiny", 28, 1, 10, "mean",
+                                                     schedule_of(GuidedDDPMScheduler(beta_schedule="sigmoid").config)))  # fmt: skip
+    fake_run(tmp_path / "other", other, "other", {"Held-out accuracy by timestep": "-"})
+    result = subprocess.run([sys.executable, SCRIPT, "--unet_run", str(runs / "unet"), "--classifier_run",
+                             str(tmp_path / "other"), "--output_dir", str(tmp_path / "out")], capture_output=True, text=True)  # fmt: skip
+    assert result.returncode != 0 and "another noise schedule" in result.stderr
+
+
+def test_unfinished_runs_are_refused(tmp_path):
+    result = subprocess.run([sys.executable, SCRIPT, "--unet_run", str(tmp_path), "--output_dir", str(tmp_path / "o")],
+                            capture_output=True, text=True)  # fmt: skip
+    assert result.returncode != 0 and "is not a finished unet run folder" in result.stderr

@@ -1,0 +1,78 @@
+"""Assemble a shipped model folder from finished runs: the pipeline of a train_unet.py run, the noise-aware
+classifier of a train_classifier.py run as its `classifier/` component, one model card telling both stories, and
+optionally the evaluation of evaluate.py.
+
+    python training/assemble_checkpoint.py --unet_run runs/mnist --classifier_run runs/mnist-classifier \
+        --evaluation eval/mnist --fp16 --output_dir checkpoints/mnist
+
+With --fp16 the weights are stored in half precision (half the size); diffusers loads them back into float32
+models, so sampling runs in float32 either way. Checkpoints, logs and intermediate samples are left behind.
+"""
+
+import argparse
+import shutil
+from pathlib import Path
+
+import torch
+
+from guided_diffusers.models import NoiseAwareClassifier
+from guided_diffusers.pipelines import GuidedDiffusionPipeline
+from guided_diffusers.training.model_card import read_model_card, write_model_card
+
+
+def parse_args(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--unet_run", required=True, help="output folder of train_unet.py")
+    parser.add_argument("--classifier_run", default=None, help="output folder of train_classifier.py")
+    parser.add_argument("--evaluation", default=None, help="output folder of evaluate.py (results.md)")
+    parser.add_argument("--fp16", action="store_true", help="store weights in float16")
+    parser.add_argument("--output_dir", required=True)
+    args = parser.parse_args(argv)
+    for flag in ("unet_run", "classifier_run", "evaluation"):
+        folder = getattr(args, flag)
+        if folder is not None and not (Path(folder) / ("results.md" if flag == "evaluation" else "README.md")).is_file():
+            raise ValueError(f"--{flag} {folder!r} is not a finished {flag.replace('_', ' ')} folder.")
+    return args
+
+
+def sections(body: str) -> dict[str, str]:
+    """A model card body split into {heading: text} at its `## ` headings."""
+    parts = {}
+    for chunk in body.split("\n## ")[1:]:
+        heading, _, text = chunk.partition("\n")
+        parts[heading.strip()] = text.strip()
+    return parts
+
+
+def main(argv=None):
+    args = parse_args(argv)
+    pipe = GuidedDiffusionPipeline.from_pretrained(args.unet_run)
+    metadata, unet_body = read_model_card(args.unet_run)
+    card = sections(unet_body)
+    if args.classifier_run is not None:
+        classifier = NoiseAwareClassifier.from_pretrained(args.classifier_run)
+        classifier.check_schedule(pipe.scheduler.config)  # never ship a classifier for another schedule
+        pipe.register_modules(classifier=classifier)
+        classifier_card = sections(read_model_card(args.classifier_run)[1])
+        card["Noise-aware classifier (classifier guidance)"] = "\n\n".join(
+            [classifier_card["Model"], "```python\nimages = pipe(batch_size=4, class_labels=[3], guidance_scale=0.0, "
+             "classifier_scale=2.0).images\n```", "Training:\n\n" + classifier_card["Training"],
+             "Held-out accuracy by timestep:\n\n" + classifier_card["Held-out accuracy by timestep"]])  # fmt: skip
+        metadata["tags"] = sorted(set(metadata["tags"]) | {"classifier-guidance"})
+    if args.fp16:
+        pipe.to(torch.float16)
+    out = Path(args.output_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    pipe.save_pretrained(out)
+    shutil.copy(Path(args.unet_run) / "samples.png", out / "samples.png")
+    if args.evaluation is not None:
+        card["Evaluation"] = (Path(args.evaluation) / "results.md").read_text()
+    card["Storage"] = ("Weights stored in float16 (loaded into float32 models by diffusers)." if args.fp16
+                       else "Weights stored in float32.")  # fmt: skip
+    title = f"guided-diffusers {metadata['datasets'][0]}: class-conditional diffusion with guidance"
+    write_model_card(out, title=title, metadata=metadata, sections=card)
+    print(f"wrote {out}: {sum(f.stat().st_size for f in out.rglob('*') if f.is_file()) / 1e6:.1f} MB")
+
+
+if __name__ == "__main__":
+    main()
