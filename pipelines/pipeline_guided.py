@@ -35,13 +35,14 @@ class GuidedDiffusionPipeline(DiffusionPipeline):
     model_cpu_offload_seq = "unet"
     _optional_components = ["classifier"]
 
-    def __init__(self, unet: UNet2DModel, scheduler: SchedulerMixin, classifier=None, null_class_label: int | None = None):
+    def __init__(self, unet: UNet2DModel, scheduler: SchedulerMixin, classifier=None, null_class_label: int | None = None,
+                 class_names: list[str] | None = None):  # fmt: skip
         super().__init__()
         embeddings = unet.config.num_class_embeds
         if null_class_label is not None and null_class_label != (embeddings or 0) - 1:
             raise ValueError(f"`null_class_label` must be the last class embedding ({(embeddings or 0) - 1}); got {null_class_label}.")
         self.register_modules(unet=unet, scheduler=scheduler, classifier=classifier)
-        self.register_to_config(null_class_label=null_class_label)
+        self.register_to_config(null_class_label=null_class_label, class_names=class_names)
 
     @property
     def num_classes(self) -> int:
@@ -142,7 +143,7 @@ class GuidedDiffusionPipeline(DiffusionPipeline):
 
     # ------------------------------------------------------------------------------------------ sample
     @torch.no_grad()
-    def __call__(
+    def iterate(
         self,
         batch_size: int = 1,
         class_labels=None,
@@ -155,18 +156,10 @@ class GuidedDiffusionPipeline(DiffusionPipeline):
         dynamic_thresholding_ratio: float | None = None,
         generator: torch.Generator | list[torch.Generator] | None = None,
         latents: torch.Tensor | None = None,
-        output_type: str = "pil",
-        return_dict: bool = True,
-        return_trajectory: bool = False,
-        callback_on_step_end=None,
     ):
-        """Sample `batch_size` images. `guidance_scale` w: classifier-free guidance (0 unconditional, 1 the
-        conditional model, > 1 CFG); `classifier_scale` s: classifier guidance towards `class_labels`;
-        `thresholding` overrides the scheduler's x0 clipping for this call; with `use_clipped_model_output` DDIM
-        re-derives eps from the clipped x0, as ADM's DDIM does (diffusers' DDIMPipeline defaults to False), which
-        keeps large guidance from pushing x the wrong way once x0 is clipped. `callback_on_step_end(pipe, i, t,
-        {"latents", "pred_original_sample"})` is called after each step; a dict it returns may replace "latents"."""
-        class_labels = self.check_inputs(batch_size, class_labels, guidance_scale, classifier_scale, thresholding, output_type)
+        """Sample step by step: yields (i, t, latents, pred_original_sample) after every step, for streaming.
+        Arguments as for `__call__`; all checked before the first step."""
+        class_labels = self.check_inputs(batch_size, class_labels, guidance_scale, classifier_scale, thresholding, "pt")
         scheduler = self.scheduler_for_call(thresholding, dynamic_thresholding_ratio)
         config = self.unet.config
         shape = (batch_size, config.in_channels, config.sample_size, config.sample_size)
@@ -177,15 +170,38 @@ class GuidedDiffusionPipeline(DiffusionPipeline):
         latents = latents.to(self.device) * scheduler.init_noise_sigma
         scheduler.set_timesteps(num_inference_steps, device=self.device)
         step_kwargs = self._step_kwargs(scheduler, generator, eta, use_clipped_model_output)
-        trajectory = []
         for i, t in enumerate(self.progress_bar(scheduler.timesteps)):
             latents, x0 = self.guided_step(scheduler, latents, t, class_labels, guidance_scale, classifier_scale, step_kwargs)
+            replaced = yield i, t, latents, x0
+            if replaced is not None:  # a consumer may send back new latents (callbacks do)
+                latents = replaced
+                yield None  # answer the send(); the loop's next() resumes sampling
+
+    def __call__(self, batch_size: int = 1, class_labels=None, guidance_scale: float = 1.0, classifier_scale: float = 0.0,
+                 num_inference_steps: int = 50, eta: float = 0.0, use_clipped_model_output: bool = True,
+                 thresholding: str | None = None, dynamic_thresholding_ratio: float | None = None, generator=None,
+                 latents: torch.Tensor | None = None, output_type: str = "pil", return_dict: bool = True,
+                 return_trajectory: bool = False, callback_on_step_end=None):  # fmt: skip
+        """Sample `batch_size` images. `guidance_scale` w: classifier-free guidance (0 unconditional, 1 the
+        conditional model, > 1 CFG); `classifier_scale` s: classifier guidance towards `class_labels`;
+        `thresholding` overrides the scheduler's x0 clipping for this call; with `use_clipped_model_output` DDIM
+        re-derives eps from the clipped x0, as ADM's DDIM does (diffusers' DDIMPipeline defaults to False), which
+        keeps large guidance from pushing x the wrong way once x0 is clipped. `callback_on_step_end(pipe, i, t,
+        {"latents", "pred_original_sample"})` is called after each step; a dict it returns may replace "latents"."""
+        check_choice("output_type", output_type, ("pil", "np", "pt"))
+        steps = self.iterate(batch_size, class_labels, guidance_scale, classifier_scale, num_inference_steps, eta,
+                             use_clipped_model_output, thresholding, dynamic_thresholding_ratio, generator, latents)  # fmt: skip
+        trajectory, final = [], None
+        for i, t, latents, x0 in steps:
             if return_trajectory:
                 trajectory.append({"timestep": int(t), "latents": latents.cpu(), "pred_original_sample": x0})
             if callback_on_step_end is not None:
                 returned = callback_on_step_end(self, i, t, {"latents": latents, "pred_original_sample": x0})
-                latents = returned.get("latents", latents) if isinstance(returned, dict) else latents
-        images = self.postprocess(latents, output_type)
+                if isinstance(returned, dict) and "latents" in returned:
+                    latents = returned["latents"]
+                    steps.send(latents)
+            final = latents
+        images = self.postprocess(final, output_type)
         if not return_dict:
             return (images,)
         return GuidedPipelineOutput(images=images, trajectory=trajectory if return_trajectory else None)

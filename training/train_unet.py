@@ -118,7 +118,8 @@ def save_pipeline(unet, ema, noise_scheduler, data, dataset, args, state, num_cl
     """The output folder: a GuidedDiffusionPipeline with the EMA weights, a sample grid and a model card."""
     if ema is not None:
         ema.copy_to(unet.parameters())
-    pipeline = GuidedDiffusionPipeline(unet=unet, scheduler=noise_scheduler, null_class_label=num_classes or None)
+    pipeline = GuidedDiffusionPipeline(unet=unet, scheduler=noise_scheduler, null_class_label=num_classes or None,
+                                       class_names=data.class_names if num_classes else None)  # fmt: skip
     pipeline.save_pretrained(args.output_dir)
     sample_grid(unet, noise_scheduler, args, num_classes).save(Path(args.output_dir, "samples.png"))
     name = dataset_label(args)
