@@ -9,6 +9,9 @@ from diffusers import DiffusionPipeline, ImagePipelineOutput, UNet2DModel
 from diffusers.schedulers.scheduling_utils import SchedulerMixin
 from diffusers.utils.torch_utils import randn_tensor
 
+# diffusers loads a pipeline component only from a module that is already imported: import the classifier's
+# module here so that `GuidedDiffusionPipeline.from_pretrained` finds the `classifier/` of a saved folder
+from ..models import noise_aware_classifier  # noqa: F401
 from ..schedulers.validation import check_choice, check_range
 from .guidance import classifier_free_guidance, classifier_gradient, guide_mean, guide_score
 

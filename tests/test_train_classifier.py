@@ -86,3 +86,16 @@ def test_bad_arguments_fail_before_training(tmp_path, extra, message):
     result = subprocess.run([sys.executable, SCRIPT, "--dataset_name", "mnist", "--output_dir", str(tmp_path), *extra],
                             env=ENV, capture_output=True, text=True)  # fmt: skip
     assert result.returncode != 0 and message in result.stderr
+
+
+def test_a_saved_pipeline_with_classifier_loads_in_a_fresh_process(diffusion_folder, tmp_path):
+    """diffusers imports no module named in model_index.json by itself; importing the pipeline must be enough."""
+    pipe = GuidedDiffusionPipeline.from_pretrained(diffusion_folder)
+    schedule = schedule_of(pipe.scheduler.config)
+    pipe.register_modules(classifier=NoiseAwareClassifier(**classifier_config("tiny", 28, 1, 10, "mean", schedule)))
+    pipe.save_pretrained(tmp_path / "with-classifier")
+    code = ("from guided_diffusers.pipelines import GuidedDiffusionPipeline; "
+            f"print(type(GuidedDiffusionPipeline.from_pretrained({str(tmp_path / 'with-classifier')!r}).classifier).__name__)")
+    result = subprocess.run([sys.executable, "-c", code], env=ENV, capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert result.stdout.strip() == "NoiseAwareClassifier"
