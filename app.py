@@ -11,6 +11,7 @@ import argparse
 import os
 import random
 import time
+from functools import partial
 from pathlib import Path
 
 import gradio as gr
@@ -241,7 +242,7 @@ def build_demo(pipelines: dict, datasets: dict) -> gr.Blocks:
     model_dropdown = lambda: gr.Dropdown(names, value=names[0], label="model")  # noqa: E731
     class_dropdown = lambda value=UNCONDITIONAL: gr.Dropdown(labels, value=value, label="class")  # noqa: E731
     image = lambda label: gr.Image(label=label, format="png", type="pil", interactive=False)  # noqa: E731
-    bind = lambda fn, *extra: (lambda *args, **kwargs: fn(pipelines, *extra, *args, **kwargs))  # noqa: E731
+    bind = lambda fn, *extra: partial(fn, pipelines, *extra)  # noqa: E731 (partial keeps generators streaming)
 
     with gr.Blocks(title="guided-diffusers") as demo:
         gr.Markdown("# guided-diffusers\nGuided diffusion sampling on our own models, on a CPU.")

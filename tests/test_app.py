@@ -1,0 +1,112 @@
+"""The Gradio app: its plain functions directly, then through gradio_client against the app on localhost."""
+
+import os
+import socket
+import sys
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import gradio as gr
+import pytest
+
+os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+import app  # noqa: E402
+from app_models import write_tiny_model  # noqa: E402
+
+NO_PROGRESS = lambda *args, **kwargs: None  # noqa: E731
+SAMPLE = dict(label="3", sampler="ddim", steps=4, eta=0.0, guidance=3.0, classifier_scale=0.0, thresholding="dynamic",
+              percentile=99.5, seed=11, randomize=False, batch=2)  # fmt: skip
+
+
+@pytest.fixture(scope="module")
+def models(tmp_path_factory):
+    root = tmp_path_factory.mktemp("models")
+    write_tiny_model(root / "tiny-mnist")
+    pipelines = app.load_pipelines(str(root))
+    return pipelines, app.load_datasets(pipelines)
+
+
+def test_sampling_streams_one_frame_per_step_then_the_final_grid(models):
+    pipelines, _ = models
+    frames = list(app.sample(pipelines, "tiny-mnist", **SAMPLE, progress=NO_PROGRESS))
+    assert len(frames) == SAMPLE["steps"] + 1
+    assert all(frame[2] is None for frame in frames[:-1]) and frames[-1][2] is not None
+    x_t, x0, final, seed, path = frames[-1]
+    assert seed == 11 and Path(path).read_bytes()[:4] == b"\x89PNG"
+
+
+@pytest.mark.parametrize(
+    "override,message",
+    [({"steps": 0}, "steps must be an integer between 1 and 1000"), ({"batch": 99}, "batch size must be"),
+     ({"guidance": -1}, "CFG scale must be"), ({"label": "eleven"}, "class must be"),
+     ({"sampler": "euler"}, "sampler must be one of"), ({"thresholding": "soft"}, "thresholding must be one of")],
+)  # fmt: skip
+def test_out_of_range_controls_raise_gradio_errors(models, override, message):
+    pipelines, _ = models
+    with pytest.raises(gr.Error, match=message):
+        next(app.sample(pipelines, "tiny-mnist", **{**SAMPLE, **override}, progress=NO_PROGRESS))
+
+
+def test_the_other_tabs_return_images_and_measurements(models):
+    pipelines, datasets = models
+    noised, text = app.forward_process(pipelines, datasets, "tiny-mnist", 3, 20)
+    assert noised.size[0] > 28 * 4 and "abar_t" in text and "1.000" in text  # marginal variance stays 1
+    for function, args, expected in [
+        (app.thresholding_comparison, ("tiny-mnist", "3", 15, 3, 0), "dynamic:"),
+        (app.sampler_comparison, ("tiny-mnist", "3", 3, 0), "ddim-3:"),
+        (app.guidance_sweep, ("tiny-mnist", "3", "0 3", 0), "accuracy"),
+    ]:
+        image, text = function(pipelines, *args)
+        assert image.size[0] > 0 and expected in text
+
+
+# ------------------------------------------------------------------------------------- over HTTP
+@pytest.fixture(scope="module")
+def client(models):
+    from gradio_client import Client
+
+    pipelines, datasets = models
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    demo = app.build_demo(pipelines, datasets)
+    demo.queue(default_concurrency_limit=2, max_size=32).launch(server_name="127.0.0.1", server_port=port,
+                                                                prevent_thread_lock=True, quiet=True)  # fmt: skip
+    yield Client(f"http://127.0.0.1:{port}/", verbose=False)
+    demo.close()
+
+
+def call_sample(client, **override):
+    args = {**SAMPLE, **override}
+    return client.predict("tiny-mnist", *args.values(), api_name="/sample")
+
+
+def test_endpoints_are_listed(client):
+    endpoints = client.view_api(return_format="dict", print_info=False)["named_endpoints"]
+    assert {"/sample", "/forward", "/guidance_sweep", "/thresholding", "/samplers"} <= set(endpoints)
+
+
+def test_same_seed_same_png_bytes_and_another_seed_differs(client):
+    png = lambda result: Path(result[2]).read_bytes()  # noqa: E731
+    first, again, other = call_sample(client), call_sample(client), call_sample(client, seed=12)
+    assert png(first) == png(again) and png(first) != png(other)
+
+
+def test_a_streamed_run_sends_one_update_per_step(client):
+    job = client.submit("tiny-mnist", *SAMPLE.values(), api_name="/sample")
+    job.result()
+    assert len(job.outputs()) == SAMPLE["steps"] + 1
+
+
+def test_out_of_range_input_comes_back_as_an_error(client):
+    with pytest.raises(Exception, match="greater than maximum value 1000"):  # the slider's own check
+        call_sample(client, steps=5000)
+    with pytest.raises(Exception, match="seed must be an integer between 0 and"):  # ours, server-side
+        call_sample(client, seed=-5)
+
+
+def test_eight_concurrent_clients_all_get_results(client):
+    with ThreadPoolExecutor(8) as pool:
+        results = list(pool.map(lambda seed: call_sample(client, seed=seed, steps=2), range(8)))
+    assert all(Path(result[2]).is_file() for result in results)
