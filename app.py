@@ -118,14 +118,15 @@ def sample(pipelines, model, label, sampler, steps, eta, guidance, classifier_sc
         steps_iter = pipe.iterate(generator=torch.Generator().manual_seed(seed), **options)
         for i, t, latents, x0 in steps_iter:
             progress((i + 1, options["num_inference_steps"]), desc=f"t = {int(t)}")
-            preview = picture(x0) if x0 is not None else None
-            yield picture(latents), preview, None, seed, None
+            # identical pictures in one update share one cached file, which Gradio would write while serving it
+            same = x0 is None or torch.equal(x0, latents)
+            yield picture(latents), gr.skip() if same else picture(x0), None, seed, None
     except ValueError as error:  # the library's own checks, shown as such
         raise gr.Error(str(error)) from error
     final = picture(latents)
     path = Path(os.environ.get("GRADIO_TEMP_DIR", "/tmp")) / f"guided-diffusers-{model}-{seed}.png"
     final.save(path)
-    yield picture(latents), preview, final, seed, str(path)
+    yield gr.skip(), gr.skip(), final, seed, str(path)
 
 
 def forward_process(pipelines, datasets, model, index, timestep):

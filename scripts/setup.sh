@@ -14,8 +14,12 @@ pip_install "torch==2.13.0"
 pip_install -e ".[dev,data,eval]"
 .venv/bin/python -c "import torch, diffusers, guided_diffusers.schedulers" # fail here, not in the job, if broken
 
-# Fashion-MNIST ships as a Debian package; optional (its tests skip with the reason when it is missing)
-if [ ! -d /usr/share/datasets/fashion-mnist ] && [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
-    (apt-get update -qq && apt-get install -y -qq dataset-fashion-mnist) >/dev/null 2>&1 \
-        || echo "note: could not install dataset-fashion-mnist; Fashion-MNIST will be unavailable offline" >&2
+# Debian packages, optional (their tests skip with the reason when missing): Fashion-MNIST's files, and the
+# chromium that the browser test drives (Playwright cannot download a browser here)
+missing=""
+[ -d /usr/share/datasets/fashion-mnist ] || missing="$missing dataset-fashion-mnist"
+command -v chromium >/dev/null || missing="$missing chromium"
+if [ -n "$missing" ] && [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
+    (apt-get update -qq && apt-get install -y -qq $missing) >/dev/null 2>&1 \
+        || echo "note: could not install$missing from Debian; the tests that need them will be skipped" >&2
 fi

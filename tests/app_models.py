@@ -23,3 +23,22 @@ def write_tiny_model(folder, num_train_timesteps=50):
     write_model_card(folder, title="tiny", metadata={"datasets": ["mnist"], "library_name": "diffusers"},
                      sections={"Model": "A tiny random model for tests."})  # fmt: skip
     return folder
+
+
+def launch_app(root):
+    """The app on a free localhost port with the models under `root`; returns (demo, url)."""
+    import socket
+    import sys
+    from pathlib import Path
+
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+    import app
+
+    pipelines = app.load_pipelines(str(root))
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    demo = app.build_demo(pipelines, app.load_datasets(pipelines))
+    demo.queue(default_concurrency_limit=2, max_size=32).launch(server_name="127.0.0.1", server_port=port,
+                                                                prevent_thread_lock=True, quiet=True)  # fmt: skip
+    return demo, f"http://127.0.0.1:{port}/"

@@ -1,7 +1,6 @@
 """The Gradio app: its plain functions directly, then through gradio_client against the app on localhost."""
 
 import os
-import socket
 import sys
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -12,7 +11,7 @@ import pytest
 os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import app  # noqa: E402
-from app_models import write_tiny_model  # noqa: E402
+from app_models import launch_app, write_tiny_model  # noqa: E402
 
 NO_PROGRESS = lambda *args, **kwargs: None  # noqa: E731
 SAMPLE = dict(label="3", sampler="ddim", steps=4, eta=0.0, guidance=3.0, classifier_scale=0.0, thresholding="dynamic",
@@ -63,17 +62,13 @@ def test_the_other_tabs_return_images_and_measurements(models):
 
 # ------------------------------------------------------------------------------------- over HTTP
 @pytest.fixture(scope="module")
-def client(models):
+def client(tmp_path_factory):
     from gradio_client import Client
 
-    pipelines, datasets = models
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
-    demo = app.build_demo(pipelines, datasets)
-    demo.queue(default_concurrency_limit=2, max_size=32).launch(server_name="127.0.0.1", server_port=port,
-                                                                prevent_thread_lock=True, quiet=True)  # fmt: skip
-    yield Client(f"http://127.0.0.1:{port}/", verbose=False)
+    root = tmp_path_factory.mktemp("served")
+    write_tiny_model(root / "tiny-mnist")
+    demo, url = launch_app(root)
+    yield Client(url, verbose=False)
     demo.close()
 
 

@@ -51,3 +51,19 @@ def test_installed_wheel_imports_from_its_install_location(wheel, tmp_path):
     assert result.returncode == 0, result.stderr
     module_file, timesteps = result.stdout.split()
     assert Path(module_file).is_relative_to(target) and timesteps == "1000"
+
+
+def test_readme_is_a_valid_space_card_and_requirements_install_the_package():
+    import yaml
+
+    text = (REPO / "README.md").read_text()
+    assert text.startswith("---\n")
+    metadata = yaml.safe_load(text.split("---\n")[1])
+    assert metadata["sdk"] == "gradio" and metadata["app_file"] == "app.py" and (REPO / metadata["app_file"]).is_file()
+    assert {"sdk_version", "models", "license", "short_description"} <= set(metadata)
+    assert len(metadata["short_description"]) <= 60  # the Hub's limit
+    import gradio
+
+    assert metadata["sdk_version"] == gradio.__version__
+    requirements = [line for line in (REPO / "requirements.txt").read_text().splitlines() if not line.startswith("#")]
+    assert any(line.startswith(".") for line in requirements)
