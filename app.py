@@ -100,6 +100,12 @@ def with_scheduler(pipe, sampler):
     return pipe
 
 
+def render(pipe, sampler: str, seed, options: dict) -> torch.Tensor:
+    """One whole sampling run with these options, as a [-1, 1] batch."""
+    generator = torch.Generator().manual_seed(int(seed))
+    return with_scheduler(pipe, sampler)(generator=generator, output_type="pt", **options).images * 2 - 1
+
+
 def picture(latents: torch.Tensor, rows: int = 1):
     """A [-1, 1] batch as one upscaled PNG-ready grid."""
     images = GuidedDiffusionPipeline.postprocess(latents.float(), "np")
@@ -180,9 +186,9 @@ def thresholding_comparison(pipelines, model, label, guidance, steps, seed):
     rows, captions = [], []
     for mode in THRESHOLDING:
         options = sampling_options(pipe, label, "ddim", steps, 0.0, guidance, 0.0, mode, 99.5, 4)
-        images = with_scheduler(pipe, "ddim")(generator=torch.Generator().manual_seed(int(seed)), output_type="pt", **options).images
-        rows.append(images * 2 - 1)
-        captions.append(f"{mode}: {(images.sub(0.5).abs() > 0.495).float().mean().item():.1%} saturated pixels")
+        images = render(pipe, "ddim", seed, options)
+        rows.append(images)
+        captions.append(f"{mode}: {(images.abs() > 0.99).float().mean().item():.1%} saturated pixels")
     return picture(torch.cat(rows), rows=3), "\n".join(captions)
 
 
@@ -194,9 +200,8 @@ def sampler_comparison(pipelines, model, label, steps, seed):
     for sampler, count in (("ddpm", pipe.scheduler.config.num_train_timesteps), ("ddim", steps), ("dpm++", steps)):
         options = sampling_options(pipe, label, sampler, count, 0.0, 1.0, 0.0, "none", 99.5, 4)
         start = time.perf_counter()
-        images = with_scheduler(pipe, sampler)(generator=torch.Generator().manual_seed(int(seed)), output_type="pt", **options).images
+        rows.append(render(pipe, sampler, seed, options))
         lines.append(f"{sampler}-{count}: {(time.perf_counter() - start) / 4:.2f} s per image")
-        rows.append(images * 2 - 1)
     return picture(torch.cat(rows), rows=3), "\n".join(lines)
 
 
@@ -209,7 +214,7 @@ def guidance_sweep(pipelines, model, label, scales, seed):
     rows, lines = [], []
     for scale in values:
         options = sampling_options(pipe, label, "ddim", 50, 0.0, scale, 0.0, "dynamic", 99.5, 8)
-        images = with_scheduler(pipe, "ddim")(generator=torch.Generator().manual_seed(int(seed)), output_type="pt", **options).images * 2 - 1
+        images = render(pipe, "ddim", seed, options)
         rows.append(images)
         flat = images.flatten(1)
         line = f"w = {scale:g}: diversity (mean pixel distance) {torch.cdist(flat, flat).mean().item():.2f}"
