@@ -14,7 +14,8 @@ def hardware() -> str:
     if cpuinfo.exists():
         names = [line.split(":", 1)[1].strip() for line in cpuinfo.read_text().splitlines() if line.startswith("model name")]
         cpu = names[0] if names else cpu
-    text = f"{cpu}, {torch.get_num_threads()} torch threads"
+    threads = torch.get_num_threads()
+    text = f"{cpu}, {threads} torch thread{'s' if threads != 1 else ''}"
     if torch.cuda.is_available():
         text += f", GPU {torch.cuda.get_device_name(0)}"
     return text

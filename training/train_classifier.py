@@ -150,20 +150,29 @@ def save_report(args, rows, state, data, held_out, classifier):
     print(table)
     name = dataset_label(args)
     schedule = classifier.config.noise_schedule
+    size = f"A {sum(p.numel() for p in classifier.parameters()) / 1e6:.2f}M-parameter `NoiseAwareClassifier`"
+    if args.noise_free:
+        role = (f"{size} ({args.model_config} preset, {args.pooling} pooling) trained on clean images only (t = 0): "
+                f"the evaluation classifier whose pooled features and accuracy judge samples (training/evaluate.py), "
+                f"separate from the noise-aware classifier that guides sampling. Not for guidance.")  # fmt: skip
+    else:
+        role = (f"{size} ({args.model_config} preset, {args.pooling} pooling) for classifier guidance: p(y | x_t, t) "
+                f"over {len(data.class_names)} classes, on the `{schedule['beta_schedule']}` schedule with "
+                f"{schedule['num_train_timesteps']} steps.")  # fmt: skip
     sections = {
-        "Model": f"A {sum(p.numel() for p in classifier.parameters()) / 1e6:.2f}M-parameter `NoiseAwareClassifier` "
-        f"({args.model_config} preset, {args.pooling} pooling) for classifier guidance: p(y | x_t, t) over "
-        f"{len(data.class_names)} classes, on the `{schedule['beta_schedule']}` schedule with "
-        f"{schedule['num_train_timesteps']} steps.",
+        "Model": role,
         "Usage": "```python\nfrom guided_diffusers.models import NoiseAwareClassifier\n"
         "classifier = NoiseAwareClassifier.from_pretrained(\"path/or/repo_id\")\n```",
         "Training": training_section(args, state, len(data)),
-        "Held-out accuracy by timestep": f"On {len(held_out)} images of split `{args.eval_split}`, t uniform in each "
-        f"range:\n\n{table}",
+        "Held-out accuracy by timestep": f"On {len(held_out)} images of split `{args.eval_split}`"
+        + (":" if args.noise_free else ", t uniform in each range:") + f"\n\n{table}",
     }
+    kind = "evaluation classifier" if args.noise_free else "noise-aware classifier"
+    tags = ["guided-diffusers", "evaluation-classifier"] if args.noise_free else \
+        ["guided-diffusers", "noise-aware-classifier", "classifier-guidance"]  # fmt: skip
     metadata = {"library_name": "diffusers", "license": "apache-2.0", "pipeline_tag": "image-classification",
-                "tags": ["guided-diffusers", "noise-aware-classifier", "classifier-guidance"], "datasets": [name]}  # fmt: skip
-    write_model_card(args.output_dir, title=f"guided-diffusers {name} noise-aware classifier", metadata=metadata,
+                "tags": tags, "datasets": [name]}  # fmt: skip
+    write_model_card(args.output_dir, title=f"guided-diffusers {name} {kind}", metadata=metadata,
                      sections=sections)  # fmt: skip
     if args.push_to_hub:
         publish_to_hub(args)
