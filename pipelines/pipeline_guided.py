@@ -69,7 +69,9 @@ class GuidedDiffusionPipeline(DiffusionPipeline):
             self._check_classifier()
         if class_labels is None:
             if guidance_scale != 1 or classifier_scale > 0:
-                raise ValueError("`guidance_scale` != 1 and `classifier_scale` > 0 need `class_labels` to guide towards.")
+                raise ValueError("`guidance_scale` != 1 or `classifier_scale` > 0 needs `class_labels` to guide towards.")
+            if self.num_classes and self.config.null_class_label is None:
+                raise ValueError("This UNet is class-conditional without a null class: pass `class_labels`.")
             return None
         if not self.num_classes and classifier_scale == 0:
             raise ValueError("`class_labels` given, but the UNet is unconditional and there is no classifier guidance.")
