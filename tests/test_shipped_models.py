@@ -46,3 +46,26 @@ def test_shipped_evaluation_classifier_recognises_held_out_images(folder):
     with torch.no_grad():
         logits = classifier(to_model_range(data.images), torch.zeros(len(data), dtype=torch.long)).logits
     assert (logits.argmax(1) == data.labels).float().mean().item() >= 0.98
+
+
+def guidance_classifiers():
+    return [f for f in FOLDERS if (f / "config.json").exists() and "noise-aware-classifier" in read_model_card(f)[0]["tags"]]
+
+
+@pytest.mark.parametrize("folder", guidance_classifiers(), ids=lambda p: p.name)
+def test_shipped_guidance_classifier_recognises_lightly_noised_held_out_images(folder):
+    from guided_diffusers.schedulers import GuidedDDPMScheduler
+
+    classifier = NoiseAwareClassifier.from_pretrained(folder).eval()
+    schedule = {k: v for k, v in classifier.config.noise_schedule.items() if v is not None}
+    scheduler = GuidedDDPMScheduler(**schedule)
+    dataset = read_model_card(folder)[0]["datasets"][0]
+    data = to_tensors(load_image_dataset(dataset, split="test", max_samples=300), classifier.config.sample_size,
+                      classifier.config.in_channels)  # fmt: skip
+    generator = torch.Generator().manual_seed(0)
+    t = torch.randint(0, 100, (len(data),), generator=generator)
+    x0 = to_model_range(data.images)
+    x_t = scheduler.add_noise(x0, torch.randn(x0.shape, generator=generator), t)
+    with torch.no_grad():
+        accuracy = (classifier(x_t, t).logits.argmax(1) == data.labels).float().mean().item()
+    assert accuracy >= 0.9
