@@ -96,8 +96,12 @@ def sampling_options(pipe, label, sampler, steps, eta, guidance, classifier_scal
 
 
 def with_scheduler(pipe, sampler):
-    pipe.scheduler = make_scheduler(sampler, pipe.scheduler.config)
-    return pipe
+    """A pipeline sharing `pipe`'s models but with a scheduler of its own: concurrent requests (the queue runs two
+    at a time) then never change or step each other's scheduler."""
+    own = GuidedDiffusionPipeline(pipe.unet, make_scheduler(sampler, pipe.scheduler.config), classifier=pipe.classifier,
+                                  null_class_label=pipe.config.null_class_label, class_names=pipe.config.class_names)  # fmt: skip
+    own.set_progress_bar_config(disable=True)
+    return own
 
 
 def render(pipe, sampler: str, seed, options: dict) -> torch.Tensor:
@@ -119,7 +123,7 @@ def sample(pipelines, model, label, sampler, steps, eta, guidance, classifier_sc
     pipe = pipelines.get(model) or _unknown_model(pipelines, model)
     seed = random.randint(0, MAX_SEED) if randomize else checked(seed, "seed", 0, MAX_SEED, integer=True)
     options = sampling_options(pipe, label, sampler, steps, eta, guidance, classifier_scale, thresholding, percentile, batch)
-    with_scheduler(pipe, sampler)
+    pipe = with_scheduler(pipe, sampler)
     try:
         steps_iter = pipe.iterate(generator=torch.Generator().manual_seed(seed), **options)
         for i, t, latents, x0 in steps_iter:

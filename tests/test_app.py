@@ -105,3 +105,12 @@ def test_eight_concurrent_clients_all_get_results(client):
     with ThreadPoolExecutor(8) as pool:
         results = list(pool.map(lambda seed: call_sample(client, seed=seed, steps=2), range(8)))
     assert all(Path(result[2]).is_file() for result in results)
+
+
+def test_concurrent_requests_with_different_samplers_do_not_disturb_each_other(client):
+    """Each request steps its own scheduler: the same seed gives the same image alone and under concurrency."""
+    alone = {sampler: Path(call_sample(client, sampler=sampler, steps=3)[2]).read_bytes() for sampler in ("ddim", "ddpm")}
+    with ThreadPoolExecutor(4) as pool:
+        mixed = list(pool.map(lambda sampler: (sampler, call_sample(client, sampler=sampler, steps=3)),
+                              ["ddim", "ddpm", "ddim", "ddpm"]))  # fmt: skip
+    assert all(Path(result[2]).read_bytes() == alone[sampler] for sampler, result in mixed)
