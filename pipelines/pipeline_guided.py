@@ -14,6 +14,7 @@ from diffusers.utils.torch_utils import randn_tensor
 from ..models import noise_aware_classifier  # noqa: F401
 from ..schedulers.validation import check_choice, check_range
 from .guidance import classifier_free_guidance, classifier_gradient, guide_mean, guide_score
+from .samplers import editable_config
 
 THRESHOLDING_MODES = ("none", "static", "dynamic")
 
@@ -99,7 +100,7 @@ class GuidedDiffusionPipeline(DiffusionPipeline):
         """The scheduler, or a copy with the thresholding of this call ("none", "static", "dynamic")."""
         if thresholding is None and dynamic_thresholding_ratio is None:
             return self.scheduler
-        config = {k: v for k, v in self.scheduler.config.items() if k != "_use_default_values"}
+        config = editable_config(self.scheduler.config)
         needed = {"static": "clip_sample", "dynamic": "thresholding"}.get(thresholding)
         if needed and needed not in config:
             raise ValueError(f"`thresholding`={thresholding!r} is not supported by {type(self.scheduler).__name__}.")

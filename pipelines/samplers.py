@@ -13,8 +13,13 @@ SAMPLERS = {
 }
 
 
+def editable_config(config) -> dict:
+    """A scheduler config as a plain dict that `from_config` honours as edited: without `_use_default_values`,
+    whose listed keys `from_config` would otherwise reset to their defaults."""
+    return {key: value for key, value in dict(config).items() if key != "_use_default_values"}
+
+
 def make_scheduler(name: str, config):
     """A fresh scheduler of kind `name` (ddpm, ddim, dpm++) on the noise schedule in `config`."""
     check_choice("sampler", name, SAMPLERS)
-    clean = {key: value for key, value in dict(config).items() if key != "_use_default_values"}
-    return SAMPLERS[name](clean)
+    return SAMPLERS[name](editable_config(config))
