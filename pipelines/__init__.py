@@ -1,16 +1,19 @@
 """Guided sampling pipelines and the guidance rules they apply."""
 
 from .guidance import classifier_free_guidance, classifier_gradient, guide_mean, guide_score
+from .inversion import InversionOutput, slerp
 from .pipeline_guided import GuidedDiffusionPipeline, GuidedPipelineOutput
 from .samplers import SAMPLERS, make_scheduler
 
 __all__ = [
     "GuidedDiffusionPipeline",
     "GuidedPipelineOutput",
+    "InversionOutput",
     "SAMPLERS",
     "classifier_free_guidance",
     "classifier_gradient",
     "guide_mean",
     "guide_score",
     "make_scheduler",
+    "slerp",
 ]

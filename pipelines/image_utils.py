@@ -1,7 +1,34 @@
-"""Turning sampled images into grids for people to look at (training logs, model cards, the app)."""
+"""Images in and out of the pipelines: user images into the model's range, samples into grids for people to look
+at (training logs, model cards, the app)."""
 
 import numpy as np
+import torch
 from PIL import Image
+
+
+def images_to_model_range(images, channels: int, size: int) -> torch.Tensor:
+    """What the pipelines output, back into the model's range: PIL images (one or a list), a NumPy (N, H, W, C) array
+    or a torch (N, C, H, W) tensor with values in [0, 1] -> float (N, C, H, W) in [-1, 1], x = 2 p - 1.
+    Raises ValueError unless the images have the model's `channels` and `size` x `size` pixels."""
+    if isinstance(images, Image.Image):
+        images = [images]
+    if isinstance(images, (list, tuple)) and images and all(isinstance(image, Image.Image) for image in images):
+        mode = "L" if channels == 1 else "RGB"
+        images = np.stack([np.asarray(image.convert(mode), dtype=np.float32) / 255 for image in images])
+    if isinstance(images, np.ndarray):
+        images = torch.from_numpy(np.asarray(images, dtype=np.float32))
+        images = images[..., None] if images.ndim == 3 and channels == 1 and images.shape[-1] != 1 else images
+        images = (images[None] if images.ndim == 3 else images).permute(0, 3, 1, 2)
+    if not torch.is_tensor(images):
+        raise ValueError(f"`images` must be PIL images, a NumPy (N, H, W, C) array or a torch (N, C, H, W) tensor; "
+                         f"got {type(images).__name__}.")  # fmt: skip
+    images = images[None] if images.ndim == 3 else images
+    if images.ndim != 4 or tuple(images.shape[1:]) != (channels, size, size):
+        raise ValueError(f"`images` must be {channels}x{size}x{size} (channels x height x width) for this model; "
+                         f"got shape {tuple(images.shape)}.")  # fmt: skip
+    if images.numel() == 0 or images.min() < 0 or images.max() > 1:
+        raise ValueError("`images` must have values in [0, 1], as the pipelines output them.")
+    return images.float() * 2 - 1
 
 
 def make_grid(images: np.ndarray, rows: int, scale: int = 1, padding: int = 1) -> Image.Image:

@@ -12,8 +12,10 @@ from diffusers.utils.torch_utils import randn_tensor
 # diffusers loads a pipeline component only from a module that is already imported: import the classifier's
 # module here so that `GuidedDiffusionPipeline.from_pretrained` finds the `classifier/` of a saved folder
 from ..models import noise_aware_classifier  # noqa: F401
+from ..models.mixed_class_embedding import with_mixed_class_embedding
 from ..schedulers.validation import check_choice, check_range
 from .guidance import classifier_free_guidance, classifier_gradient, guide_mean, guide_score
+from .inversion import InversionMixin
 from .samplers import editable_config
 
 THRESHOLDING_MODES = ("none", "static", "dynamic")
@@ -26,7 +28,7 @@ class GuidedPipelineOutput(ImagePipelineOutput):
     trajectory: list | None = None
 
 
-class GuidedDiffusionPipeline(DiffusionPipeline):
+class GuidedDiffusionPipeline(InversionMixin, DiffusionPipeline):
     """Sampling from a `UNet2DModel`, optionally guided.
 
     - A class-conditional UNet trained with label dropout has a null class ("no label", `null_class_label`, the
@@ -34,6 +36,8 @@ class GuidedDiffusionPipeline(DiffusionPipeline):
     - `classifier` (optional): a noise-aware classifier p(y | x_t, t) on the same noise schedule, for classifier
       guidance. With our DDPM scheduler it shifts the mean (ADM Algorithm 1); with any other scheduler it
       corrects eps (ADM Algorithm 2), so diffusers' DDIM, DPM-Solver or Euler get it too.
+    - `invert`, `reconstruct`, `interpolate` and `variations` (DDIM inversion and SDEdit) come from
+      `InversionMixin`.
     """
 
     model_cpu_offload_seq = "unet"
@@ -76,6 +80,8 @@ class GuidedDiffusionPipeline(DiffusionPipeline):
             return None
         if not self.num_classes and classifier_scale == 0:
             raise ValueError("`class_labels` given, but the UNet is unconditional and there is no classifier guidance.")
+        if torch.is_tensor(class_labels) and class_labels.is_floating_point():
+            return self._check_class_weights(class_labels, batch_size, classifier_scale)
         labels = torch.as_tensor(class_labels, dtype=torch.long).reshape(-1)
         labels = labels.expand(batch_size) if len(labels) == 1 else labels
         if len(labels) != batch_size:
@@ -84,6 +90,23 @@ class GuidedDiffusionPipeline(DiffusionPipeline):
         if labels.min() < 0 or labels.max() >= num_classes:
             raise ValueError(f"`class_labels` must lie in [0, {num_classes - 1}]; got {labels.tolist()}.")
         return labels.to(self.device)
+
+    def _check_class_weights(self, weights: torch.Tensor, batch_size: int, classifier_scale: float) -> torch.Tensor:
+        """Float `class_labels` of shape (batch or 1, num_classes): non-negative weights that mix the class
+        embeddings (see `models.mixed_class_embedding`). Returned with a zero column for the null class."""
+        if not self.num_classes:
+            raise ValueError("Float `class_labels` (class weights) need a class-conditional UNet.")
+        if classifier_scale > 0:
+            raise ValueError("Classifier guidance needs integer `class_labels`, not class weights.")
+        if weights.ndim != 2 or weights.shape[1] != self.num_classes or len(weights) not in (1, batch_size):
+            raise ValueError(f"Float `class_labels` (class weights) must have shape (1 or {batch_size}, {self.num_classes}); "
+                             f"got {tuple(weights.shape)}.")  # fmt: skip
+        if weights.min() < 0:
+            raise ValueError("Float `class_labels` (class weights) must be non-negative.")
+        weights = weights.expand(batch_size, -1).to(self.device, torch.float32)
+        if self.config.null_class_label is not None:
+            weights = torch.cat([weights, weights.new_zeros(batch_size, 1)], dim=1)
+        return weights
 
     def _check_classifier(self):
         if self.classifier is None:
@@ -114,17 +137,27 @@ class GuidedDiffusionPipeline(DiffusionPipeline):
     def classifier_free_output(self, model_input, t, class_labels, guidance_scale):
         """The network output at one step: one batched UNet call for both CFG halves, and the needless half
         skipped when w is 0 (unconditional only) or 1 (conditional only)."""
-        null_label = self.config.null_class_label
         if not self.num_classes:  # an unconditional UNet (class_labels, if any, are classifier targets)
             return self.unet(model_input, t).sample
-        null = torch.full((len(model_input),), null_label, dtype=torch.long, device=model_input.device)
+        unet, null = self._unet_and_null_labels(class_labels, len(model_input), model_input.device)
         if class_labels is None or guidance_scale == 0:
-            return self.unet(model_input, t, class_labels=null).sample
+            return unet(model_input, t, class_labels=null).sample
         if guidance_scale == 1:
-            return self.unet(model_input, t, class_labels=class_labels).sample
-        both = self.unet(torch.cat([model_input] * 2), t, class_labels=torch.cat([null, class_labels])).sample
+            return unet(model_input, t, class_labels=class_labels).sample
+        both = unet(torch.cat([model_input] * 2), t, class_labels=torch.cat([null, class_labels])).sample
         uncond, cond = both.chunk(2)
         return classifier_free_guidance(uncond, cond, guidance_scale)
+
+    def _unet_and_null_labels(self, class_labels, batch: int, device):
+        """The UNet and null-class labels to call it with: for float class weights, a view of the UNet that mixes
+        class embeddings and the null class as a one-hot row."""
+        null_label = self.config.null_class_label
+        null = None if null_label is None else torch.full((batch,), null_label, dtype=torch.long, device=device)
+        if class_labels is None or not class_labels.is_floating_point():
+            return self.unet, null
+        if null is not None:
+            null = torch.nn.functional.one_hot(null, self.unet.config.num_class_embeds).to(class_labels.dtype)
+        return with_mixed_class_embedding(self.unet), null
 
     def guided_step(self, scheduler, latents, t, class_labels, guidance_scale, classifier_scale, step_kwargs):
         """Model output (with CFG), classifier guidance in the form that suits the scheduler, one scheduler step."""
@@ -176,7 +209,13 @@ class GuidedDiffusionPipeline(DiffusionPipeline):
         latents = latents.to(self.device) * scheduler.init_noise_sigma
         scheduler.set_timesteps(num_inference_steps, device=self.device)
         step_kwargs = self._step_kwargs(scheduler, generator, eta, use_clipped_model_output)
-        for i, t in enumerate(self.progress_bar(scheduler.timesteps)):
+        yield from self.denoising_loop(scheduler, latents, scheduler.timesteps, class_labels, guidance_scale,
+                                       classifier_scale, step_kwargs)  # fmt: skip
+
+    def denoising_loop(self, scheduler, latents, timesteps, class_labels, guidance_scale, classifier_scale, step_kwargs):
+        """From `latents` at the level of timesteps[0] down to x0, one guided step per timestep; yields
+        (i, t, latents, pred_original_sample) after each. Sampling, reconstruction and variations all run it."""
+        for i, t in enumerate(self.progress_bar(timesteps)):
             latents, x0 = self.guided_step(scheduler, latents, t, class_labels, guidance_scale, classifier_scale, step_kwargs)
             replaced = yield i, t, latents, x0
             if replaced is not None:  # a consumer may send back new latents (callbacks do)

@@ -94,19 +94,23 @@ class GuidedDDIMScheduler(DiscreteDiffusionScheduler):
             return prev_sample, x0
         return SchedulerStepOutput(prev_sample=prev_sample, pred_original_sample=x0)
 
-    def inversion_step(self, model_output: torch.Tensor, timestep, sample: torch.Tensor, return_dict: bool = True):
+    def inversion_step(self, model_output: torch.Tensor, timestep, sample: torch.Tensor,
+                       model_input: torch.Tensor | None = None, return_dict: bool = True):  # fmt: skip
         """DDIM inversion (Song 2021, sec. 4.3): from x at the level of `previous_timestep(timestep)` up to the level
         of `timestep`, the exact inverse of `step(eta=0)` for the same eps and no clipping:
 
             x0  = (x_prev - sqrt(1 - abar_prev) eps) / sqrt(abar_prev)
             x_t = sqrt(abar_t) x0 + sqrt(1 - abar_t) eps
 
-        The true eps(x_t, t) is unknown before x_t is; the usual estimate, and what `model_output` is read as, is the
-        network applied to (`sample`, `timestep`). Loop over `reversed(scheduler.timesteps)` from a clean x0.
+        The true eps(x_t, t) is unknown before x_t is; the usual estimate is the network applied to (`sample`,
+        `timestep`). `model_input` is the x the network saw, if not `sample` (a fixed-point iteration evaluates it at
+        a guess of x_t; x0- and v-predictions need it to give eps). Loop over `reversed(scheduler.timesteps)` from a
+        clean x0.
         """
         prediction, _ = self._split_model_output(model_output, sample)
         t, alpha_prod_t, alpha_prod_prev = self._levels(timestep)
-        _, eps = x0_and_eps(prediction, sample, alpha_prod_t, self.config.prediction_type)
+        seen = sample if model_input is None else model_input
+        _, eps = x0_and_eps(prediction, seen, alpha_prod_t, self.config.prediction_type)
         x0 = (sample - (1 - alpha_prod_prev) ** 0.5 * eps) / alpha_prod_prev**0.5
         next_sample = alpha_prod_t**0.5 * x0 + (1 - alpha_prod_t) ** 0.5 * eps
         if not return_dict:

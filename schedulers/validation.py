@@ -11,7 +11,10 @@ def check_choice(argument: str, value, allowed: Iterable) -> None:
 
 
 def check_range(argument: str, value, low=None, high=None, low_open=False, high_open=False) -> None:
-    """Raise `ValueError` unless `low <= value <= high` (with `<` on an open end); `None` leaves that end free."""
+    """Raise `ValueError` unless `low <= value <= high` (with `<` on an open end); `None` leaves that end free.
+    NaN lies in no interval."""
+    if value != value:  # NaN compares false with everything, so it would pass both bounds
+        raise ValueError(f"`{argument}` must be a number; got {value!r}.")
     too_low = low is not None and (value <= low if low_open else value < low)
     too_high = high is not None and (value >= high if high_open else value > high)
     if too_low or too_high:

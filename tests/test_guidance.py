@@ -127,6 +127,23 @@ def test_guidance_scale_one_is_the_conditional_model_alone():
     assert torch.equal(images, (latents / 2 + 0.5).clamp(0, 1))
 
 
+def test_a_class_conditional_unet_without_null_class_samples_its_classes():
+    pipe = pipeline(null_class_label=None, num_class_embeds=CLASSES)
+    assert pipe.num_classes == CLASSES
+    assert sample(pipe, class_labels=LABELS).shape == (4, 1, SIZE, SIZE)
+
+
+def test_float_class_weights_mix_the_class_embeddings():
+    pipe = pipeline()
+    one_hot = torch.nn.functional.one_hot(LABELS, CLASSES).float()
+    # one-hot weights are the classes themselves, with and without CFG
+    for scale in (1.0, 3.0):
+        torch.testing.assert_close(sample(pipe, class_labels=one_hot, guidance_scale=scale),
+                                   sample(pipe, class_labels=LABELS, guidance_scale=scale))  # fmt: skip
+    halfway = sample(pipe, class_labels=torch.full((1, CLASSES), 1 / CLASSES), guidance_scale=2.0)
+    assert torch.isfinite(halfway).all() and halfway.shape == (4, 1, SIZE, SIZE)
+
+
 def test_classifier_scale_zero_is_no_guidance_bit_for_bit():
     with_classifier = sample(pipeline(classifier=PrototypeClassifier()), class_labels=LABELS, guidance_scale=3.0)
     without = sample(pipeline(), class_labels=LABELS, guidance_scale=3.0)

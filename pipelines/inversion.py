@@ -1,0 +1,157 @@
+"""DDIM inversion (Song 2021, sec. 4.3) and what it enables: reconstruction, interpolation between real images
+(DALL-E 2's use of DDIM latents) and SDEdit variations (Meng 2022). `InversionMixin` adds them to
+`GuidedDiffusionPipeline`; they reuse its guided step, so CFG and classifier guidance work the same way."""
+
+import math
+from dataclasses import dataclass
+
+import torch
+from diffusers.utils import BaseOutput
+from diffusers.utils.torch_utils import randn_tensor
+
+from ..schedulers import GuidedDDIMScheduler
+from ..schedulers.validation import check_range
+from .image_utils import images_to_model_range
+from .samplers import editable_config
+
+
+@dataclass
+class InversionOutput(BaseOutput):
+    """`latents`: x at the first sampling timestep, which DDIM (eta = 0) maps back to the images;
+    `trajectory`: x at every level from x0 up to those latents, when asked for."""
+
+    latents: torch.Tensor
+    trajectory: list | None = None
+
+
+def slerp(start: torch.Tensor, end: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
+    """Spherical linear interpolation (Shoemake 1985), one output per weight l in `weights`:
+
+        x(l) = sin((1 - l) theta) / sin(theta) x_a + sin(l theta) / sin(theta) x_b,  cos(theta) = <x_a, x_b> / |x_a||x_b|
+
+    Gaussian latents in d dimensions lie near the sphere of radius sqrt(d); the straight line between two of them
+    cuts inside it, through norms the model never sees at t = T, while the arc keeps the norm when |x_a| = |x_b|."""
+    a, b = start.flatten().double(), end.flatten().double()
+    theta = torch.arccos((a @ b / (a.norm() * b.norm())).clamp(-1, 1))
+    lam = torch.as_tensor(weights, dtype=torch.float64, device=a.device).reshape(-1, 1)
+    if theta < 1e-6:  # (anti)parallel to machine precision: the arc is the line
+        mixed = (1 - lam) * a + lam * b
+    else:
+        mixed = (torch.sin((1 - lam) * theta) * a + torch.sin(lam * theta) * b) / torch.sin(theta)
+    return mixed.to(start.dtype).reshape(len(lam), *start.shape)
+
+
+class InversionMixin:
+    """invert / reconstruct / interpolate / variations for a pipeline with `unet`, `scheduler`, `check_inputs`,
+    `classifier_free_output` and `denoising_loop` (see `GuidedDiffusionPipeline`)."""
+
+    def inversion_scheduler(self) -> GuidedDDIMScheduler:
+        """Our DDIM on the pipeline's noise schedule, without clipping or thresholding: both break invertibility
+        (x0 predictions outside [-1, 1] at high noise are normal and must pass through unchanged)."""
+        config = editable_config(self.scheduler.config)
+        config.update(clip_sample=False, thresholding=False)
+        return GuidedDDIMScheduler.from_config(config)
+
+    def preprocess(self, images) -> torch.Tensor:
+        """PIL / NumPy / torch images in [0, 1] (as the pipeline outputs them) -> (N, C, H, W) in [-1, 1]."""
+        config = self.unet.config
+        return images_to_model_range(images, config.in_channels, config.sample_size).to(self.device, self.unet.dtype)
+
+    @torch.no_grad()
+    def invert(self, images, class_labels=None, num_inference_steps: int = 50, guidance_scale: float = 1.0,
+               fixed_point_iterations: int = 0, return_trajectory: bool = False) -> InversionOutput:  # fmt: skip
+        """x0 -> latents, DDIM (eta = 0) run backwards over the timesteps t_1 < ... < t_N of `num_inference_steps`:
+
+            x0_hat = (x_prev - sqrt(1 - abar_prev) eps) / sqrt(abar_prev),  x_t = sqrt(abar_t) x0_hat + sqrt(1 - abar_t) eps
+
+        with eps the network's prediction (CFG-combined for `guidance_scale` != 1, towards `class_labels`) at
+        (x_prev, t), the usual estimate of eps(x_t, t). `fixed_point_iterations` k > 0 re-evaluates eps at the new
+        x_t k times (k more network calls per step); at convergence x_t solves the sampler's own step exactly,
+        so `reconstruct` returns the images up to how far the iteration converged."""
+        x = self.preprocess(images)
+        check_range("num_inference_steps", num_inference_steps, low=1)
+        check_range("fixed_point_iterations", fixed_point_iterations, low=0)
+        labels = self.check_inputs(len(x), class_labels, guidance_scale, 0.0, None, "pt")
+        scheduler = self.inversion_scheduler()
+        scheduler.set_timesteps(num_inference_steps, device=self.device)
+        trajectory = [x.cpu()] if return_trajectory else None
+        for t in self.progress_bar(scheduler.timesteps.flip(0)):
+            x = self._inversion_step(scheduler, x, t, labels, guidance_scale, fixed_point_iterations)
+            if return_trajectory:
+                trajectory.append(x.cpu())
+        return InversionOutput(latents=x, trajectory=trajectory)
+
+    def _inversion_step(self, scheduler, x_prev, t, labels, guidance_scale, fixed_point_iterations):
+        """x at the level before t -> x_t; each fixed-point iteration x_t <- F(x_prev, eps(x_t, t))."""
+        x_t = x_prev
+        for _ in range(fixed_point_iterations + 1):
+            output = self.classifier_free_output(x_t, t, labels, guidance_scale)
+            x_t = scheduler.inversion_step(output, t, x_prev, model_input=x_t).next_sample
+        return x_t
+
+    @torch.no_grad()
+    def reconstruct(self, latents: torch.Tensor, class_labels=None, num_inference_steps: int = 50,
+                    guidance_scale: float = 1.0, output_type: str = "pt"):  # fmt: skip
+        """Latents from `invert` -> images, by DDIM with eta = 0 and no clipping over the same timesteps: pass the
+        `num_inference_steps`, `class_labels` and `guidance_scale` the inversion used. `class_labels` may be
+        float class weights (interpolation)."""
+        labels = self.check_inputs(len(latents), class_labels, guidance_scale, 0.0, None, output_type)
+        scheduler = self.inversion_scheduler()
+        scheduler.set_timesteps(num_inference_steps, device=self.device)
+        x = latents.to(self.device, self.unet.dtype)
+        for _, _, x, _ in self.denoising_loop(scheduler, x, scheduler.timesteps, labels, guidance_scale, 0.0, {"eta": 0.0}):
+            pass
+        return self.postprocess(x, output_type)
+
+    @torch.no_grad()
+    def interpolate(self, start_image, end_image, num_frames: int = 8, start_label: int | None = None,
+                    end_label: int | None = None, num_inference_steps: int = 50, guidance_scale: float = 1.0,
+                    fixed_point_iterations: int = 0, output_type: str = "pil"):  # fmt: skip
+        """A smooth sequence of `num_frames` images from one real image to another: invert both (each with its own
+        label, if given), slerp the latents, linearly interpolate the class embeddings
+        e(l) = (1 - l) E[start_label] + l E[end_label], and decode each frame with DDIM. The first and last frames
+        are the two reconstructions."""
+        check_range("num_frames", num_frames, low=2)
+        pair = torch.cat([self.preprocess(start_image), self.preprocess(end_image)])
+        if len(pair) != 2:
+            raise ValueError(f"`start_image` and `end_image` must be one image each; got {len(pair)} in all.")
+        if (start_label is None) != (end_label is None):
+            raise ValueError("Pass both `start_label` and `end_label`, or neither.")
+        labels = None if start_label is None else [start_label, end_label]
+        inverted = self.invert((pair + 1) / 2, labels, num_inference_steps, guidance_scale, fixed_point_iterations)
+        lam = torch.linspace(0, 1, num_frames, device=self.device)
+        latents = slerp(inverted.latents[0], inverted.latents[1], lam)
+        weights = None
+        if labels is not None:
+            one_hot = torch.nn.functional.one_hot(torch.tensor(labels), self.num_classes).float().to(self.device)
+            weights = (1 - lam)[:, None] * one_hot[0] + lam[:, None] * one_hot[1]
+        return self.reconstruct(latents, weights, num_inference_steps, guidance_scale, output_type)
+
+    @torch.no_grad()
+    def variations(self, images, strength: float = 0.5, class_labels=None, guidance_scale: float = 1.0,
+                   classifier_scale: float = 0.0, num_inference_steps: int = 50, eta: float = 0.0,
+                   thresholding: str | None = None, generator=None, output_type: str = "pil"):  # fmt: skip
+        """SDEdit (Meng 2022): noise the images to t0 = the first of the last `strength` x `num_inference_steps`
+        timesteps, x_t0 = sqrt(abar_t0) x0 + sqrt(1 - abar_t0) eps, and denoise from there with the pipeline's
+        scheduler, optionally guided towards `class_labels` ("turn this 3 into an 8"). Small strengths keep the
+        image, strength 1 keeps little more than its layout."""
+        check_range("strength", strength, low=0, high=1, low_open=True)
+        x0 = self.preprocess(images)
+        labels = self.check_inputs(len(x0), class_labels, guidance_scale, classifier_scale, thresholding, output_type)
+        scheduler = self.scheduler_for_call(thresholding, None)
+        if scheduler is self.scheduler:  # a private copy: setting timesteps must not race other calls
+            scheduler = type(scheduler).from_config(editable_config(scheduler.config))
+        scheduler.set_timesteps(num_inference_steps, device=self.device)
+        steps_run = min(math.floor(num_inference_steps * strength), num_inference_steps)
+        if steps_run < 1:
+            raise ValueError(f"`strength`={strength} x `num_inference_steps`={num_inference_steps} leaves no step to run.")
+        start = num_inference_steps - steps_run
+        timesteps = scheduler.timesteps[start * scheduler.order :]
+        if hasattr(scheduler, "set_begin_index"):  # multistep solvers (DPM-Solver++) track their position
+            scheduler.set_begin_index(start * scheduler.order)
+        noise = randn_tensor(x0.shape, generator=generator, device=self.device, dtype=x0.dtype)
+        x = scheduler.add_noise(x0, noise, timesteps[:1].repeat(len(x0)))
+        step_kwargs = self._step_kwargs(scheduler, generator, eta, True)
+        for _, _, x, _ in self.denoising_loop(scheduler, x, timesteps, labels, guidance_scale, classifier_scale, step_kwargs):
+            pass
+        return self.postprocess(x, output_type)
