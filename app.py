@@ -21,10 +21,10 @@ import torch
 from guided_diffusers.pipelines import SAMPLERS, GuidedDiffusionPipeline, make_scheduler
 from guided_diffusers.pipelines.image_utils import make_grid
 from guided_diffusers.schedulers import GuidedDDPMScheduler
-from guided_diffusers.training.data import load_image_dataset, to_model_range, to_tensors
+from guided_diffusers.training.data import fit_image, load_image_dataset, to_model_range, to_tensors
 from guided_diffusers.training.model_card import read_model_card
 
-MAX_STEPS, MAX_BATCH, MAX_SEED = 1000, 16, 2**31 - 1
+MAX_STEPS, MAX_BATCH, MAX_SEED, MAX_INVERSION_STEPS = 1000, 16, 2**31 - 1, 250
 UNCONDITIONAL = "unconditional"
 THRESHOLDING = ["none", "static", "dynamic"]
 SCALE = 4  # nearest-neighbour upscaling for display
@@ -230,6 +230,85 @@ def guidance_sweep(pipelines, model, label, scales, seed):
     return picture(torch.cat(rows), rows=len(rows)), "\n".join(lines)
 
 
+def source_image(pipe, datasets, model, index, upload) -> torch.Tensor:
+    """The image to invert, (1, C, H, W) in [0, 1]: an upload (fitted to the model's size) or a dataset image."""
+    config = pipe.unet.config
+    if upload is not None:
+        pixels = fit_image(upload, config.sample_size, config.in_channels)
+        return torch.tensor(pixels).permute(2, 0, 1)[None].float() / 255
+    images = datasets.get(model)
+    if images is None:
+        raise gr.Error("No dataset images are available offline for this model: upload an image.")
+    index = checked(index, "image index", 0, len(images) - 1, integer=True)
+    return (images[index : index + 1] + 1) / 2
+
+
+def class_index(pipe, label):
+    """A class name -> its index, or None for unconditional."""
+    names = class_names(pipe)
+    if label != UNCONDITIONAL and label not in names:
+        raise gr.Error(f"class must be '{UNCONDITIONAL}' or one of {', '.join(names)}; got {label!r}.")
+    return None if label == UNCONDITIONAL else names.index(label)
+
+
+def inversion_options(pipe, label, steps, guidance) -> dict:
+    """Conditioning and steps shared by inversion, reconstruction and variations, every control checked."""
+    labels = class_index(pipe, label)
+    return dict(
+        class_labels=None if labels is None else [labels],
+        num_inference_steps=checked(steps, "steps", 2, MAX_INVERSION_STEPS, integer=True),
+        guidance_scale=checked(guidance, "CFG scale", 0, 20) if labels is not None and pipe.num_classes else 1.0,
+    )
+
+
+def inversion(pipelines, datasets, model, index, upload, label, steps, guidance, iterations):
+    """Invert one image with DDIM and sample it back: (x0 | x_T / 3 | reconstruction), with the error."""
+    pipe = pipelines.get(model) or _unknown_model(pipelines, model)
+    image, options = source_image(pipe, datasets, model, index, upload), inversion_options(pipe, label, steps, guidance)
+    iterations = checked(iterations, "fixed-point iterations", 0, 5, integer=True)
+    try:
+        latents = pipe.invert(image, fixed_point_iterations=iterations, **options).latents
+        rebuilt = pipe.reconstruct(latents, **options)
+    except ValueError as error:
+        raise gr.Error(str(error)) from error
+    mse = ((rebuilt - image) * 2).pow(2).mean().item()
+    text = (f"x_T: mean {latents.mean().item():.3f}, std {latents.std().item():.3f} (Gaussian noise: 0, 1). "
+            f"Reconstruction MSE (pixels in [-1, 1]): {mse:.2e}")  # fmt: skip
+    return picture(torch.cat([image * 2 - 1, (latents / 3).clamp(-1, 1), rebuilt * 2 - 1])), text
+
+
+def interpolation(pipelines, datasets, model, index, upload, index_b, label, label_b, frames, steps):
+    """Invert two images, slerp their latents, interpolate the class embeddings: a strip and an animated GIF."""
+    pipe = pipelines.get(model) or _unknown_model(pipelines, model)
+    start, end = source_image(pipe, datasets, model, index, upload), source_image(pipe, datasets, model, index_b, None)
+    frames = checked(frames, "frames", 3, 16, integer=True)
+    steps = checked(steps, "steps", 2, MAX_INVERSION_STEPS, integer=True)
+    try:
+        images = pipe.interpolate(start, end, num_frames=frames, start_label=class_index(pipe, label),
+                                  end_label=class_index(pipe, label_b), num_inference_steps=steps, output_type="pt")  # fmt: skip
+    except ValueError as error:
+        raise gr.Error(str(error)) from error
+    strip = picture(images * 2 - 1)
+    cells = [picture(frame[None] * 2 - 1) for frame in images]
+    path = Path(os.environ.get("GRADIO_TEMP_DIR", "/tmp")) / f"guided-diffusers-interpolation-{time.time_ns()}.gif"
+    cells[0].save(path, save_all=True, append_images=cells[1:] + cells[-2:0:-1], duration=120, loop=0)  # there and back
+    return strip, str(path)
+
+
+def variations(pipelines, datasets, model, index, upload, label, strength, guidance, steps, seed):
+    """SDEdit: noise the image to `strength` and denoise, optionally towards another class; 8 variations."""
+    pipe = pipelines.get(model) or _unknown_model(pipelines, model)
+    image = source_image(pipe, datasets, model, index, upload)
+    options = inversion_options(pipe, label, steps, guidance)
+    seed = checked(seed, "seed", 0, MAX_SEED, integer=True)
+    try:
+        images = pipe.variations(image.repeat(8, 1, 1, 1), strength=checked(strength, "strength", 0.01, 1),
+                                 generator=torch.Generator().manual_seed(seed), output_type="pt", **options)  # fmt: skip
+    except ValueError as error:
+        raise gr.Error(str(error)) from error
+    return picture(torch.cat([image, images]) * 2 - 1, rows=1)
+
+
 def _unknown_model(pipelines, model):
     raise gr.Error(f"model must be one of {', '.join(pipelines)}; got {model!r}.")
 
@@ -242,6 +321,10 @@ diffusers' DPM-Solver++ (Lu 2022) for comparison. **Steps**: how many of the 100
 **Classifier guidance** s (Dhariwal & Nichol 2021): adds s times the gradient of a noise-aware classifier's log p(y|x_t).
 **Thresholding** (Imagen): static clips the predicted x0 to [-1, 1]; dynamic rescales it by the chosen percentile of
 |x0| when that exceeds 1, so high guidance does not saturate. **Seed**: the same seed and settings give the same image.
+**Inversion** (Song 2021, sec. 4.3): DDIM run backwards maps an image to the noise x_T that DDIM maps back to it;
+fixed-point iterations make each backward step exact at the cost of more network calls. **Interpolation**: slerp
+between two inverted x_T, the class embedding moving linearly. **Variations** (SDEdit, Meng 2022): noise the image
+part of the way (strength) and denoise, optionally towards another class.
 """
 
 
@@ -307,6 +390,40 @@ def build_demo(pipelines: dict, datasets: dict) -> gr.Blocks:
             sampler_image, sampler_text = image("rows: DDPM-1000, DDIM-N, DPM-Solver++-N"), gr.Markdown()
             gr.Button("Compare").click(bind(sampler_comparison), [model_s, label_s, steps_s, seed_s],
                                        [sampler_image, sampler_text], api_name="samplers")  # fmt: skip
+        with gr.Tab("Inversion"):
+            with gr.Row():
+                with gr.Column():
+                    model_i = model_dropdown()
+                    index_i = gr.Slider(0, 99, value=0, step=1, label="dataset image (or upload one)")
+                    upload_i = gr.Image(label="upload", type="pil", sources=["upload"], format="png")
+                    label_i = class_dropdown()
+                    steps_i = gr.Slider(2, MAX_INVERSION_STEPS, value=50, step=1, label="DDIM steps")
+                    guidance_i = gr.Slider(0, 10, value=1, step=0.5, label="CFG scale (with a class)")
+                    iterations_i = gr.Slider(0, 5, value=0, step=1, label="fixed-point iterations per step")
+                with gr.Column():
+                    inverted, inversion_text = image("x0 | x_T (divided by 3) | reconstruction"), gr.Markdown()
+                    gr.Button("Invert and reconstruct", variant="primary").click(
+                        bind(inversion, datasets), [model_i, index_i, upload_i, label_i, steps_i, guidance_i, iterations_i],
+                        [inverted, inversion_text], api_name="invert")  # fmt: skip
+            with gr.Row():
+                with gr.Column():
+                    index_b = gr.Slider(0, 99, value=1, step=1, label="second dataset image")
+                    label_b, frames = class_dropdown(), gr.Slider(3, 16, value=8, step=1, label="frames")
+                    gr.Markdown("Interpolation uses the first image's class and this one (both, or neither).")
+                with gr.Column():
+                    strip, gif = image("interpolation"), gr.Image(label="animated", type="filepath", interactive=False)
+                    gr.Button("Interpolate").click(bind(interpolation, datasets), [model_i, index_i, upload_i, index_b, label_i,
+                                                                                  label_b, frames, steps_i],
+                                                   [strip, gif], api_name="interpolate")  # fmt: skip
+            with gr.Row():
+                with gr.Column():
+                    strength = gr.Slider(0.05, 1, value=0.5, step=0.05, label="SDEdit strength (how much noise)")
+                    target, seed_v = class_dropdown(), gr.Number(0, precision=0, label="seed")
+                with gr.Column():
+                    varied = image("source, then 8 variations (towards the class, if one is set)")
+                    gr.Button("Variations").click(bind(variations, datasets), [model_i, index_i, upload_i, target, strength,
+                                                                              guidance_i, steps_i, seed_v],
+                                                  varied, api_name="variations")  # fmt: skip
         with gr.Tab("About"):
             gr.Markdown(ABOUT)
             for name, pipe in pipelines.items():

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import gradio as gr
 import pytest
+from PIL import Image
 
 os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
@@ -60,6 +61,35 @@ def test_the_other_tabs_return_images_and_measurements(models):
         assert image.size[0] > 0 and expected in text
 
 
+def test_inversion_tab_reconstructs_interpolates_and_varies(models):
+    pipelines, datasets = models
+    picture, text = app.inversion(pipelines, datasets, "tiny-mnist", 0, None, "3", 10, 2.0, 0)
+    assert picture.size == (3 * (28 * app.SCALE + 1) + 1, 28 * app.SCALE + 2) and "Reconstruction MSE" in text
+    mse = lambda text: float(text.rsplit(" ", 1)[1])  # noqa: E731
+    exact = app.inversion(pipelines, datasets, "tiny-mnist", 0, None, "3", 10, 2.0, 5)[1]
+    assert mse(exact) < mse(text)  # fixed-point iterations tighten the inversion
+    strip, gif = app.interpolation(pipelines, datasets, "tiny-mnist", 0, None, 1, "3", "7", 4, 5)
+    assert strip.size[0] == 4 * (28 * app.SCALE + 1) + 1
+    with Image.open(gif) as animation:
+        assert animation.n_frames == 4 + 2  # there and back
+    grid = app.variations(pipelines, datasets, "tiny-mnist", 0, None, "8", 0.5, 3.0, 10, 0)
+    assert grid.size[0] == 9 * (28 * app.SCALE + 1) + 1
+
+
+def test_inversion_tab_fits_uploads_and_refuses_bad_controls(models):
+    pipelines, datasets = models
+    upload = Image.new("RGB", (40, 30), "white")  # any size and mode: fitted to 1x28x28
+    assert app.inversion(pipelines, datasets, "tiny-mnist", 0, upload, "unconditional", 5, 1.0, 0)[0].size[0] > 0
+    with pytest.raises(gr.Error, match="start_label"):  # one class and one unconditional end
+        app.interpolation(pipelines, datasets, "tiny-mnist", 0, None, 1, "3", "unconditional", 4, 5)
+    with pytest.raises(gr.Error, match="strength must be"):
+        app.variations(pipelines, datasets, "tiny-mnist", 0, None, "8", 0, 3.0, 10, 0)
+    with pytest.raises(gr.Error, match="num_train_timesteps|steps"):  # more steps than the tiny model was trained with
+        app.inversion(pipelines, datasets, "tiny-mnist", 0, None, "3", 200, 1.0, 0)
+    with pytest.raises(gr.Error, match="image index"):
+        app.inversion(pipelines, datasets, "tiny-mnist", 500, None, "3", 5, 1.0, 0)
+
+
 # ------------------------------------------------------------------------------------- over HTTP
 @pytest.fixture(scope="module")
 def client(tmp_path_factory):
@@ -79,7 +109,8 @@ def call_sample(client, **override):
 
 def test_endpoints_are_listed(client):
     endpoints = client.view_api(return_format="dict", print_info=False)["named_endpoints"]
-    assert {"/sample", "/forward", "/guidance_sweep", "/thresholding", "/samplers"} <= set(endpoints)
+    assert {"/sample", "/forward", "/guidance_sweep", "/thresholding", "/samplers", "/invert", "/interpolate",
+            "/variations"} <= set(endpoints)
 
 
 def test_same_seed_same_png_bytes_and_another_seed_differs(client):
