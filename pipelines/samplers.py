@@ -1,6 +1,6 @@
 """The samplers the project compares: ours and diffusers' DPM-Solver++, built from one diffusion config."""
 
-from diffusers import DPMSolverMultistepScheduler
+from diffusers import DDIMScheduler, DPMSolverMultistepScheduler
 
 from ..schedulers import GuidedDDIMScheduler, GuidedDDPMScheduler
 from ..schedulers.validation import check_choice
@@ -10,6 +10,8 @@ SAMPLERS = {
     "ddim": lambda config: GuidedDDIMScheduler.from_config(config),
     # Lu et al. 2022, second-order multistep; diffusers' implementation, for comparison
     "dpm++": lambda config: DPMSolverMultistepScheduler.from_config(config, algorithm_type="dpmsolver++", solver_order=2),
+    # diffusers' own DDIM, the reference ours is tested against
+    "diffusers-ddim": lambda config: DDIMScheduler.from_config(config),
 }
 
 
@@ -20,6 +22,6 @@ def editable_config(config) -> dict:
 
 
 def make_scheduler(name: str, config):
-    """A fresh scheduler of kind `name` (ddpm, ddim, dpm++) on the noise schedule in `config`."""
+    """A fresh scheduler of kind `name` (ddpm, ddim, dpm++, diffusers-ddim) on the noise schedule in `config`."""
     check_choice("sampler", name, SAMPLERS)
     return SAMPLERS[name](editable_config(config))

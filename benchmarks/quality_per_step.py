@@ -1,0 +1,112 @@
+"""Quality per model evaluation: FD (own classifier and EfficientNet-Lite0) and class accuracy against the number of
+sampling steps for our DDPM, our DDIM (eta 0 and 1), diffusers' DDIM and diffusers' DPM-Solver++ on the same UNet,
+each beside the real-data floor at the same N, with a plot of FD against steps.
+
+    python benchmarks/quality_per_step.py --pipeline checkpoints/mnist \
+        --eval_classifier checkpoints/mnist-eval-classifier --num_samples 500 --output_dir eval/quality-per-step
+"""
+
+import argparse
+import json
+import time
+from pathlib import Path
+
+import torch
+from common import machine_line
+
+from guided_diffusers.models import NoiseAwareClassifier
+from guided_diffusers.pipelines import GuidedDiffusionPipeline
+from guided_diffusers.training.evaluate import Judge, generate, real_images
+
+# (label, sampler in pipelines.SAMPLERS, eta)
+SAMPLER_VARIANTS = [
+    ("ours DDPM", "ddpm", 0.0),
+    ("ours DDIM eta=0", "ddim", 0.0),
+    ("ours DDIM eta=1", "ddim", 1.0),
+    ("diffusers DDIM eta=0", "diffusers-ddim", 0.0),
+    ("diffusers DPM-Solver++ (2M)", "dpm++", 0.0),
+]
+
+
+def parse_args(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--pipeline", required=True)
+    parser.add_argument("--eval_classifier", required=True)
+    parser.add_argument("--dataset_name", default="mnist")
+    parser.add_argument("--num_samples", type=int, default=500)
+    parser.add_argument("--batch_size", type=int, default=100)
+    parser.add_argument("--steps", nargs="+", type=int, default=[10, 20, 50, 100, 250, 1000])
+    parser.add_argument("--guidance_scale", type=float, default=3.0)
+    parser.add_argument("--thresholding", default="dynamic", choices=["none", "dynamic"])
+    parser.add_argument("--no_efficientnet", action="store_true")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--output_dir", required=True)
+    return parser.parse_args(argv)
+
+
+def main(argv=None):
+    args = parse_args(argv)
+    pipe = GuidedDiffusionPipeline.from_pretrained(args.pipeline)
+    pipe.set_progress_bar_config(disable=True)
+    config = pipe.unet.config
+    test, _ = real_images(args.dataset_name, "test", args.num_samples, args.seed, config.sample_size, config.in_channels)
+    judge = Judge(NoiseAwareClassifier.from_pretrained(args.eval_classifier), test, not args.no_efficientnet, args.batch_size)
+    train, train_labels = real_images(args.dataset_name, "train", args.num_samples, args.seed + 1, config.sample_size,
+                                      config.in_channels)  # fmt: skip
+    floor = judge.measure(train, train_labels)
+    rows = []
+    for label, sampler, eta in SAMPLER_VARIANTS:
+        for steps in args.steps:
+            setting = dict(sampler=sampler, num_inference_steps=steps, guidance_scale=args.guidance_scale,
+                           classifier_scale=0.0, thresholding=args.thresholding, eta=eta)  # fmt: skip
+            start = time.perf_counter()
+            images, labels = generate(pipe, setting, args.num_samples, args.batch_size, args.seed)
+            elapsed = time.perf_counter() - start
+            rows.append({"sampler": label, "steps": steps, "seconds_per_image": elapsed / args.num_samples,
+                         **judge.measure(images, labels)})  # fmt: skip
+            print(json.dumps(rows[-1]), flush=True)
+    write_results(args, rows, floor)
+
+
+def write_results(args, rows, floor) -> None:
+    out = Path(args.output_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    machine = machine_line()
+    (out / "results.json").write_text(json.dumps({"command": vars(args), "machine": machine, "real_data_floor": floor,
+                                                  "rows": rows}, indent=2))  # fmt: skip
+    metrics = [("fd_own", "FD (own classifier)"), ("fd_efficientnet", "FD (EfficientNet-Lite0)"), ("accuracy", "accuracy")]
+    metrics = [(key, name) for key, name in metrics if key in floor]
+    lines = ["| sampler | steps | " + " | ".join(name for _, name in metrics) + " | s / image |",
+             "| --- | --- |" + " --- |" * (len(metrics) + 1),
+             "| real data (train vs test) | - | " + " | ".join(f"{floor[key]:.4g}" for key, _ in metrics) + " | - |"]  # fmt: skip
+    for row in rows:
+        lines.append(f"| {row['sampler']} | {row['steps']} | " + " | ".join(f"{row[key]:.4g}" for key, _ in metrics)
+                     + f" | {row['seconds_per_image']:.3f} |")  # fmt: skip
+    table = "\n".join(lines)
+    (out / "results.md").write_text(f"{machine}\n\nN = {args.num_samples}, CFG w = {args.guidance_scale}, thresholding "
+                                    f"{args.thresholding}.\n\n{table}\n")  # fmt: skip
+    print(table)
+    plot(out, rows, floor, [m for m in metrics if m[0].startswith("fd")])
+
+
+def plot(out: Path, rows, floor, metrics) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    figure, panels = plt.subplots(1, len(metrics), figsize=(5 * len(metrics), 3.6), squeeze=False)
+    for panel, (key, name) in zip(panels[0], metrics):
+        for label, _, _ in SAMPLER_VARIANTS:
+            members = [row for row in rows if row["sampler"] == label]
+            panel.plot([r["steps"] for r in members], [r[key] for r in members], marker="o", label=label)
+        panel.axhline(floor[key], color="grey", linestyle="--", linewidth=1, label="real data")
+        panel.set(xscale="log", yscale="log", xlabel="sampling steps (model evaluations)", title=name)
+    panels[0][0].legend(fontsize=7)
+    figure.tight_layout()
+    figure.savefig(out / "fd_vs_steps.png", dpi=110)
+    plt.close(figure)
+
+
+if __name__ == "__main__":
+    main()
