@@ -41,9 +41,10 @@ def main():
                 sample = torch.randn(batch, 3, 32, 32)
                 model_output = torch.randn(batch, 3, 32, 32)
                 times = {"ours": [], "theirs": []}
-                for _ in range(args.repeats):
-                    times["ours"].append(seconds_per_step(ours, model_output, sample, args.steps))
-                    times["theirs"].append(seconds_per_step(theirs, model_output, sample, args.steps))
+                for repeat in range(args.repeats):  # alternate which goes first: no order bias (caches, clocks)
+                    order = [("ours", ours), ("theirs", theirs)][:: 1 if repeat % 2 == 0 else -1]
+                    for key, scheduler in order:
+                        times[key].append(seconds_per_step(scheduler, model_output, sample, args.steps))
                 a, b = median(times["ours"]) * 1e6, median(times["theirs"]) * 1e6
                 print(f"{name:<10} {batch:>5} {'dynamic' if thresholding else 'off':>9} {a:>9.1f} {b:>13.1f} {a / b:>6.2f}")
 

@@ -12,6 +12,7 @@ from diffusers.utils.torch_utils import randn_tensor
 from ..schedulers import GuidedDDIMScheduler
 from ..schedulers.validation import check_range
 from .image_utils import images_to_model_range
+from .inference import ordinary
 from .samplers import editable_config
 
 
@@ -57,7 +58,7 @@ class InversionMixin:
         config = self.unet.config
         return images_to_model_range(images, config.in_channels, config.sample_size).to(self.device, self.unet.dtype)
 
-    @torch.no_grad()
+    @torch.inference_mode()
     def invert(self, images, class_labels=None, num_inference_steps: int = 50, guidance_scale: float = 1.0,
                fixed_point_iterations: int = 0, return_trajectory: bool = False) -> InversionOutput:  # fmt: skip
         """x0 -> latents, DDIM (eta = 0) run backwards over the timesteps t_1 < ... < t_N of `num_inference_steps`:
@@ -74,12 +75,12 @@ class InversionMixin:
         labels = self.check_inputs(len(x), class_labels, guidance_scale, 0.0, None, "pt")
         scheduler = self.inversion_scheduler()
         scheduler.set_timesteps(num_inference_steps, device=self.device)
-        trajectory = [x.cpu()] if return_trajectory else None
+        trajectory = [ordinary(x.cpu())] if return_trajectory else None
         for t in self.progress_bar(scheduler.timesteps.flip(0)):
             x = self._inversion_step(scheduler, x, t, labels, guidance_scale, fixed_point_iterations)
             if return_trajectory:
-                trajectory.append(x.cpu())
-        return InversionOutput(latents=x, trajectory=trajectory)
+                trajectory.append(ordinary(x.cpu()))
+        return InversionOutput(latents=ordinary(x), trajectory=trajectory)
 
     def _inversion_step(self, scheduler, x_prev, t, labels, guidance_scale, fixed_point_iterations):
         """x at the level before t -> x_t; each fixed-point iteration x_t <- F(x_prev, eps(x_t, t))."""
@@ -89,7 +90,7 @@ class InversionMixin:
             x_t = scheduler.inversion_step(output, t, x_prev, model_input=x_t).next_sample
         return x_t
 
-    @torch.no_grad()
+    @torch.inference_mode()
     def reconstruct(self, latents: torch.Tensor, class_labels=None, num_inference_steps: int = 50,
                     guidance_scale: float = 1.0, output_type: str = "pt"):  # fmt: skip
         """Latents from `invert` -> images, by DDIM with eta = 0 and no clipping over the same timesteps: pass the
@@ -103,7 +104,7 @@ class InversionMixin:
             pass
         return self.postprocess(x, output_type)
 
-    @torch.no_grad()
+    @torch.inference_mode()
     def interpolate(self, start_image, end_image, num_frames: int = 8, start_label: int | None = None,
                     end_label: int | None = None, num_inference_steps: int = 50, guidance_scale: float = 1.0,
                     fixed_point_iterations: int = 0, output_type: str = "pil"):  # fmt: skip
@@ -127,7 +128,7 @@ class InversionMixin:
             weights = (1 - lam)[:, None] * one_hot[0] + lam[:, None] * one_hot[1]
         return self.reconstruct(latents, weights, num_inference_steps, guidance_scale, output_type)
 
-    @torch.no_grad()
+    @torch.inference_mode()
     def variations(self, images, strength: float = 0.5, class_labels=None, guidance_scale: float = 1.0,
                    classifier_scale: float = 0.0, num_inference_steps: int = 50, eta: float = 0.0,
                    thresholding: str | None = None, generator=None, output_type: str = "pil"):  # fmt: skip

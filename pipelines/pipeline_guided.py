@@ -15,6 +15,7 @@ from ..models import noise_aware_classifier  # noqa: F401
 from ..models.mixed_class_embedding import with_mixed_class_embedding
 from ..schedulers.validation import check_choice, check_range
 from .guidance import classifier_free_guidance, classifier_gradient, guide_mean, guide_score
+from .inference import ordinary
 from .inversion import InversionMixin
 from .samplers import editable_config
 
@@ -181,7 +182,7 @@ class GuidedDiffusionPipeline(InversionMixin, DiffusionPipeline):
         return prev_sample, getattr(step, "pred_original_sample", None)
 
     # ------------------------------------------------------------------------------------------ sample
-    @torch.no_grad()
+    @torch.inference_mode()
     def iterate(
         self,
         batch_size: int = 1,
@@ -222,6 +223,7 @@ class GuidedDiffusionPipeline(InversionMixin, DiffusionPipeline):
                 latents = replaced
                 yield None  # answer the send(); the loop's next() resumes sampling
 
+    @torch.inference_mode()  # callbacks run inside it too, so they may edit the latents in place
     def __call__(self, batch_size: int = 1, class_labels=None, guidance_scale: float = 1.0, classifier_scale: float = 0.0,
                  num_inference_steps: int = 50, eta: float = 0.0, use_clipped_model_output: bool = True,
                  thresholding: str | None = None, dynamic_thresholding_ratio: float | None = None, generator=None,
@@ -239,7 +241,8 @@ class GuidedDiffusionPipeline(InversionMixin, DiffusionPipeline):
         trajectory, final = [], None
         for i, t, latents, x0 in steps:
             if return_trajectory:
-                trajectory.append({"timestep": int(t), "latents": latents.cpu(), "pred_original_sample": x0})
+                trajectory.append({"timestep": int(t), "latents": ordinary(latents.cpu()),
+                                   "pred_original_sample": None if x0 is None else ordinary(x0.cpu())})  # fmt: skip
             if callback_on_step_end is not None:
                 returned = callback_on_step_end(self, i, t, {"latents": latents, "pred_original_sample": x0})
                 if isinstance(returned, dict) and "latents" in returned:
@@ -261,7 +264,7 @@ class GuidedDiffusionPipeline(InversionMixin, DiffusionPipeline):
     @staticmethod
     def postprocess(latents: torch.Tensor, output_type: str):
         """[-1, 1] -> [0, 1] images as PIL, NumPy (N, H, W, C) or torch (N, C, H, W)."""
-        images = (latents / 2 + 0.5).clamp(0, 1)
+        images = ordinary((latents / 2 + 0.5).clamp(0, 1))
         if output_type == "pt":
             return images
         array = images.cpu().permute(0, 2, 3, 1).float().numpy()

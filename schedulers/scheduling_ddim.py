@@ -81,15 +81,19 @@ class GuidedDDIMScheduler(DiscreteDiffusionScheduler):
         if use_clipped_model_output:  # re-derive eps from the clipped x0, as in the DDIM paper's code
             eps = eps_from_x0(sample, x0, alpha_prod_t)
 
+        # eq. 12: x_prev = sqrt(abar_prev) x0 + sqrt(1 - abar_prev - sigma_t^2) eps + sigma_t z
+        if eta == 0:  # deterministic DDIM: sigma_t = 0 (the same numbers, without the variance's scalar ops)
+            return self._output(alpha_prod_prev**0.5 * x0 + (1 - alpha_prod_prev) ** 0.5 * eps, x0, return_dict)
         # eq. 16: sigma_t = eta sqrt((1 - abar_prev) / (1 - abar_t)) sqrt(1 - abar_t / abar_prev)
         variance = (1 - alpha_prod_prev) / (1 - alpha_prod_t) * (1 - alpha_prod_t / alpha_prod_prev)
         std = eta * variance**0.5
-        # eq. 12: x_prev = sqrt(abar_prev) x0 + sqrt(1 - abar_prev - sigma_t^2) eps + sigma_t z
         direction_coeff = (1 - alpha_prod_prev - std**2).clamp(min=0) ** 0.5
         prev_sample = alpha_prod_prev**0.5 * x0 + direction_coeff * eps
-        if eta > 0:
-            prev_sample = prev_sample + std * self._noise(prediction, generator, variance_noise)
+        prev_sample = prev_sample + std * self._noise(prediction, generator, variance_noise)
+        return self._output(prev_sample, x0, return_dict)
 
+    @staticmethod
+    def _output(prev_sample, x0, return_dict: bool):
         if not return_dict:
             return prev_sample, x0
         return SchedulerStepOutput(prev_sample=prev_sample, pred_original_sample=x0)

@@ -144,6 +144,21 @@ def test_float_class_weights_mix_the_class_embeddings():
     assert torch.isfinite(halfway).all() and halfway.shape == (4, 1, SIZE, SIZE)
 
 
+def test_outputs_are_ordinary_tensors_and_callbacks_may_edit_latents_in_place():
+    """Sampling runs under inference_mode; nothing of it must leak to callers."""
+    pipe = pipeline()
+
+    def halve_in_place(pipe, i, t, tensors):
+        tensors["latents"].mul_(0.5)
+
+    out = pipe(batch_size=2, class_labels=[0, 1], num_inference_steps=3, output_type="pt", return_trajectory=True,
+               callback_on_step_end=halve_in_place)  # fmt: skip
+    for tensor in (out.images, out.trajectory[0]["latents"], out.trajectory[0]["pred_original_sample"]):
+        assert not tensor.is_inference()
+    out.images.add_(1)  # in place, outside inference mode
+    assert out.images.clone().requires_grad_(True).sum().requires_grad
+
+
 def test_classifier_scale_zero_is_no_guidance_bit_for_bit():
     with_classifier = sample(pipeline(classifier=PrototypeClassifier()), class_labels=LABELS, guidance_scale=3.0)
     without = sample(pipeline(), class_labels=LABELS, guidance_scale=3.0)

@@ -70,6 +70,7 @@ def test_trajectory_runs_from_the_images_to_the_latents():
     assert len(out.trajectory) == 6
     torch.testing.assert_close(out.trajectory[0], images * 2 - 1)
     torch.testing.assert_close(out.trajectory[-1], out.latents)
+    assert not out.latents.is_inference() and not out.trajectory[1].is_inference()  # usable like any tensor
 
 
 def test_inversion_ignores_the_pipeline_schedulers_clipping_and_kind():
