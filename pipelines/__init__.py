@@ -3,6 +3,7 @@
 from .guidance import classifier_free_guidance, classifier_gradient, guide_mean, guide_score
 from .inversion import InversionOutput, slerp
 from .pipeline_guided import GuidedDiffusionPipeline, GuidedPipelineOutput
+from .pipeline_text_to_image import TextToImagePipeline
 from .samplers import SAMPLERS, make_scheduler
 
 __all__ = [
@@ -10,6 +11,7 @@ __all__ = [
     "GuidedPipelineOutput",
     "InversionOutput",
     "SAMPLERS",
+    "TextToImagePipeline",
     "classifier_free_guidance",
     "classifier_gradient",
     "guide_mean",

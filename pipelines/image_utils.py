@@ -3,7 +3,10 @@ at (training logs, model cards, the app)."""
 
 import numpy as np
 import torch
+from diffusers import DiffusionPipeline
 from PIL import Image
+
+from .inference import ordinary
 
 
 def images_to_model_range(images, channels: int, size: int) -> torch.Tensor:
@@ -45,3 +48,12 @@ def make_grid(images: np.ndarray, rows: int, scale: int = 1, padding: int = 1) -
         canvas[top : top + height * scale, left : left + width * scale] = big
     pixels = (canvas.clip(0, 1) * 255).round().astype(np.uint8)
     return Image.fromarray(pixels[..., 0] if channels == 1 else pixels)
+
+
+def latents_to_images(latents: torch.Tensor, output_type: str):
+    """[-1, 1] -> [0, 1] images as PIL, NumPy (N, H, W, C) or torch (N, C, H, W), as ordinary tensors."""
+    images = ordinary((latents / 2 + 0.5).clamp(0, 1))
+    if output_type == "pt":
+        return images
+    array = images.cpu().permute(0, 2, 3, 1).float().numpy()
+    return array if output_type == "np" else DiffusionPipeline.numpy_to_pil(array)

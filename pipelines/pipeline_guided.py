@@ -1,7 +1,6 @@
 """Unconditional and class-conditional sampling with classifier-free and classifier guidance, for our schedulers
 and diffusers' own."""
 
-import inspect
 from dataclasses import dataclass
 
 import torch
@@ -15,9 +14,10 @@ from ..models import noise_aware_classifier  # noqa: F401
 from ..models.mixed_class_embedding import with_mixed_class_embedding
 from ..schedulers.validation import check_choice, check_range
 from .guidance import classifier_free_guidance, classifier_gradient, guide_mean, guide_score
+from .image_utils import latents_to_images
 from .inference import ordinary
 from .inversion import InversionMixin
-from .samplers import editable_config
+from .samplers import step_kwargs, with_thresholding
 
 THRESHOLDING_MODES = ("none", "static", "dynamic")
 
@@ -122,17 +122,7 @@ class GuidedDiffusionPipeline(InversionMixin, DiffusionPipeline):
 
     def scheduler_for_call(self, thresholding: str | None, dynamic_thresholding_ratio: float | None):
         """The scheduler, or a copy with the thresholding of this call ("none", "static", "dynamic")."""
-        if thresholding is None and dynamic_thresholding_ratio is None:
-            return self.scheduler
-        config = editable_config(self.scheduler.config)
-        needed = {"static": "clip_sample", "dynamic": "thresholding"}.get(thresholding)
-        if needed and needed not in config:
-            raise ValueError(f"`thresholding`={thresholding!r} is not supported by {type(self.scheduler).__name__}.")
-        if thresholding is not None:
-            config.update(thresholding=thresholding == "dynamic", clip_sample=thresholding == "static")
-        if dynamic_thresholding_ratio is not None:
-            config["dynamic_thresholding_ratio"] = dynamic_thresholding_ratio
-        return type(self.scheduler).from_config(config)
+        return with_thresholding(self.scheduler, thresholding, dynamic_thresholding_ratio)
 
     # --------------------------------------------------------------------------------------- one step
     def classifier_free_output(self, model_input, t, class_labels, guidance_scale):
@@ -256,16 +246,9 @@ class GuidedDiffusionPipeline(InversionMixin, DiffusionPipeline):
 
     @staticmethod
     def _step_kwargs(scheduler, generator, eta, use_clipped_model_output):
-        """Pass each option only to schedulers whose `step` takes it (DDIM takes eta, DPM-Solver does not)."""
-        accepted = set(inspect.signature(scheduler.step).parameters)
-        options = {"eta": eta, "generator": generator, "use_clipped_model_output": use_clipped_model_output}
-        return {name: value for name, value in options.items() if name in accepted}
+        return step_kwargs(scheduler, generator, eta, use_clipped_model_output)
 
     @staticmethod
     def postprocess(latents: torch.Tensor, output_type: str):
         """[-1, 1] -> [0, 1] images as PIL, NumPy (N, H, W, C) or torch (N, C, H, W)."""
-        images = ordinary((latents / 2 + 0.5).clamp(0, 1))
-        if output_type == "pt":
-            return images
-        array = images.cpu().permute(0, 2, 3, 1).float().numpy()
-        return array if output_type == "np" else DiffusionPipeline.numpy_to_pil(array)
+        return latents_to_images(latents, output_type)

@@ -1,4 +1,7 @@
-"""The samplers the project compares: ours and diffusers' DPM-Solver++, built from one diffusion config."""
+"""The samplers the project compares (ours, diffusers' DDIM and DPM-Solver++), built from one diffusion config,
+and the per-call scheduler options every pipeline shares."""
+
+import inspect
 
 from diffusers import DDIMScheduler, DPMSolverMultistepScheduler
 
@@ -25,3 +28,26 @@ def make_scheduler(name: str, config):
     """A fresh scheduler of kind `name` (ddpm, ddim, dpm++, diffusers-ddim) on the noise schedule in `config`."""
     check_choice("sampler", name, SAMPLERS)
     return SAMPLERS[name](editable_config(config))
+
+
+def with_thresholding(scheduler, thresholding: str | None, dynamic_thresholding_ratio: float | None = None):
+    """`scheduler`, or a copy with this call's x0 thresholding: "none", "static" (clip to [-1, 1]) or "dynamic"
+    (Imagen), and optionally its percentile. Raises ValueError if the scheduler has no such option."""
+    if thresholding is None and dynamic_thresholding_ratio is None:
+        return scheduler
+    config = editable_config(scheduler.config)
+    needed = {"static": "clip_sample", "dynamic": "thresholding"}.get(thresholding)
+    if needed and needed not in config:
+        raise ValueError(f"`thresholding`={thresholding!r} is not supported by {type(scheduler).__name__}.")
+    if thresholding is not None:
+        config.update(thresholding=thresholding == "dynamic", clip_sample=thresholding == "static")
+    if dynamic_thresholding_ratio is not None:
+        config["dynamic_thresholding_ratio"] = dynamic_thresholding_ratio
+    return type(scheduler).from_config(config)
+
+
+def step_kwargs(scheduler, generator, eta: float, use_clipped_model_output: bool) -> dict:
+    """Pass each option only to schedulers whose `step` takes it (DDIM takes eta, DPM-Solver does not)."""
+    accepted = set(inspect.signature(scheduler.step).parameters)
+    options = {"eta": eta, "generator": generator, "use_clipped_model_output": use_clipped_model_output}
+    return {name: value for name, value in options.items() if name in accepted}

@@ -3,7 +3,7 @@
 import json
 from pathlib import Path
 
-from diffusers import UNet2DModel
+from diffusers import UNet2DConditionModel, UNet2DModel
 
 # tiny: tests (seconds). small: the demo models, sized for 2 CPU cores (no attention: at 7x7 it costs ~70% more
 # step time for little gain on MNIST-sized data). base: GPUs, with self-attention at the lowest resolution.
@@ -17,6 +17,17 @@ PRESETS = {
                  up_block_types=("AttnUpBlock2D", "UpBlock2D", "UpBlock2D"), attention_head_dim=32),
 }  # fmt: skip
 
+
+# text-conditional UNet2DConditionModels: cross-attention to the text encoder's token states at the two lowest
+# resolutions (14x28 and 7x14 for 28x56 images), where "left of" and "right of" can still be told apart
+TEXT_PRESETS = {
+    "tiny": dict(block_out_channels=(16, 32), layers_per_block=1, norm_num_groups=8, attention_head_dim=8,
+                 down_block_types=("DownBlock2D", "CrossAttnDownBlock2D"),
+                 up_block_types=("CrossAttnUpBlock2D", "UpBlock2D")),
+    "small": dict(block_out_channels=(32, 64, 128), layers_per_block=2, norm_num_groups=16, attention_head_dim=32,
+                  down_block_types=("DownBlock2D", "CrossAttnDownBlock2D", "CrossAttnDownBlock2D"),
+                  up_block_types=("CrossAttnUpBlock2D", "CrossAttnUpBlock2D", "UpBlock2D")),
+}  # fmt: skip
 
 # noise-aware classifiers: the encoder halves of the UNet presets
 CLASSIFIER_PRESETS = {
@@ -63,6 +74,19 @@ def unet_config(
 
 def build_unet(config: dict) -> UNet2DModel:
     return UNet2DModel(**config)
+
+
+def text_unet_config(model_config: str, height: int, width: int, channels: int, cross_attention_dim: int) -> dict:
+    """A `UNet2DConditionModel` config for (height, width) images attending to `cross_attention_dim` token states."""
+    config = _base_config(model_config, TEXT_PRESETS, height)
+    _base_config(model_config, TEXT_PRESETS, width)  # both sides must divide by the downsampling factor
+    config.update(sample_size=(height, width), in_channels=channels, out_channels=channels,
+                  cross_attention_dim=cross_attention_dim)  # fmt: skip
+    return config
+
+
+def build_text_unet(config: dict) -> UNet2DConditionModel:
+    return UNet2DConditionModel(**config)
 
 
 def classifier_config(model_config: str, resolution: int, channels: int, num_classes: int = 10,

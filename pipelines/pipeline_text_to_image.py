@@ -1,0 +1,133 @@
+"""Imagen-style text-to-image (Saharia 2022): a frozen pretrained text encoder, a UNet that attends to its token
+states through cross-attention, classifier-free guidance with dynamic thresholding."""
+
+from pathlib import Path
+
+import torch
+from diffusers import DiffusionPipeline, ImagePipelineOutput, UNet2DConditionModel
+from diffusers.utils.torch_utils import randn_tensor
+
+from ..schedulers.validation import check_choice, check_range
+from .guidance import classifier_free_guidance
+from .image_utils import latents_to_images
+from .samplers import editable_config, step_kwargs, with_thresholding
+from .text_encoding import DEFAULT_TEXT_ENCODER, encode_prompts, hidden_size, load_text_encoder
+
+THRESHOLDING_MODES = ("none", "static", "dynamic")
+
+
+class TextToImagePipeline(DiffusionPipeline):
+    """(tokenizer, text_encoder, unet, scheduler). The unconditional branch of CFG is the empty caption "" (what
+    caption dropout trains on) or `negative_prompt`.
+
+    `save_pretrained(folder)` leaves the frozen encoder out and records its name (`text_encoder_id`);
+    `from_pretrained` loads it from the installed package or the Hub by that name. A folder saved with
+    `include_text_encoder=True` carries its own `text_encoder/` and `tokenizer/` and loads from those.
+    """
+
+    model_cpu_offload_seq = "text_encoder->unet"
+    _optional_components = ["tokenizer", "text_encoder"]
+
+    def __init__(self, tokenizer, text_encoder, unet: UNet2DConditionModel, scheduler,
+                 text_encoder_id: str = DEFAULT_TEXT_ENCODER, max_length: int = 24):  # fmt: skip
+        super().__init__()
+        if text_encoder is not None and hidden_size(text_encoder) != unet.config.cross_attention_dim:
+            raise ValueError(f"The text encoder's hidden size ({hidden_size(text_encoder)}) must equal the UNet's "
+                             f"`cross_attention_dim` ({unet.config.cross_attention_dim}).")  # fmt: skip
+        self.register_modules(tokenizer=tokenizer, text_encoder=text_encoder, unet=unet, scheduler=scheduler)
+        self.register_to_config(text_encoder_id=text_encoder_id, max_length=max_length)
+
+    # ------------------------------------------------------------------------------------ save / load
+    def save_pretrained(self, save_directory, include_text_encoder: bool = False, **kwargs):
+        if include_text_encoder:
+            return super().save_pretrained(save_directory, **kwargs)
+        without = type(self)(None, None, self.unet, self.scheduler, self.config.text_encoder_id, self.config.max_length)
+        return DiffusionPipeline.save_pretrained(without, save_directory, **kwargs)
+
+    @classmethod
+    def from_pretrained(cls, pretrained_model_name_or_path, **kwargs):
+        folder = Path(pretrained_model_name_or_path)
+        has_encoder = (folder / "text_encoder").is_dir() if folder.is_dir() else False
+        if not has_encoder and "text_encoder" not in kwargs:
+            config = cls.load_config(pretrained_model_name_or_path)
+            kwargs["tokenizer"], kwargs["text_encoder"] = load_text_encoder(config.get("text_encoder_id", DEFAULT_TEXT_ENCODER))
+        pipe = super().from_pretrained(pretrained_model_name_or_path, **kwargs)
+        pipe.text_encoder.requires_grad_(False).eval()
+        return pipe
+
+    # ------------------------------------------------------------------------------------------ text
+    def encode(self, prompts: list[str]):
+        """(token states, attention mask) of the prompts."""
+        return encode_prompts(self.tokenizer, self.text_encoder, prompts, self.config.max_length)
+
+    def check_inputs(self, prompt, negative_prompt, num_images_per_prompt, guidance_scale, thresholding, output_type):
+        """Every bad argument raises ValueError before any network runs. Returns (prompts, negative prompts)."""
+        prompts = [prompt] if isinstance(prompt, str) else list(prompt) if prompt is not None else []
+        if not prompts or not all(isinstance(p, str) and p.strip() for p in prompts):
+            raise ValueError(f"`prompt` must be a non-empty string or a list of them; got {prompt!r}.")
+        negatives = [""] * len(prompts) if negative_prompt is None else \
+            [negative_prompt] * len(prompts) if isinstance(negative_prompt, str) else list(negative_prompt)  # fmt: skip
+        if len(negatives) != len(prompts):
+            raise ValueError(f"`negative_prompt` must be one string or {len(prompts)} (one per prompt); got {len(negatives)}.")
+        check_range("num_images_per_prompt", num_images_per_prompt, low=1)
+        check_range("guidance_scale", guidance_scale, low=0)
+        check_choice("output_type", output_type, ("pil", "np", "pt"))
+        if thresholding is not None:
+            check_choice("thresholding", thresholding, THRESHOLDING_MODES)
+        if self.text_encoder is None or self.tokenizer is None:
+            raise ValueError("This pipeline has no text encoder: load it with `from_pretrained`, or pass one.")
+        return prompts, negatives
+
+    def conditioning(self, prompts, negatives, num_images_per_prompt: int, guidance_scale: float):
+        """Cross-attention context and mask for the UNet: [unconditional; conditional] stacked for CFG (one batched
+        call), only the needed half when w is 0 or 1."""
+        wanted = {0: [negatives], 1: [prompts]}.get(guidance_scale, [negatives, prompts])
+        states, mask = self.encode([text for texts in wanted for text in texts])
+        return states.repeat_interleave(num_images_per_prompt, 0), mask.repeat_interleave(num_images_per_prompt, 0)
+
+    # ------------------------------------------------------------------------------------------ sample
+    @torch.inference_mode()
+    def __call__(self, prompt, negative_prompt=None, num_images_per_prompt: int = 1, guidance_scale: float = 5.0,
+                 num_inference_steps: int = 50, eta: float = 0.0, thresholding: str | None = None,
+                 dynamic_thresholding_ratio: float | None = None, generator=None, latents: torch.Tensor | None = None,
+                 output_type: str = "pil", return_dict: bool = True, callback_on_step_end=None):  # fmt: skip
+        """Images for `prompt` (one string or a list). CFG (Ho & Salimans 2022):
+        eps = eps(x, "") + w (eps(x, prompt) - eps(x, "")), or `negative_prompt` in place of "". `thresholding`
+        ("none", "static", "dynamic") overrides the scheduler's x0 clipping for this call; Imagen pairs large w with
+        "dynamic". `callback_on_step_end(pipe, i, t, {"latents", "pred_original_sample"})` runs after each step."""
+        prompts, negatives = self.check_inputs(prompt, negative_prompt, num_images_per_prompt, guidance_scale,
+                                               thresholding, output_type)  # fmt: skip
+        scheduler = with_thresholding(self.scheduler, thresholding, dynamic_thresholding_ratio)
+        if scheduler is self.scheduler:  # a private copy: concurrent calls must not share timesteps
+            scheduler = type(scheduler).from_config(editable_config(scheduler.config))
+        context, mask = self.conditioning(prompts, negatives, num_images_per_prompt, guidance_scale)
+        batch = len(prompts) * num_images_per_prompt
+        latents = self.prepare_latents(batch, generator, latents) * scheduler.init_noise_sigma
+        scheduler.set_timesteps(num_inference_steps, device=self.device)
+        options = step_kwargs(scheduler, generator, eta, True)
+        for i, t in enumerate(self.progress_bar(scheduler.timesteps)):
+            model_input = scheduler.scale_model_input(latents, t)
+            both = guidance_scale not in (0, 1)
+            output = self.unet(torch.cat([model_input] * 2) if both else model_input, t, encoder_hidden_states=context,
+                               encoder_attention_mask=mask).sample  # fmt: skip
+            if both:
+                output = classifier_free_guidance(*output.chunk(2), guidance_scale)
+            step = scheduler.step(output, t, latents, **options)
+            latents = step.prev_sample
+            if callback_on_step_end is not None:
+                returned = callback_on_step_end(self, i, t, {"latents": latents,
+                                                             "pred_original_sample": getattr(step, "pred_original_sample", None)})  # fmt: skip
+                if isinstance(returned, dict) and "latents" in returned:
+                    latents = returned["latents"]
+        images = latents_to_images(latents, output_type)
+        return ImagePipelineOutput(images=images) if return_dict else (images,)
+
+    def prepare_latents(self, batch: int, generator, latents):
+        size = self.unet.config.sample_size
+        height, width = (size, size) if isinstance(size, int) else size
+        shape = (batch, self.unet.config.in_channels, height, width)
+        if latents is None:
+            return randn_tensor(shape, generator=generator, device=self.device, dtype=self.unet.dtype)
+        if tuple(latents.shape) != shape:
+            raise ValueError(f"`latents` must have shape {shape}; got {tuple(latents.shape)}.")
+        return latents.to(self.device, self.unet.dtype)

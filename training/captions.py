@@ -1,0 +1,138 @@
+"""Captioned images built from a labelled dataset (MNIST, Fashion-MNIST) where the text matters: varied natural
+captions per class (synonyms and paraphrases) and two-item compositions whose order the model must read
+("a 4 to the left of a 9" is not "a 9 to the left of a 4"). Held-out caption templates test generalisation.
+
+Every image is 28 x 56: one item centred, or two items side by side, each at its original 28 x 28, so that the
+evaluation classifier reads each half unchanged. Item i of a `CaptionedPairs` is a pure function of (seed, i).
+"""
+
+from dataclasses import dataclass
+
+import numpy as np
+
+# words for each class, in label order; the first is the canonical one used in evaluation prompts
+CLASS_WORDS = {
+    "mnist": [
+        ["zero", "0", "nought"], ["one", "1"], ["two", "2"], ["three", "3"], ["four", "4"],
+        ["five", "5"], ["six", "6"], ["seven", "7"], ["eight", "8"], ["nine", "9"],
+    ],
+    "fashion_mnist": [
+        ["t-shirt", "top", "tee"], ["pair of trousers", "pair of pants", "pair of jeans"],
+        ["pullover", "sweater", "jumper"], ["dress", "gown"], ["coat", "jacket"], ["sandal", "summer sandal"],
+        ["shirt", "button-up shirt"], ["sneaker", "trainer", "running shoe"], ["bag", "handbag", "purse"],
+        ["ankle boot", "leather boot", "boot"],
+    ],
+}  # fmt: skip
+
+# {a}: the word with its article ("a seven", "an 8"); {w}: the bare word
+SINGLE_TEMPLATES = {
+    "mnist": {
+        "train": ["a handwritten {w}", "the number {w}", "the digit {w}", "{a}", "a drawing of the number {w}",
+                  "{w}, written by hand"],
+        "held_out": ["a picture of the numeral {w}", "an image showing the digit {w}", "someone wrote {a}"],
+    },
+    "fashion_mnist": {
+        "train": ["{a}", "a photo of {a}", "{a} on a black background", "a picture of {a}", "a grayscale {w}"],
+        "held_out": ["a product shot of {a}", "an image showing {a}", "a small photo of {a}"],
+    },
+}  # fmt: skip
+PAIR_TEMPLATES = {
+    "train": ["{a_left} to the left of {a_right}", "{a_right} to the right of {a_left}",
+              "{a_left} and {a_right} side by side, the {w_left} on the left"],
+    "held_out": ["on the left {a_left}, on the right {a_right}", "{a_left} next to {a_right}, left to right"],
+}  # fmt: skip
+SPLITS = ("train", "held_out")
+NO_ITEM = -1  # the right-hand class of a one-item image
+
+
+def with_article(word: str) -> str:
+    """'a seven', 'an eight', 'an 8', 'an ankle boot', 'a one'."""
+    vowel_sound = word[0] in "aeio" or word.split()[0] in ("8", "11", "18")
+    return f"{'an' if vowel_sound else 'a'} {word}"
+
+
+def single_caption(template: str, word: str) -> str:
+    return template.format(a=with_article(word), w=word)
+
+
+def pair_caption(template: str, left: str, right: str) -> str:
+    return template.format(a_left=with_article(left), a_right=with_article(right), w_left=left, w_right=right)
+
+
+def all_captions(dataset: str, split: str = "train") -> list[str]:
+    """Every caption the generator can produce for one template split, sorted: the vocabulary to cache."""
+    words = CLASS_WORDS[dataset]
+    captions = {single_caption(t, w) for t in SINGLE_TEMPLATES[dataset][split] for ws in words for w in ws}
+    for template in PAIR_TEMPLATES[split]:
+        for left_words in words:
+            for right_words in words:
+                captions.update(pair_caption(template, left, right) for left in left_words for right in right_words)
+    return sorted(captions)
+
+
+@dataclass
+class CaptionedItem:
+    image: np.ndarray  # uint8 (1, 28, 56)
+    caption: str
+    left: int  # class of the left item, or of the single item
+    right: int  # class of the right item, or NO_ITEM
+
+
+class CaptionedPairs:
+    """A virtual dataset of `length` captioned 28 x 56 images composed from `images` (N, 1, 28, 28) uint8 with
+    `labels`: a share `pair_fraction` of two-item images, the rest one item; captions from the `split` templates."""
+
+    def __init__(self, images: np.ndarray, labels: np.ndarray, dataset: str, split: str = "train",
+                 pair_fraction: float = 0.5, length: int | None = None, seed: int = 0):  # fmt: skip
+        if dataset not in CLASS_WORDS:
+            raise ValueError(f"`dataset` must be one of {', '.join(CLASS_WORDS)} for captions; got {dataset!r}.")
+        if split not in SPLITS:
+            raise ValueError(f"`split` must be one of {SPLITS}; got {split!r}.")
+        if not 0 <= pair_fraction <= 1:
+            raise ValueError(f"`pair_fraction` must lie in [0, 1]; got {pair_fraction}.")
+        if images.ndim != 4 or images.shape[1:] != (1, 28, 28):
+            raise ValueError(f"`images` must be (N, 1, 28, 28) uint8; got {images.shape}.")
+        self.images, self.labels = images, np.asarray(labels)
+        self.words, self.split = CLASS_WORDS[dataset], split
+        self.single_templates, self.pair_templates = SINGLE_TEMPLATES[dataset][split], PAIR_TEMPLATES[split]
+        self.pair_fraction, self.length, self.seed = pair_fraction, length or 2 * len(images), seed
+
+    def __len__(self) -> int:
+        return self.length
+
+    def __getitem__(self, index: int) -> CaptionedItem:
+        rng = np.random.default_rng([self.seed, index])
+        canvas = np.zeros((1, 28, 56), dtype=np.uint8)
+        first = rng.integers(len(self.images))
+        if rng.random() < self.pair_fraction:
+            second = rng.integers(len(self.images))
+            left, right = int(self.labels[first]), int(self.labels[second])
+            canvas[:, :, :28], canvas[:, :, 28:] = self.images[first], self.images[second]
+            template = self.pair_templates[rng.integers(len(self.pair_templates))]
+            caption = pair_caption(template, self._word(left, rng), self._word(right, rng))
+            return CaptionedItem(canvas, caption, left, right)
+        left = int(self.labels[first])
+        canvas[:, :, 14:42] = self.images[first]
+        template = self.single_templates[rng.integers(len(self.single_templates))]
+        return CaptionedItem(canvas, single_caption(template, self._word(left, rng)), left, NO_ITEM)
+
+    def _word(self, label: int, rng) -> str:
+        words = self.words[label]
+        return words[rng.integers(len(words))]
+
+    def batch(self, indices) -> tuple[np.ndarray, list[str], np.ndarray]:
+        """(images (B, 1, 28, 56) uint8, captions, classes (B, 2) with NO_ITEM for one-item images)."""
+        items = [self[int(i)] for i in indices]
+        return (np.stack([item.image for item in items]), [item.caption for item in items],
+                np.array([[item.left, item.right] for item in items]))  # fmt: skip
+
+
+def evaluation_prompts(dataset: str, split: str = "held_out") -> list[tuple[str, int, int]]:
+    """(prompt, left class, right class or NO_ITEM): every class once per single template, and every ordered pair
+    of distinct classes once, with the canonical words, for measuring prompt alignment."""
+    words = [ws[0] for ws in CLASS_WORDS[dataset]]
+    prompts = [(single_caption(t, w), c, NO_ITEM) for t in SINGLE_TEMPLATES[dataset][split] for c, w in enumerate(words)]
+    templates = PAIR_TEMPLATES[split]
+    pairs = [(a, b) for a in range(len(words)) for b in range(len(words)) if a != b]
+    prompts += [(pair_caption(templates[i % len(templates)], words[a], words[b]), a, b) for i, (a, b) in enumerate(pairs)]
+    return prompts
