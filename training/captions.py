@@ -47,7 +47,8 @@ NO_ITEM = -1  # the right-hand class of a one-item image
 
 def with_article(word: str) -> str:
     """'a seven', 'an eight', 'an 8', 'an ankle boot', 'a one'."""
-    vowel_sound = word[0] in "aeio" or word.split()[0] in ("8", "11", "18")
+    first = word.split()[0]
+    vowel_sound = (first[0] in "aeio" and first != "one") or first in ("8", "11", "18")  # "a one", "an 8"
     return f"{'an' if vowel_sound else 'a'} {word}"
 
 
