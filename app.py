@@ -18,7 +18,7 @@ import gradio as gr
 import numpy as np
 import torch
 
-from guided_diffusers.pipelines import SAMPLERS, GuidedDiffusionPipeline, make_scheduler
+from guided_diffusers.pipelines import SAMPLERS, GuidedDiffusionPipeline, TextToImagePipeline, make_scheduler
 from guided_diffusers.pipelines.image_utils import make_grid
 from guided_diffusers.schedulers import GuidedDDPMScheduler
 from guided_diffusers.training.data import fit_image, load_image_dataset, to_model_range, to_tensors
@@ -31,8 +31,12 @@ SCALE = 4  # nearest-neighbour upscaling for display
 
 
 # ------------------------------------------------------------------------------------------- models
-def load_pipelines(spec: str) -> dict[str, GuidedDiffusionPipeline]:
-    """Pipelines by name from a folder of model folders, or a comma-separated list of folders / Hub ids."""
+PIPELINE_CLASSES = {cls.__name__: cls for cls in (GuidedDiffusionPipeline, TextToImagePipeline)}
+
+
+def load_pipelines(spec: str) -> dict:
+    """Pipelines by name from a folder of model folders, or a comma-separated list of folders / Hub ids; each
+    loads as the class its model_index.json names (class-conditional or text-to-image)."""
     root = Path(spec)
     if root.is_dir() and not (root / "model_index.json").exists():
         sources = sorted(str(p.parent) for p in root.glob("*/model_index.json"))
@@ -42,7 +46,10 @@ def load_pipelines(spec: str) -> dict[str, GuidedDiffusionPipeline]:
         raise SystemExit(f"No models found in {spec!r}: pass --models with pipeline folders or Hub ids.")
     pipelines = {}
     for source in sources:
-        pipe = GuidedDiffusionPipeline.from_pretrained(source)  # safetensors only; no remote code
+        class_name = GuidedDiffusionPipeline.load_config(source).get("_class_name")
+        if class_name not in PIPELINE_CLASSES:
+            raise SystemExit(f"{source}: a {class_name} folder; this app serves {', '.join(PIPELINE_CLASSES)}.")
+        pipe = PIPELINE_CLASSES[class_name].from_pretrained(source)  # safetensors only; no remote code
         pipe.set_progress_bar_config(disable=True)
         pipelines[Path(source).name] = pipe
     return pipelines
@@ -120,7 +127,7 @@ def picture(latents: torch.Tensor, rows: int = 1):
 def sample(pipelines, model, label, sampler, steps, eta, guidance, classifier_scale, thresholding, percentile, seed,
            randomize, batch, progress=gr.Progress()):  # fmt: skip
     """Stream (x_t, predicted x0, final grid or None, seed used, PNG path or None), one update per step."""
-    pipe = pipelines.get(model) or _unknown_model(pipelines, model)
+    pipe = pick(pipelines, model)
     seed = random.randint(0, MAX_SEED) if randomize else checked(seed, "seed", 0, MAX_SEED, integer=True)
     options = sampling_options(pipe, label, sampler, steps, eta, guidance, classifier_scale, thresholding, percentile, batch)
     pipe = with_scheduler(pipe, sampler)
@@ -141,7 +148,7 @@ def sample(pipelines, model, label, sampler, steps, eta, guidance, classifier_sc
 
 def forward_process(pipelines, datasets, model, index, timestep):
     """x_t = sqrt(abar_t) x0 + sqrt(1 - abar_t) eps for one real image, with the marginal statistics."""
-    pipe = pipelines.get(model) or _unknown_model(pipelines, model)
+    pipe = pick(pipelines, model)
     images = datasets.get(model)
     if images is None:
         raise gr.Error("No dataset images are available offline for this model.")
@@ -186,7 +193,7 @@ def schedule_plot():
 
 def thresholding_comparison(pipelines, model, label, guidance, steps, seed):
     """Same noise, high guidance: none vs static vs dynamic, with the share of saturated pixels."""
-    pipe = pipelines.get(model) or _unknown_model(pipelines, model)
+    pipe = pick(pipelines, model)
     rows, captions = [], []
     for mode in THRESHOLDING:
         options = sampling_options(pipe, label, "ddim", steps, 0.0, guidance, 0.0, mode, 99.5, 4)
@@ -198,7 +205,7 @@ def thresholding_comparison(pipelines, model, label, guidance, steps, seed):
 
 def sampler_comparison(pipelines, model, label, steps, seed):
     """DDPM with every training step vs DDIM-N vs DPM-Solver++-N from the same noise, with time per image."""
-    pipe = pipelines.get(model) or _unknown_model(pipelines, model)
+    pipe = pick(pipelines, model)
     steps = checked(steps, "steps", 1, MAX_STEPS, integer=True)
     rows, lines = [], []
     for sampler, count in (("ddpm", pipe.scheduler.config.num_train_timesteps), ("ddim", steps), ("dpm++", steps)):
@@ -211,7 +218,7 @@ def sampler_comparison(pipelines, model, label, steps, seed):
 
 def guidance_sweep(pipelines, model, label, scales, seed):
     """One seed, a row per CFG scale, with accuracy under the model's classifier and within-row diversity."""
-    pipe = pipelines.get(model) or _unknown_model(pipelines, model)
+    pipe = pick(pipelines, model)
     if label == UNCONDITIONAL or not pipe.num_classes:
         raise gr.Error("Pick a class: the sweep is over classifier-free guidance scales.")
     values = [checked(float(v), "CFG scale", 0, 50) for v in str(scales).replace(",", " ").split()][:6]
@@ -263,7 +270,7 @@ def inversion_options(pipe, label, steps, guidance) -> dict:
 
 def inversion(pipelines, datasets, model, index, upload, label, steps, guidance, iterations):
     """Invert one image with DDIM and sample it back: (x0 | x_T / 3 | reconstruction), with the error."""
-    pipe = pipelines.get(model) or _unknown_model(pipelines, model)
+    pipe = pick(pipelines, model)
     image, options = source_image(pipe, datasets, model, index, upload), inversion_options(pipe, label, steps, guidance)
     iterations = checked(iterations, "fixed-point iterations", 0, 5, integer=True)
     try:
@@ -279,7 +286,7 @@ def inversion(pipelines, datasets, model, index, upload, label, steps, guidance,
 
 def interpolation(pipelines, datasets, model, index, upload, index_b, label, label_b, frames, steps):
     """Invert two images, slerp their latents, interpolate the class embeddings: a strip and an animated GIF."""
-    pipe = pipelines.get(model) or _unknown_model(pipelines, model)
+    pipe = pick(pipelines, model)
     start, end = source_image(pipe, datasets, model, index, upload), source_image(pipe, datasets, model, index_b, None)
     frames = checked(frames, "frames", 3, 16, integer=True)
     steps = checked(steps, "steps", 2, MAX_INVERSION_STEPS, integer=True)
@@ -297,7 +304,7 @@ def interpolation(pipelines, datasets, model, index, upload, index_b, label, lab
 
 def variations(pipelines, datasets, model, index, upload, label, strength, guidance, steps, seed):
     """SDEdit: noise the image to `strength` and denoise, optionally towards another class; 8 variations."""
-    pipe = pipelines.get(model) or _unknown_model(pipelines, model)
+    pipe = pick(pipelines, model)
     image = source_image(pipe, datasets, model, index, upload)
     options = inversion_options(pipe, label, steps, guidance)
     seed = checked(seed, "seed", 0, MAX_SEED, integer=True)
@@ -309,8 +316,32 @@ def variations(pipelines, datasets, model, index, upload, label, strength, guida
     return picture(torch.cat([image, images]) * 2 - 1, rows=1)
 
 
-def _unknown_model(pipelines, model):
-    raise gr.Error(f"model must be one of {', '.join(pipelines)}; got {model!r}.")
+def pick(pipelines, model, kind=GuidedDiffusionPipeline):
+    """The loaded pipeline called `model`, of the kind the action needs, or a gr.Error naming the choices."""
+    names = [name for name, pipe in pipelines.items() if isinstance(pipe, kind)]
+    if model not in names:
+        raise gr.Error(f"model must be one of {', '.join(names)}; got {model!r}.")
+    return pipelines[model]
+
+
+def text_to_image(pipelines, model, prompt, negative_prompt, guidance, thresholding, steps, count, seed, compare):
+    """Images for a prompt, one row per thresholding mode when comparing, with the share of saturated pixels."""
+    pipe = pick(pipelines, model, TextToImagePipeline)
+    if thresholding not in THRESHOLDING:
+        raise gr.Error(f"thresholding must be one of {', '.join(THRESHOLDING)}; got {thresholding!r}.")
+    options = dict(guidance_scale=checked(guidance, "CFG scale", 0, 50), negative_prompt=negative_prompt or None,
+                   num_inference_steps=checked(steps, "steps", 1, MAX_STEPS, integer=True),
+                   num_images_per_prompt=checked(count, "images", 1, MAX_BATCH, integer=True), output_type="pt")  # fmt: skip
+    seed = checked(seed, "seed", 0, MAX_SEED, integer=True)
+    rows, lines = [], []
+    for mode in THRESHOLDING if compare else [thresholding]:
+        try:
+            images = pipe(prompt, thresholding=mode, generator=torch.Generator().manual_seed(seed), **options).images * 2 - 1
+        except ValueError as error:
+            raise gr.Error(str(error)) from error
+        rows.append(images)
+        lines.append(f"{mode}: {(images.abs() > 0.99).float().mean().item():.1%} saturated pixels")
+    return picture(torch.cat(rows), rows=len(rows)), "\n".join(lines)
 
 
 # -------------------------------------------------------------------------------------------- the UI
@@ -325,11 +356,17 @@ diffusers' DPM-Solver++ (Lu 2022) for comparison. **Steps**: how many of the 100
 fixed-point iterations make each backward step exact at the cost of more network calls. **Interpolation**: slerp
 between two inverted x_T, the class embedding moving linearly. **Variations** (SDEdit, Meng 2022): noise the image
 part of the way (strength) and denoise, optionally towards another class.
+**Text** (Imagen, Saharia 2022): a frozen MiniLM encodes the prompt, the UNet attends to its token states; CFG
+contrasts the prompt with the empty caption (or the negative prompt). Large w saturates with static clipping and
+stays sharp with dynamic thresholding: tick "compare" to see the three side by side.
 """
 
 
 def build_demo(pipelines: dict, datasets: dict) -> gr.Blocks:
-    names = list(pipelines)
+    text_names = [name for name, pipe in pipelines.items() if isinstance(pipe, TextToImagePipeline)]
+    names = [name for name in pipelines if name not in text_names]
+    if not names:
+        raise SystemExit("No class-conditional or unconditional model to serve: the app needs at least one.")
     first = pipelines[names[0]]
     labels = [UNCONDITIONAL, *class_names(first)]
     model_dropdown = lambda: gr.Dropdown(names, value=names[0], label="model")  # noqa: E731
@@ -424,6 +461,23 @@ def build_demo(pipelines: dict, datasets: dict) -> gr.Blocks:
                     gr.Button("Variations").click(bind(variations, datasets), [model_i, index_i, upload_i, target, strength,
                                                                               guidance_i, steps_i, seed_v],
                                                   varied, api_name="variations")  # fmt: skip
+        if text_names:
+            with gr.Tab("Text"):
+                with gr.Row():
+                    with gr.Column():
+                        model_x = gr.Dropdown(text_names, value=text_names[0], label="text-to-image model")
+                        prompt = gr.Textbox("a 4 to the left of a 9", label="prompt")
+                        negative = gr.Textbox("", label="negative prompt (replaces the empty caption in CFG)")
+                        guidance_x = gr.Slider(0, 30, value=5, step=0.5, label="CFG scale")
+                        thresholding_x = gr.Radio(THRESHOLDING, value="dynamic", label="thresholding")
+                        compare = gr.Checkbox(False, label="compare none / static / dynamic (a row each)")
+                        steps_x = gr.Slider(5, 200, value=50, step=1, label="steps")
+                        count, seed_x = gr.Slider(1, 8, value=4, step=1, label="images"), gr.Number(0, precision=0, label="seed")
+                    with gr.Column():
+                        text_image, text_info = image("images"), gr.Markdown()
+                        gr.Button("Generate", variant="primary").click(
+                            bind(text_to_image), [model_x, prompt, negative, guidance_x, thresholding_x, steps_x, count,
+                                                  seed_x, compare], [text_image, text_info], api_name="text_to_image")  # fmt: skip
         with gr.Tab("About"):
             gr.Markdown(ABOUT)
             for name, pipe in pipelines.items():
@@ -437,6 +491,8 @@ def load_datasets(pipelines) -> dict:
     """The first 100 test images of each model's dataset, where it is available offline."""
     found = {}
     for name, pipe in pipelines.items():
+        if not isinstance(pipe, GuidedDiffusionPipeline):  # text models draw no dataset images
+            continue
         dataset = dataset_name(pipe, name)
         try:
             data = to_tensors(load_image_dataset(dataset, split="test", max_samples=100), pipe.unet.config.sample_size,

@@ -25,6 +25,20 @@ def write_tiny_model(folder, num_train_timesteps=50):
     return folder
 
 
+def write_tiny_text_model(folder):
+    """A tiny random text-to-image pipeline on the real MiniLM encoder (which it does not copy)."""
+    from guided_diffusers.pipelines import TextToImagePipeline
+    from guided_diffusers.pipelines.text_encoding import load_text_encoder
+    from guided_diffusers.schedulers import GuidedDDIMScheduler
+    from guided_diffusers.training.model_configs import build_text_unet, text_unet_config
+
+    torch.manual_seed(0)
+    tokenizer, encoder = load_text_encoder()
+    unet = build_text_unet(text_unet_config("tiny", 28, 56, 1, 384))
+    TextToImagePipeline(tokenizer, encoder, unet, GuidedDDIMScheduler(num_train_timesteps=50)).save_pretrained(folder)
+    return folder
+
+
 def launch_app(root):
     """The app on a free localhost port with the models under `root`; returns (demo, url)."""
     import socket

@@ -12,7 +12,7 @@ from PIL import Image
 os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import app  # noqa: E402
-from app_models import launch_app, write_tiny_model  # noqa: E402
+from app_models import launch_app, write_tiny_model, write_tiny_text_model  # noqa: E402
 
 NO_PROGRESS = lambda *args, **kwargs: None  # noqa: E731
 SAMPLE = dict(label="3", sampler="ddim", steps=4, eta=0.0, guidance=3.0, classifier_scale=0.0, thresholding="dynamic",
@@ -23,6 +23,7 @@ SAMPLE = dict(label="3", sampler="ddim", steps=4, eta=0.0, guidance=3.0, classif
 def models(tmp_path_factory):
     root = tmp_path_factory.mktemp("models")
     write_tiny_model(root / "tiny-mnist")
+    write_tiny_text_model(root / "tiny-text")
     pipelines = app.load_pipelines(str(root))
     return pipelines, app.load_datasets(pipelines)
 
@@ -90,6 +91,19 @@ def test_inversion_tab_fits_uploads_and_refuses_bad_controls(models):
         app.inversion(pipelines, datasets, "tiny-mnist", 500, None, "3", 5, 1.0, 0)
 
 
+def test_text_tab_generates_and_compares_thresholding(models):
+    pipelines, _ = models
+    picture, text = app.text_to_image(pipelines, "tiny-text", "a 4 to the left of a 9", "", 20.0, "dynamic", 3, 2, 0, True)
+    assert picture.size == (2 * (56 * app.SCALE + 1) + 1, 3 * (28 * app.SCALE + 1) + 1)  # 2 images, 3 modes
+    assert [line.split(":")[0] for line in text.splitlines()] == ["none", "static", "dynamic"]
+    with pytest.raises(gr.Error, match="prompt"):
+        app.text_to_image(pipelines, "tiny-text", "   ", "", 5.0, "dynamic", 3, 1, 0, False)
+    with pytest.raises(gr.Error, match="model must be one of tiny-text"):  # a class model is not a text model
+        app.text_to_image(pipelines, "tiny-mnist", "a seven", "", 5.0, "dynamic", 3, 1, 0, False)
+    with pytest.raises(gr.Error, match="model must be one of tiny-mnist"):
+        next(app.sample(pipelines, "tiny-text", **SAMPLE, progress=NO_PROGRESS))
+
+
 # ------------------------------------------------------------------------------------- over HTTP
 @pytest.fixture(scope="module")
 def client(tmp_path_factory):
@@ -97,6 +111,7 @@ def client(tmp_path_factory):
 
     root = tmp_path_factory.mktemp("served")
     write_tiny_model(root / "tiny-mnist")
+    write_tiny_text_model(root / "tiny-text")
     demo, url = launch_app(root)
     yield Client(url, verbose=False)
     demo.close()
@@ -110,7 +125,7 @@ def call_sample(client, **override):
 def test_endpoints_are_listed(client):
     endpoints = client.view_api(return_format="dict", print_info=False)["named_endpoints"]
     assert {"/sample", "/forward", "/guidance_sweep", "/thresholding", "/samplers", "/invert", "/interpolate",
-            "/variations"} <= set(endpoints)
+            "/variations", "/text_to_image"} <= set(endpoints)
 
 
 def test_same_seed_same_png_bytes_and_another_seed_differs(client):
