@@ -17,12 +17,14 @@ def classifier_free_guidance(uncond: torch.Tensor, cond: torch.Tensor, guidance_
 def classifier_gradient(classifier, sample: torch.Tensor, timestep, labels: torch.Tensor) -> torch.Tensor:
     """g = grad_x log p_phi(y | x_t, t), one classifier forward and backward (Dhariwal & Nichol 2021, sec. 4.1).
     `classifier(x, t)` returns logits, or an output with `.logits`."""
-    # sampling runs under inference_mode (measured fastest); autograd needs a normal tensor made outside it
+    # sampling runs under inference_mode (measured fastest); autograd may save any input for backward, and only
+    # ordinary tensors, copies made outside that mode, can be saved
     with torch.inference_mode(False), torch.enable_grad():
         x = sample.clone().requires_grad_(True)
+        timestep = timestep.clone() if torch.is_tensor(timestep) else timestep
         output = classifier(x, timestep)
         logits = output.logits if hasattr(output, "logits") else output
-        log_prob = torch.log_softmax(logits.float(), dim=-1).gather(1, labels[:, None]).sum()
+        log_prob = torch.log_softmax(logits.float(), dim=-1).gather(1, labels.clone()[:, None]).sum()
         (gradient,) = torch.autograd.grad(log_prob, x)
     return gradient
 

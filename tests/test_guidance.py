@@ -273,3 +273,16 @@ def test_bad_input_raises_before_sampling(make_pipe, kwargs, message):
 def test_null_class_label_must_be_the_last_embedding():
     with pytest.raises(ValueError, match="`null_class_label` must be the last class embedding"):
         GuidedDiffusionPipeline(tiny_unet(), GuidedDDPMScheduler(), null_class_label=0)
+
+
+def test_classifier_guidance_with_a_real_noise_aware_classifier_under_inference_mode():
+    """Every input the classifier's backward may save (x, t, labels) must be an ordinary tensor."""
+    from guided_diffusers.models import NoiseAwareClassifier, schedule_of
+    from guided_diffusers.training.model_configs import classifier_config
+
+    scheduler = GuidedDDPMScheduler(num_train_timesteps=100)
+    for pooling in ("attention", "mean"):
+        classifier = NoiseAwareClassifier(**classifier_config("tiny", SIZE, 1, CLASSES, pooling, schedule_of(scheduler.config)))
+        pipe = pipeline(scheduler=scheduler, classifier=classifier.eval())
+        labels = LABELS.tolist()  # made into a tensor inside inference mode
+        assert torch.isfinite(sample(pipe, class_labels=labels, guidance_scale=0.0, classifier_scale=5.0)).all()

@@ -29,6 +29,13 @@ TEXT_PRESETS = {
                   up_block_types=("CrossAttnUpBlock2D", "CrossAttnUpBlock2D", "UpBlock2D")),
 }  # fmt: skip
 
+# AutoencoderKLs for latent diffusion (Rombach 2022): each level after the first halves the size, so "small" maps
+# 1x32x32 (MNIST padded) to 4x8x8 latents, 4x fewer numbers; "tiny" halves once, for tests
+VAE_PRESETS = {
+    "tiny": dict(block_out_channels=(16, 32), layers_per_block=1, norm_num_groups=8, latent_channels=4),
+    "small": dict(block_out_channels=(32, 64, 64), layers_per_block=1, norm_num_groups=16, latent_channels=4),
+}
+
 # noise-aware classifiers: the encoder halves of the UNet presets
 CLASSIFIER_PRESETS = {
     "tiny": dict(block_out_channels=(16, 32), layers_per_block=1, norm_num_groups=8, attention_head_dim=16,
@@ -87,6 +94,21 @@ def text_unet_config(model_config: str, height: int, width: int, channels: int, 
 
 def build_text_unet(config: dict) -> UNet2DConditionModel:
     return UNet2DConditionModel(**config)
+
+
+def vae_config(model_config: str, resolution: int, channels: int) -> dict:
+    """An `AutoencoderKL` config for this data (its downsampling factor must divide the resolution)."""
+    if model_config not in VAE_PRESETS:
+        raise ValueError(f"--vae_config must be one of {', '.join(VAE_PRESETS)}; got {model_config!r}.")
+    config = dict(VAE_PRESETS[model_config])
+    levels = len(config["block_out_channels"])
+    factor = 2 ** (levels - 1)
+    if resolution % factor:
+        raise ValueError(f"--resolution {resolution} must be divisible by {factor}, the downsampling factor of "
+                         f"--vae_config {model_config!r}.")  # fmt: skip
+    config.update(in_channels=channels, out_channels=channels, sample_size=resolution,
+                  down_block_types=("DownEncoderBlock2D",) * levels, up_block_types=("UpDecoderBlock2D",) * levels)  # fmt: skip
+    return config
 
 
 def classifier_config(model_config: str, resolution: int, channels: int, num_classes: int = 10,
