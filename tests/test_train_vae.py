@@ -1,31 +1,23 @@
 """training/train_vae.py through its command line: a tiny AutoencoderKL on a few hundred real MNIST digits."""
 
 import json
-import os
-import subprocess
-import sys
-from pathlib import Path
 
 import pytest
 import torch
 from diffusers import AutoencoderKL
 from safetensors.torch import load_file
+from script_runner import run_script
 
 from guided_diffusers.training.data import load_image_dataset, to_model_range, to_tensors
 from guided_diffusers.training.model_card import read_model_card
 
-SCRIPT = str(Path(__file__).resolve().parents[1] / "training" / "train_vae.py")
 TINY = ["--dataset_name", "mnist", "--resolution", "32", "--max_train_samples", "256", "--vae_config", "tiny",
         "--train_batch_size", "16", "--logging_steps", "2", "--logger", "none", "--checkpointing_steps", "4",
         "--eval_max_samples", "64", "--scaling_samples", "128", "--eval_batch_size", "32"]  # fmt: skip
-ENV = {**os.environ, "HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": "1"}
 
 
 def run(*args, check=True):
-    result = subprocess.run([sys.executable, SCRIPT, *args], env=ENV, capture_output=True, text=True, timeout=600)
-    if check and result.returncode != 0:
-        raise AssertionError(result.stderr[-3000:])
-    return result
+    return run_script("training/train_vae.py", *args, check=check)
 
 
 def test_trains_an_autoencoder_with_a_measured_latent_scale_and_resumes_exactly(tmp_path):

@@ -12,6 +12,7 @@ from diffusers.training_utils import EMAModel
 from .checkpointing import load_checkpoint
 from .data import load_image_dataset, to_tensors
 from .loop import LoopState
+from .model_card import write_model_card
 
 
 def make_accelerator(args) -> Accelerator:
@@ -79,6 +80,15 @@ class swapped_in_ema:
     def __exit__(self, *exc):
         if self.ema is not None:
             self.ema.restore(self.parameters)
+
+
+def finish_output(args, *, title: str, tags: list[str], sections: dict[str, str], **metadata) -> None:
+    """The output folder's model card (diffusers library, Apache-2.0 and our tag on every card, then `metadata`,
+    e.g. pipeline_tag and datasets) and, with --push_to_hub, the upload."""
+    metadata = {"library_name": "diffusers", "license": "apache-2.0", **metadata, "tags": ["guided-diffusers", *tags]}
+    write_model_card(args.output_dir, title=title, metadata=metadata, sections=sections)
+    if args.push_to_hub:
+        publish_to_hub(args)
 
 
 def publish_to_hub(args) -> None:

@@ -22,13 +22,13 @@ from guided_diffusers.training import args as flags
 from guided_diffusers.training.checkpointing import resolve_resume
 from guided_diffusers.training.data import to_model_range
 from guided_diffusers.training.loop import train
-from guided_diffusers.training.model_card import dataset_label, training_section, write_model_card
+from guided_diffusers.training.model_card import dataset_label, training_section
 from guided_diffusers.training.model_configs import classifier_config
 from guided_diffusers.training.runtime import (
+    finish_output,
     load_training_data,
     make_accelerator,
     prepare_training,
-    publish_to_hub,
     swapped_in_ema,
 )
 
@@ -168,14 +168,9 @@ def save_report(args, rows, state, data, held_out, classifier):
         + (":" if args.noise_free else ", t uniform in each range:") + f"\n\n{table}",
     }
     kind = "evaluation classifier" if args.noise_free else "noise-aware classifier"
-    tags = ["guided-diffusers", "evaluation-classifier"] if args.noise_free else \
-        ["guided-diffusers", "noise-aware-classifier", "classifier-guidance"]  # fmt: skip
-    metadata = {"library_name": "diffusers", "license": "apache-2.0", "pipeline_tag": "image-classification",
-                "tags": tags, "datasets": [name]}  # fmt: skip
-    write_model_card(args.output_dir, title=f"guided-diffusers {name} {kind}", metadata=metadata,
-                     sections=sections)  # fmt: skip
-    if args.push_to_hub:
-        publish_to_hub(args)
+    tags = ["evaluation-classifier"] if args.noise_free else ["noise-aware-classifier", "classifier-guidance"]
+    finish_output(args, title=f"guided-diffusers {name} {kind}", tags=tags, sections=sections,
+                  pipeline_tag="image-classification", datasets=[name])  # fmt: skip
 
 
 if __name__ == "__main__":

@@ -26,13 +26,13 @@ from guided_diffusers.training.checkpointing import resolve_resume
 from guided_diffusers.training.data import to_model_range
 from guided_diffusers.training.losses import diffusion_loss
 from guided_diffusers.training.loop import train
-from guided_diffusers.training.model_card import training_section, write_model_card
+from guided_diffusers.training.model_card import training_section
 from guided_diffusers.training.model_configs import build_text_unet, text_unet_config
 from guided_diffusers.training.runtime import (
+    finish_output,
     load_training_data,
     make_accelerator,
     prepare_training,
-    publish_to_hub,
     swapped_in_ema,
 )
 
@@ -161,9 +161,6 @@ def save_pipeline(pipe, noise_scheduler, args, state, num_images: int):
     pipe.save_pretrained(args.output_dir)
     grid, prompts = sample_grid(pipe, args)
     grid.save(Path(args.output_dir, "samples.png"))
-    metadata = {"library_name": "diffusers", "license": "apache-2.0", "pipeline_tag": "text-to-image",
-                "tags": ["guided-diffusers", "diffusers", "text-to-image", "imagen"], "datasets": [args.dataset_name],
-                "base_model": args.text_encoder}  # fmt: skip
     parameters = sum(p.numel() for p in pipe.unet.parameters()) / 1e6
     sections = {
         "Model": f"A {parameters:.2f}M-parameter `UNet2DConditionModel` ({args.model_config} preset) with "
@@ -181,10 +178,9 @@ def save_pipeline(pipe, noise_scheduler, args, state, num_images: int):
         "Samples": f"DDIM {args.ddpm_num_inference_steps} steps, CFG {args.guidance_scale}, dynamic thresholding, "
         "held-out prompts (row-major): " + "; ".join(f"`{p}`" for p in prompts) + "\n\n![samples](samples.png)",
     }  # fmt: skip
-    write_model_card(args.output_dir, title=f"guided-diffusers {args.dataset_name} text-to-image", metadata=metadata,
-                     sections=sections)  # fmt: skip
-    if args.push_to_hub:
-        publish_to_hub(args)
+    finish_output(args, title=f"guided-diffusers {args.dataset_name} text-to-image", sections=sections,
+                  tags=["diffusers", "text-to-image", "imagen"], pipeline_tag="text-to-image",
+                  datasets=[args.dataset_name], base_model=args.text_encoder)  # fmt: skip
 
 
 if __name__ == "__main__":

@@ -22,13 +22,13 @@ from guided_diffusers.training.checkpointing import resolve_resume
 from guided_diffusers.training.data import to_model_range
 from guided_diffusers.training.losses import diffusion_loss
 from guided_diffusers.training.loop import train
-from guided_diffusers.training.model_card import dataset_label, training_section, write_model_card
+from guided_diffusers.training.model_card import dataset_label, training_section
 from guided_diffusers.training.model_configs import build_unet, unet_config
 from guided_diffusers.training.runtime import (
+    finish_output,
     load_training_data,
     make_accelerator,
     prepare_training,
-    publish_to_hub,
     swapped_in_ema,
 )
 
@@ -124,11 +124,6 @@ def save_pipeline(unet, ema, noise_scheduler, data, dataset, args, state, num_cl
     sample_grid(unet, noise_scheduler, args, num_classes).save(Path(args.output_dir, "samples.png"))
     name = dataset_label(args)
     conditioning = f"class-conditional ({num_classes} classes + a null class, label dropout {args.label_dropout})"
-    metadata = {
-        "library_name": "diffusers", "license": "apache-2.0", "pipeline_tag": "unconditional-image-generation",
-        "tags": ["guided-diffusers", "diffusers", "ddpm", "class-conditional" if num_classes else "unconditional"],
-        "datasets": [name],
-    }  # fmt: skip
     sections = {
         "Model": f"A {sum(p.numel() for p in unet.parameters()) / 1e6:.2f}M-parameter `UNet2DModel` "
         f"({args.model_config} preset), {conditioning if num_classes else 'unconditional'}, predicting "
@@ -140,9 +135,8 @@ def save_pipeline(unet, ema, noise_scheduler, data, dataset, args, state, num_cl
         "Training": training_section(args, state, len(data)),
         "Samples": "DDIM, 50 steps, guidance scale 1 (one row per class):\n\n![samples](samples.png)",
     }
-    write_model_card(args.output_dir, title=f"guided-diffusers {name} UNet", metadata=metadata, sections=sections)
-    if args.push_to_hub:
-        publish_to_hub(args)
+    finish_output(args, title=f"guided-diffusers {name} UNet", sections=sections, pipeline_tag="unconditional-image-generation",
+                  tags=["diffusers", "ddpm", "class-conditional" if num_classes else "unconditional"], datasets=[name])  # fmt: skip
 
 
 if __name__ == "__main__":

@@ -26,9 +26,9 @@ from guided_diffusers.training import args as flags
 from guided_diffusers.training.checkpointing import resolve_resume
 from guided_diffusers.training.data import to_model_range
 from guided_diffusers.training.loop import train
-from guided_diffusers.training.model_card import dataset_label, training_section, write_model_card
+from guided_diffusers.training.model_card import dataset_label, training_section
 from guided_diffusers.training.model_configs import vae_config
-from guided_diffusers.training.runtime import load_training_data, make_accelerator, prepare_training, publish_to_hub
+from guided_diffusers.training.runtime import finish_output, load_training_data, make_accelerator, prepare_training
 
 VAE = [
     ("--vae_config", dict(default="small", help="an AutoencoderKL preset: tiny or small")),
@@ -128,12 +128,8 @@ def save_vae(vae: AutoencoderKL, data, dataset, args, state) -> None:
         "bottom row reconstructions:\n\n![reconstructions](reconstructions.png)",
         "Training": training_section(args, state, len(data)) + f"\n- loss: MSE + {args.kl_weight} x KL per latent element",
     }  # fmt: skip
-    metadata = {"library_name": "diffusers", "license": "apache-2.0", "tags": ["guided-diffusers", "vae", "autoencoder-kl"],
-                "datasets": [dataset_label(args)]}  # fmt: skip
-    write_model_card(args.output_dir, title=f"guided-diffusers {dataset_label(args)} autoencoder", metadata=metadata,
-                     sections=sections)  # fmt: skip
-    if args.push_to_hub:
-        publish_to_hub(args)
+    finish_output(args, title=f"guided-diffusers {dataset_label(args)} autoencoder", tags=["vae", "autoencoder-kl"],
+                  sections=sections, datasets=[dataset_label(args)])  # fmt: skip
 
 
 if __name__ == "__main__":
