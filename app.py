@@ -117,6 +117,12 @@ def render(pipe, sampler: str, seed, options: dict) -> torch.Tensor:
     return with_scheduler(pipe, sampler)(generator=generator, output_type="pt", **options).images * 2 - 1
 
 
+def shown(pipe, latents: torch.Tensor):
+    """What the UNet diffuses as a picture: decoded first for a latent (VAE) model."""
+    with torch.inference_mode():
+        return picture(pipe.decode(latents))
+
+
 def picture(latents: torch.Tensor, rows: int = 1):
     """A [-1, 1] batch as one upscaled PNG-ready grid."""
     images = GuidedDiffusionPipeline.postprocess(latents.float(), "np")
@@ -137,10 +143,10 @@ def sample(pipelines, model, label, sampler, steps, eta, guidance, classifier_sc
             progress((i + 1, options["num_inference_steps"]), desc=f"t = {int(t)}")
             # identical pictures in one update share one cached file, which Gradio would write while serving it
             same = x0 is None or torch.equal(x0, latents)
-            yield picture(latents), gr.skip() if same else picture(x0), None, seed, None
+            yield shown(pipe, latents), gr.skip() if same else shown(pipe, x0), None, seed, None
     except ValueError as error:  # the library's own checks, shown as such
         raise gr.Error(str(error)) from error
-    final = picture(latents)
+    final = shown(pipe, latents)
     path = Path(os.environ.get("GRADIO_TEMP_DIR", "/tmp")) / f"guided-diffusers-{model}-{seed}.png"
     final.save(path)
     yield gr.skip(), gr.skip(), final, seed, str(path)
@@ -281,7 +287,8 @@ def inversion(pipelines, datasets, model, index, upload, label, steps, guidance,
     mse = ((rebuilt - image) * 2).pow(2).mean().item()
     text = (f"x_T: mean {latents.mean().item():.3f}, std {latents.std().item():.3f} (Gaussian noise: 0, 1). "
             f"Reconstruction MSE (pixels in [-1, 1]): {mse:.2e}")  # fmt: skip
-    return picture(torch.cat([image * 2 - 1, (latents / 3).clamp(-1, 1), rebuilt * 2 - 1])), text
+    noise = [] if pipe.vae is not None else [(latents / 3).clamp(-1, 1)]  # a latent model's x_T is no picture
+    return picture(torch.cat([image * 2 - 1, *noise, rebuilt * 2 - 1])), text
 
 
 def interpolation(pipelines, datasets, model, index, upload, index_b, label, label_b, frames, steps):

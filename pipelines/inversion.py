@@ -43,8 +43,9 @@ def slerp(start: torch.Tensor, end: torch.Tensor, weights: torch.Tensor) -> torc
 
 
 class InversionMixin:
-    """invert / reconstruct / interpolate / variations for a pipeline with `unet`, `scheduler`, `check_inputs`,
-    `classifier_free_output` and `denoising_loop` (see `GuidedDiffusionPipeline`)."""
+    """invert / reconstruct / interpolate / variations for a pipeline with `unet`, `scheduler`, `vae`, `encode`,
+    `decode`, `check_inputs`, `classifier_free_output` and `denoising_loop` (see `GuidedDiffusionPipeline`). With a
+    VAE, images are encoded first and everything runs on latents."""
 
     def inversion_scheduler(self) -> GuidedDDIMScheduler:
         """Our DDIM on the pipeline's noise schedule, without clipping or thresholding: both break invertibility
@@ -54,9 +55,11 @@ class InversionMixin:
         return GuidedDDIMScheduler.from_config(config)
 
     def preprocess(self, images) -> torch.Tensor:
-        """PIL / NumPy / torch images in [0, 1] (as the pipeline outputs them) -> (N, C, H, W) in [-1, 1]."""
-        config = self.unet.config
-        return images_to_model_range(images, config.in_channels, config.sample_size).to(self.device, self.unet.dtype)
+        """PIL / NumPy / torch images in [0, 1] (as the pipeline outputs them) -> what the UNet diffuses: (N, C, H, W)
+        in [-1, 1], or with a VAE their scaled latents."""
+        config = self.unet.config if self.vae is None else self.vae.config
+        x = images_to_model_range(images, config.in_channels, config.sample_size).to(self.device, self.unet.dtype)
+        return self.encode(x)
 
     @torch.inference_mode()
     def invert(self, images, class_labels=None, num_inference_steps: int = 50, guidance_scale: float = 1.0,
@@ -69,7 +72,12 @@ class InversionMixin:
         (x_prev, t), the usual estimate of eps(x_t, t). `fixed_point_iterations` k > 0 re-evaluates eps at the new
         x_t k times (k more network calls per step); at convergence x_t solves the sampler's own step exactly,
         so `reconstruct` returns the images up to how far the iteration converged."""
-        x = self.preprocess(images)
+        return self._invert_latents(self.preprocess(images), class_labels, num_inference_steps, guidance_scale,
+                                    fixed_point_iterations, return_trajectory)  # fmt: skip
+
+    def _invert_latents(self, x, class_labels, num_inference_steps, guidance_scale, fixed_point_iterations,
+                        return_trajectory=False) -> InversionOutput:  # fmt: skip
+        """`invert` from what the UNet diffuses (images in [-1, 1], or scaled latents)."""
         check_range("num_inference_steps", num_inference_steps, low=1)
         check_range("fixed_point_iterations", fixed_point_iterations, low=0)
         labels = self.check_inputs(len(x), class_labels, guidance_scale, 0.0, None, "pt")
@@ -102,7 +110,7 @@ class InversionMixin:
         x = latents.to(self.device, self.unet.dtype)
         for _, _, x, _ in self.denoising_loop(scheduler, x, scheduler.timesteps, labels, guidance_scale, 0.0, {"eta": 0.0}):
             pass
-        return self.postprocess(x, output_type)
+        return self.postprocess(self.decode(x), output_type)
 
     @torch.inference_mode()
     def interpolate(self, start_image, end_image, num_frames: int = 8, start_label: int | None = None,
@@ -119,7 +127,7 @@ class InversionMixin:
         if (start_label is None) != (end_label is None):
             raise ValueError("Pass both `start_label` and `end_label`, or neither.")
         labels = None if start_label is None else [start_label, end_label]
-        inverted = self.invert((pair + 1) / 2, labels, num_inference_steps, guidance_scale, fixed_point_iterations)
+        inverted = self._invert_latents(pair, labels, num_inference_steps, guidance_scale, fixed_point_iterations)
         lam = torch.linspace(0, 1, num_frames, device=self.device)
         latents = slerp(inverted.latents[0], inverted.latents[1], lam)
         weights = None
@@ -155,4 +163,4 @@ class InversionMixin:
         step_kwargs = self._step_kwargs(scheduler, generator, eta, True)
         for _, _, x, _ in self.denoising_loop(scheduler, x, timesteps, labels, guidance_scale, classifier_scale, step_kwargs):
             pass
-        return self.postprocess(x, output_type)
+        return self.postprocess(self.decode(x), output_type)

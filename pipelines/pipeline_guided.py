@@ -37,20 +37,26 @@ class GuidedDiffusionPipeline(InversionMixin, DiffusionPipeline):
     - `classifier` (optional): a noise-aware classifier p(y | x_t, t) on the same noise schedule, for classifier
       guidance. With our DDPM scheduler it shifts the mean (ADM Algorithm 1); with any other scheduler it
       corrects eps (ADM Algorithm 2), so diffusers' DDIM, DPM-Solver or Euler get it too.
+    - `vae` (optional): an `AutoencoderKL` whose latent space the UNet (and classifier) work in, latent diffusion
+      (Rombach 2022); images are decoded at the end, x = D(z / scaling_factor). Thresholding is for pixel ranges,
+      so latent models are trained with clipping off and should be sampled with `thresholding="none"`.
     - `invert`, `reconstruct`, `interpolate` and `variations` (DDIM inversion and SDEdit) come from
       `InversionMixin`.
     """
 
-    model_cpu_offload_seq = "unet"
-    _optional_components = ["classifier"]
+    model_cpu_offload_seq = "unet->vae"
+    _optional_components = ["classifier", "vae"]
 
     def __init__(self, unet: UNet2DModel, scheduler: SchedulerMixin, classifier=None, null_class_label: int | None = None,
-                 class_names: list[str] | None = None):  # fmt: skip
+                 class_names: list[str] | None = None, vae=None):  # fmt: skip
         super().__init__()
         embeddings = unet.config.num_class_embeds
         if null_class_label is not None and null_class_label != (embeddings or 0) - 1:
             raise ValueError(f"`null_class_label` must be the last class embedding ({(embeddings or 0) - 1}); got {null_class_label}.")
-        self.register_modules(unet=unet, scheduler=scheduler, classifier=classifier)
+        if vae is not None and vae.config.latent_channels != unet.config.in_channels:
+            raise ValueError(f"The VAE's {vae.config.latent_channels} latent channels must be the UNet's "
+                             f"{unet.config.in_channels} input channels.")  # fmt: skip
+        self.register_modules(unet=unet, scheduler=scheduler, classifier=classifier, vae=vae)
         self.register_to_config(null_class_label=null_class_label, class_names=class_names)
 
     @property
@@ -239,10 +245,24 @@ class GuidedDiffusionPipeline(InversionMixin, DiffusionPipeline):
                     latents = returned["latents"]
                     steps.send(latents)
             final = latents
-        images = self.postprocess(final, output_type)
+        images = self.postprocess(self.decode(final), output_type)
         if not return_dict:
             return (images,)
         return GuidedPipelineOutput(images=images, trajectory=trajectory if return_trajectory else None)
+
+    # ------------------------------------------------------------------------------------ latent space
+    def encode(self, images: torch.Tensor) -> torch.Tensor:
+        """Images in [-1, 1] -> what the UNet diffuses: themselves, or with a VAE the scaled posterior mean
+        z = E(x).mean * scaling_factor (unit variance, like the noise)."""
+        if self.vae is None:
+            return images
+        return self.vae.encode(images.to(self.vae.dtype)).latent_dist.mean * self.vae.config.scaling_factor
+
+    def decode(self, latents: torch.Tensor) -> torch.Tensor:
+        """What the UNet diffuses -> images in [-1, 1]: themselves, or with a VAE x = D(z / scaling_factor)."""
+        if self.vae is None:
+            return latents
+        return self.vae.decode(latents.to(self.vae.dtype) / self.vae.config.scaling_factor).sample
 
     @staticmethod
     def _step_kwargs(scheduler, generator, eta, use_clipped_model_output):

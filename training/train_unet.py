@@ -13,6 +13,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from diffusers import AutoencoderKL
 
 from guided_diffusers.pipelines import GuidedDiffusionPipeline
 from guided_diffusers.pipelines.image_utils import make_grid
@@ -20,6 +21,7 @@ from guided_diffusers.schedulers import GuidedDDIMScheduler, GuidedDDPMScheduler
 from guided_diffusers.training import args as flags
 from guided_diffusers.training.checkpointing import resolve_resume
 from guided_diffusers.training.data import to_model_range
+from guided_diffusers.training.latents import encode_images, latent_size, load_vae
 from guided_diffusers.training.losses import diffusion_loss
 from guided_diffusers.training.loop import train
 from guided_diffusers.training.model_card import dataset_label, training_section
@@ -33,23 +35,38 @@ from guided_diffusers.training.runtime import (
 )
 
 
+LATENT = [("--vae", dict(default=None, help="an AutoencoderKL folder (train_vae.py): train on its latents"))]
+
+
 def parse_args(argv=None):
-    parser = flags.build_parser(__doc__.split("\n")[1], flags.DATA, flags.OPTIMISATION, flags.RUN, flags.DIFFUSION)
+    parser = flags.build_parser(__doc__.split("\n")[1], flags.DATA, flags.OPTIMISATION, flags.RUN, flags.DIFFUSION,
+                                LATENT)  # fmt: skip
     args = parser.parse_args(argv)
     flags.check_common(args)
-    unet_config(args.model_config, args.resolution, args.channels)  # bad preset or resolution: fail now
+    args.diffused_channels, args.diffused_size = args.channels, args.resolution
+    if args.vae is not None:
+        if args.random_flip:
+            raise ValueError("--random_flip cannot be used with --vae: latents are encoded once, unflipped.")
+        if not (Path(args.vae) / "config.json").is_file():
+            raise ValueError(f"--vae {args.vae!r} is not an AutoencoderKL folder (no config.json).")
+        args.diffused_channels, args.diffused_size = latent_size(AutoencoderKL.load_config(args.vae), args.resolution)
+    unet_config(args.model_config, args.diffused_size, args.diffused_channels)  # bad preset or size: fail now
     args.resume_path = resolve_resume(args.resume_from_checkpoint, args.output_dir)
     args.command = "accelerate launch training/train_unet.py " + shlex.join(sys.argv[1:] if argv is None else argv)
     return args
 
 
-def make_loss(noise_scheduler, data, args, device):
+def make_loss(noise_scheduler, data, args, device, latents=None):
     """compute_loss(model, indices, generator) for one micro-batch: x_t = q_sample(x0, t), labels dropped to the
-    null class with probability --label_dropout, then the diffusion loss."""
+    null class with probability --label_dropout, then the diffusion loss. With `latents` (a LatentCache), x0 is the
+    scaled latent of the images, drawn from the VAE's posterior."""
     null_class = len(data.class_names) if args.class_conditional else None
 
     def compute_loss(model, indices, generator):
-        x0 = to_model_range(data.images[indices], args.random_flip, generator)
+        if latents is None:
+            x0 = to_model_range(data.images[indices], args.random_flip, generator)
+        else:
+            x0 = latents.sample(indices, generator)
         noise = torch.randn(x0.shape, generator=generator)
         timesteps = torch.randint(0, noise_scheduler.config.num_train_timesteps, (len(x0),), generator=generator)
         labels = None
@@ -64,10 +81,11 @@ def make_loss(noise_scheduler, data, args, device):
     return compute_loss
 
 
-def sample_grid(unet, noise_scheduler, args, num_classes: int):
+def sample_grid(unet, noise_scheduler, args, num_classes: int, vae=None):
     """A grid of DDIM samples (one row per class for conditional models) with fixed seeds."""
     null_class = num_classes if num_classes else None
-    pipeline = GuidedDiffusionPipeline(unet, GuidedDDIMScheduler.from_config(noise_scheduler.config), null_class_label=null_class)
+    pipeline = GuidedDiffusionPipeline(unet, GuidedDDIMScheduler.from_config(noise_scheduler.config), null_class_label=null_class,
+                                       vae=vae)  # fmt: skip
     pipeline.set_progress_bar_config(disable=True)
     rows = min(num_classes, args.eval_batch_size) if num_classes else 1
     per_row = max(args.eval_batch_size // rows, 1)
@@ -84,18 +102,21 @@ def main(argv=None):
     if args.class_conditional and data.labels is None:
         raise ValueError("--class_conditional needs a label column (a ClassLabel feature, or --label_column).")
     num_classes = len(data.class_names) if args.class_conditional else 0
+    vae = None if args.vae is None else load_vae(args.vae)
+    latents = None if vae is None else encode_images(vae, data.images)  # once, before training
     noise_scheduler = GuidedDDPMScheduler(
         num_train_timesteps=args.ddpm_num_steps, beta_schedule=args.ddpm_beta_schedule,
         prediction_type=args.prediction_type, variance_type=args.variance_type,
+        clip_sample=vae is None,  # clipping x0 to [-1, 1] is for pixels; latents have no such range
     )  # fmt: skip
     torch.manual_seed(args.seed)  # the initial weights
-    unet = build_unet(unet_config(args.model_config, args.resolution, args.channels, num_classes,
+    unet = build_unet(unet_config(args.model_config, args.diffused_size, args.diffused_channels, num_classes,
                                   learned_variance=args.variance_type == "learned_range"))  # fmt: skip
     unet, optimizer, lr_scheduler, ema, state = prepare_training(args, accelerator, unet, len(data), "train_unet")
 
     def log_images(step):
         with swapped_in_ema(ema, unet):
-            grid = sample_grid(accelerator.unwrap_model(unet), noise_scheduler, args, num_classes)
+            grid = sample_grid(accelerator.unwrap_model(unet), noise_scheduler, args, num_classes, vae)
         Path(args.output_dir, "samples").mkdir(parents=True, exist_ok=True)
         grid.save(Path(args.output_dir, "samples", f"step-{step}.png"))
         if args.logger == "tensorboard":
@@ -103,32 +124,34 @@ def main(argv=None):
             writer = accelerator.get_tracker("tensorboard", unwrap=True)
             writer.add_image("samples", pixels, step, dataformats="HW" if pixels.ndim == 2 else "HWC")
 
-    compute_loss = make_loss(noise_scheduler, data, args, accelerator.device)
+    compute_loss = make_loss(noise_scheduler, data, args, accelerator.device, latents)
     state = train(accelerator, unet, optimizer, lr_scheduler, ema, compute_loss, len(data), args, state, log_images)
 
     accelerator.wait_for_everyone()
     checksum = sum(p.double().sum().item() for p in accelerator.unwrap_model(unet).parameters())
     print(f"process {accelerator.process_index}/{accelerator.num_processes}: weights checksum {checksum:.10e}", flush=True)
     if accelerator.is_main_process:
-        save_pipeline(accelerator.unwrap_model(unet), ema, noise_scheduler, data, dataset, args, state, num_classes)
+        save_pipeline(accelerator.unwrap_model(unet), ema, noise_scheduler, data, dataset, args, state, num_classes, vae)
     accelerator.end_training()
 
 
-def save_pipeline(unet, ema, noise_scheduler, data, dataset, args, state, num_classes):
+def save_pipeline(unet, ema, noise_scheduler, data, dataset, args, state, num_classes, vae=None):
     """The output folder: a GuidedDiffusionPipeline with the EMA weights, a sample grid and a model card."""
     if ema is not None:
         ema.copy_to(unet.parameters())
     pipeline = GuidedDiffusionPipeline(unet=unet, scheduler=noise_scheduler, null_class_label=num_classes or None,
-                                       class_names=data.class_names if num_classes else None)  # fmt: skip
+                                       class_names=data.class_names if num_classes else None, vae=vae)  # fmt: skip
     pipeline.save_pretrained(args.output_dir)
-    sample_grid(unet, noise_scheduler, args, num_classes).save(Path(args.output_dir, "samples.png"))
+    sample_grid(unet, noise_scheduler, args, num_classes, vae).save(Path(args.output_dir, "samples.png"))
     name = dataset_label(args)
     conditioning = f"class-conditional ({num_classes} classes + a null class, label dropout {args.label_dropout})"
     sections = {
         "Model": f"A {sum(p.numel() for p in unet.parameters()) / 1e6:.2f}M-parameter `UNet2DModel` "
         f"({args.model_config} preset), {conditioning if num_classes else 'unconditional'}, predicting "
         f"`{args.prediction_type}` with `{args.variance_type}` variance on a {args.ddpm_num_steps}-step "
-        f"`{args.ddpm_beta_schedule}` schedule, at {args.resolution}x{args.resolution}x{args.channels}.",
+        f"`{args.ddpm_beta_schedule}` schedule, at {args.resolution}x{args.resolution}x{args.channels}"
+        + (f", in the {args.diffused_channels}x{args.diffused_size}x{args.diffused_size} latent space of the "
+           f"autoencoder `{args.vae}` (latent diffusion; stored as `vae/`, x0 clipping off)." if vae else "."),
         "Usage": "```python\nfrom guided_diffusers.pipelines import GuidedDiffusionPipeline\n"
         "pipe = GuidedDiffusionPipeline.from_pretrained(\"path/or/repo_id\")\n"
         "images = pipe(batch_size=4, class_labels=[3], guidance_scale=3.0, num_inference_steps=50).images\n```",
