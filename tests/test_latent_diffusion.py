@@ -7,6 +7,7 @@ from analytic_models import GaussianDenoiser
 from diffusers import AutoencoderKL
 from script_runner import run_script
 
+from guided_diffusers.models import NoiseAwareClassifier
 from guided_diffusers.pipelines import GuidedDiffusionPipeline
 from guided_diffusers.schedulers import GuidedDDIMScheduler
 from guided_diffusers.training.data import load_image_dataset, to_tensors
@@ -75,6 +76,22 @@ def test_inversion_and_variations_run_through_the_vae(latent_run):
     assert varied.shape == (2, 1, 32, 32)
     with pytest.raises(ValueError, match="1x32x32"):
         pipe.invert(torch.rand(2, 1, 28, 28))
+
+
+def test_a_latent_classifier_guides_the_latent_model(latent_run):
+    run_script("training/train_classifier.py", *COMMON, "--vae", latent_run / "vae", "--noise_scheduler",
+               latent_run / "unet", "--model_config", "tiny", "--max_train_steps", "3", "--eval_max_samples", "32",
+               "--num_timestep_buckets", "2", "--output_dir", latent_run / "classifier")  # fmt: skip
+    classifier = NoiseAwareClassifier.from_pretrained(latent_run / "classifier")
+    assert (classifier.config.in_channels, classifier.config.sample_size) == (4, 16)
+    assert "scaled latents" in read_model_card(latent_run / "classifier")[1]
+    pipe = GuidedDiffusionPipeline.from_pretrained(latent_run / "unet", classifier=classifier)
+    pipe.set_progress_bar_config(disable=True)
+    guided = pipe(batch_size=2, class_labels=[3, 7], guidance_scale=0.0, classifier_scale=2.0, num_inference_steps=3,
+                  output_type="pt", generator=torch.Generator().manual_seed(0)).images  # fmt: skip
+    plain = pipe(batch_size=2, class_labels=[3, 7], guidance_scale=0.0, num_inference_steps=3, output_type="pt",
+                 generator=torch.Generator().manual_seed(0)).images  # fmt: skip
+    assert guided.shape == (2, 1, 32, 32) and not torch.equal(guided, plain)
 
 
 def test_bad_vae_flags(tmp_path):

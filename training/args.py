@@ -67,6 +67,9 @@ DIFFUSION = [
 ]
 
 
+LATENT = [("--vae", dict(default=None, help="an AutoencoderKL folder (train_vae.py): work on its latents"))]
+
+
 def build_parser(description: str, *groups) -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(description=description)
     for group in groups:
@@ -91,3 +94,21 @@ def check_common(args) -> None:
         raise ValueError(f"--label_dropout must lie in [0, 1); got {args.label_dropout}.")
     if args.push_to_hub and not args.hub_model_id:
         raise ValueError("--push_to_hub needs --hub_model_id.")
+
+
+def check_latent(args) -> None:
+    """Set args.diffused_channels / args.diffused_size: the images', or with --vae its latents'."""
+    from pathlib import Path
+
+    from diffusers import AutoencoderKL
+
+    from .latents import latent_size
+
+    args.diffused_channels, args.diffused_size = args.channels, args.resolution
+    if args.vae is None:
+        return
+    if args.random_flip:
+        raise ValueError("--random_flip cannot be used with --vae: latents are encoded once, unflipped.")
+    if not (Path(args.vae) / "config.json").is_file():
+        raise ValueError(f"--vae {args.vae!r} is not an AutoencoderKL folder (no config.json).")
+    args.diffused_channels, args.diffused_size = latent_size(AutoencoderKL.load_config(args.vae), args.resolution)

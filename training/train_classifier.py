@@ -21,6 +21,7 @@ from guided_diffusers.schedulers import GuidedDDPMScheduler
 from guided_diffusers.training import args as flags
 from guided_diffusers.training.checkpointing import resolve_resume
 from guided_diffusers.training.data import to_model_range
+from guided_diffusers.training.latents import encode_images, load_vae
 from guided_diffusers.training.loop import train
 from guided_diffusers.training.model_card import dataset_label, training_section
 from guided_diffusers.training.model_configs import classifier_config
@@ -58,24 +59,29 @@ def load_noise_scheduler(args) -> GuidedDDPMScheduler:
 
 
 def parse_args(argv=None):
-    parser = flags.build_parser(__doc__.split("\n")[1], flags.DATA, flags.OPTIMISATION, flags.RUN, CLASSIFIER)
+    parser = flags.build_parser(__doc__.split("\n")[1], flags.DATA, flags.OPTIMISATION, flags.RUN, CLASSIFIER, flags.LATENT)
     parser.set_defaults(learning_rate=3e-4)
     args = parser.parse_args(argv)
     flags.check_common(args)
+    flags.check_latent(args)
     if args.num_timestep_buckets < 1:
         raise ValueError(f"--num_timestep_buckets must be a positive integer; got {args.num_timestep_buckets}.")
-    classifier_config(args.model_config, args.resolution, args.channels)  # bad preset or resolution: fail now
+    classifier_config(args.model_config, args.diffused_size, args.diffused_channels)  # bad preset or size: fail now
     args.noise = load_noise_scheduler(args)
     args.resume_path = resolve_resume(args.resume_from_checkpoint, args.output_dir)
     args.command = "accelerate launch training/train_classifier.py " + shlex.join(sys.argv[1:] if argv is None else argv)
     return args
 
 
-def make_loss(noise_scheduler, data, args, device):
-    """Cross-entropy of the class of x0 from x_t, t ~ U{0, ..., T-1} (ADM, sec. 4); with --noise_free from x0."""
+def make_loss(noise_scheduler, data, args, device, latents=None):
+    """Cross-entropy of the class of x0 from x_t, t ~ U{0, ..., T-1} (ADM, sec. 4); with --noise_free from x0.
+    With `latents` (a LatentCache), x0 is the scaled latent of the images (a latent-space classifier)."""
 
     def compute_loss(model, indices, generator):
-        x0 = to_model_range(data.images[indices], args.random_flip, generator)
+        if latents is None:
+            x0 = to_model_range(data.images[indices], args.random_flip, generator)
+        else:
+            x0 = latents.sample(indices, generator)
         noise = torch.randn(x0.shape, generator=generator)
         timesteps = torch.randint(0, noise_scheduler.config.num_train_timesteps, (len(x0),), generator=generator)
         if args.noise_free:
@@ -89,24 +95,24 @@ def make_loss(noise_scheduler, data, args, device):
 
 
 @torch.no_grad()
-def accuracy_by_timestep(model, noise_scheduler, data, buckets: int, device, batch_size=500, noise_free=False):
-    """Held-out accuracy with t drawn uniformly inside each of `buckets` equal ranges of timesteps
-    (on the clean images at t = 0 when `noise_free`)."""
+def accuracy_by_timestep(model, noise_scheduler, x0_all, labels, buckets: int, device, batch_size=500, noise_free=False):
+    """Held-out accuracy on `x0_all` (images in [-1, 1], or scaled latents) with t drawn uniformly inside each of
+    `buckets` equal ranges of timesteps (on x0 itself at t = 0 when `noise_free`)."""
     T = noise_scheduler.config.num_train_timesteps
     generator = torch.Generator().manual_seed(1234)
     rows = []
     for bucket in range(buckets):
         low, high = bucket * T // buckets, (bucket + 1) * T // buckets
         correct = 0
-        for start in range(0, len(data), batch_size):
-            x0 = to_model_range(data.images[start : start + batch_size])
+        for start in range(0, len(x0_all), batch_size):
+            x0 = x0_all[start : start + batch_size]
             t = torch.randint(low, high, (len(x0),), generator=generator)
             x_t = noise_scheduler.add_noise(x0, torch.randn(x0.shape, generator=generator), t)
             if noise_free:
                 x_t, t = x0, torch.zeros_like(t)
             predicted = model(x_t.to(device), t.to(device)).logits.argmax(1).cpu()
-            correct += (predicted == data.labels[start : start + batch_size]).sum().item()
-        rows.append({"timesteps": [0, 0] if noise_free else [low, high], "accuracy": correct / len(data)})
+            correct += (predicted == labels[start : start + batch_size]).sum().item()
+        rows.append({"timesteps": [0, 0] if noise_free else [low, high], "accuracy": correct / len(x0_all)})
     return rows
 
 
@@ -118,20 +124,27 @@ def main(argv=None):
     if data.labels is None:
         raise ValueError("A classifier needs a label column (a ClassLabel feature, or --label_column).")
     noise_scheduler = args.noise
+    vae = None if args.vae is None else load_vae(args.vae)
+    latents = None if vae is None else encode_images(vae, data.images)  # once, before training
+    if vae is None:
+        held_out_x0 = to_model_range(held_out.images)
+    else:
+        encoded = encode_images(vae, held_out.images)
+        held_out_x0 = encoded.mean * encoded.scaling_factor
     torch.manual_seed(args.seed)
-    model = NoiseAwareClassifier(**classifier_config(args.model_config, args.resolution, args.channels,
+    model = NoiseAwareClassifier(**classifier_config(args.model_config, args.diffused_size, args.diffused_channels,
                                                      len(data.class_names), args.pooling,
                                                      schedule_of(noise_scheduler.config)))  # fmt: skip
     model, optimizer, lr_scheduler, ema, state = prepare_training(args, accelerator, model, len(data), "train_classifier")
-    state = train(accelerator, model, optimizer, lr_scheduler, ema, make_loss(noise_scheduler, data, args, accelerator.device),
-                  len(data), args, state)  # fmt: skip
+    compute_loss = make_loss(noise_scheduler, data, args, accelerator.device, latents)
+    state = train(accelerator, model, optimizer, lr_scheduler, ema, compute_loss, len(data), args, state)
     accelerator.wait_for_everyone()
     if accelerator.is_main_process:
         classifier = accelerator.unwrap_model(model).eval()
         with swapped_in_ema(ema, classifier):
             buckets = 1 if args.noise_free else args.num_timestep_buckets
-            rows = accuracy_by_timestep(classifier, noise_scheduler, held_out, buckets, accelerator.device,
-                                        noise_free=args.noise_free)  # fmt: skip
+            rows = accuracy_by_timestep(classifier, noise_scheduler, held_out_x0, held_out.labels, buckets,
+                                        accelerator.device, noise_free=args.noise_free)  # fmt: skip
             classifier.save_pretrained(args.output_dir)
         save_report(args, rows, state, data, held_out, classifier)
     accelerator.end_training()
@@ -159,6 +172,9 @@ def save_report(args, rows, state, data, held_out, classifier):
         role = (f"{size} ({args.model_config} preset, {args.pooling} pooling) for classifier guidance: p(y | x_t, t) "
                 f"over {len(data.class_names)} classes, on the `{schedule['beta_schedule']}` schedule with "
                 f"{schedule['num_train_timesteps']} steps.")  # fmt: skip
+    if args.vae is not None:
+        role += (f" It reads the {args.diffused_channels}x{args.diffused_size}x{args.diffused_size} scaled latents of "
+                 f"the autoencoder `{args.vae}` (latent diffusion), not pixels.")  # fmt: skip
     sections = {
         "Model": role,
         "Usage": "```python\nfrom guided_diffusers.models import NoiseAwareClassifier\n"

@@ -13,7 +13,6 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from diffusers import AutoencoderKL
 
 from guided_diffusers.pipelines import GuidedDiffusionPipeline
 from guided_diffusers.pipelines.image_utils import make_grid
@@ -21,7 +20,7 @@ from guided_diffusers.schedulers import GuidedDDIMScheduler, GuidedDDPMScheduler
 from guided_diffusers.training import args as flags
 from guided_diffusers.training.checkpointing import resolve_resume
 from guided_diffusers.training.data import to_model_range
-from guided_diffusers.training.latents import encode_images, latent_size, load_vae
+from guided_diffusers.training.latents import encode_images, load_vae
 from guided_diffusers.training.losses import diffusion_loss
 from guided_diffusers.training.loop import train
 from guided_diffusers.training.model_card import dataset_label, training_section
@@ -35,21 +34,12 @@ from guided_diffusers.training.runtime import (
 )
 
 
-LATENT = [("--vae", dict(default=None, help="an AutoencoderKL folder (train_vae.py): train on its latents"))]
-
-
 def parse_args(argv=None):
     parser = flags.build_parser(__doc__.split("\n")[1], flags.DATA, flags.OPTIMISATION, flags.RUN, flags.DIFFUSION,
-                                LATENT)  # fmt: skip
+                                flags.LATENT)  # fmt: skip
     args = parser.parse_args(argv)
     flags.check_common(args)
-    args.diffused_channels, args.diffused_size = args.channels, args.resolution
-    if args.vae is not None:
-        if args.random_flip:
-            raise ValueError("--random_flip cannot be used with --vae: latents are encoded once, unflipped.")
-        if not (Path(args.vae) / "config.json").is_file():
-            raise ValueError(f"--vae {args.vae!r} is not an AutoencoderKL folder (no config.json).")
-        args.diffused_channels, args.diffused_size = latent_size(AutoencoderKL.load_config(args.vae), args.resolution)
+    flags.check_latent(args)
     unet_config(args.model_config, args.diffused_size, args.diffused_channels)  # bad preset or size: fail now
     args.resume_path = resolve_resume(args.resume_from_checkpoint, args.output_dir)
     args.command = "accelerate launch training/train_unet.py " + shlex.join(sys.argv[1:] if argv is None else argv)
