@@ -5,6 +5,7 @@
 #
 #   bash scripts/train_shipped_models.sh mnist unet|classifier|eval-classifier [RUNS_DIR]
 #   bash scripts/train_shipped_models.sh fashion_mnist unet|classifier|eval-classifier [RUNS_DIR]
+#   bash scripts/train_shipped_models.sh mnist text|vae|latent-unet [RUNS_DIR]    (not yet run to the end)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 dataset=${1:?dataset: mnist or fashion_mnist}
@@ -27,5 +28,17 @@ case "$model" in
     exec "${launch[@]}" training/train_classifier.py "${common[@]}" --noise_free --model_config small --pooling mean \
       --max_train_steps 2000 --learning_rate 1e-3 --lr_warmup_steps 100 --adam_weight_decay 0.05 --ema_max_decay 0.999 \
       --eval_max_samples 10000 --output_dir "$runs/$name-eval-classifier" ;;
-  *) echo "model must be unet, classifier or eval-classifier; got $model" >&2; exit 2 ;;
+  text)  # Imagen-style text-to-image on captioned 28x56 compositions, frozen MiniLM (heavy on a CPU: ~6.8M UNet)
+    exec "${launch[@]}" training/train_text_to_image.py "${common[@]}" --model_config small --caption_dropout 0.1 \
+      --pair_fraction 0.5 --max_train_steps 10000 --learning_rate 1e-3 --lr_warmup_steps 500 --snr_gamma 5 \
+      --ema_max_decay 0.9995 --save_images_steps 1000 --output_dir "$runs/$name-text" ;;
+  vae)  # the autoencoder of latent diffusion: 1x32x32 <-> 4x8x8
+    exec "${launch[@]}" training/train_vae.py "${common[@]}" --resolution 32 --vae_config small --kl_weight 1e-4 \
+      --max_train_steps 3000 --learning_rate 1e-3 --lr_warmup_steps 100 --ema_max_decay 0.999 \
+      --output_dir "$runs/$name-vae" ;;
+  latent-unet)  # the class-conditional UNet of the unet recipe, on the vae recipe's latents
+    exec "${launch[@]}" training/train_unet.py "${common[@]}" --resolution 32 --vae "$runs/$name-vae" --class_conditional \
+      --label_dropout 0.2 --model_config small --max_train_steps 10000 --learning_rate 1e-3 --lr_warmup_steps 500 \
+      --snr_gamma 5 --ema_max_decay 0.9995 --save_images_steps 1000 --output_dir "$runs/$name-latent" ;;
+  *) echo "model must be unet, classifier, eval-classifier, text, vae or latent-unet; got $model" >&2; exit 2 ;;
 esac
