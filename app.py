@@ -106,7 +106,8 @@ def with_scheduler(pipe, sampler):
     """A pipeline sharing `pipe`'s models but with a scheduler of its own: concurrent requests (the queue runs two
     at a time) then never change or step each other's scheduler."""
     own = GuidedDiffusionPipeline(pipe.unet, make_scheduler(sampler, pipe.scheduler.config), classifier=pipe.classifier,
-                                  null_class_label=pipe.config.null_class_label, class_names=pipe.config.class_names)  # fmt: skip
+                                  null_class_label=pipe.config.null_class_label, class_names=pipe.config.class_names,
+                                  vae=pipe.vae)  # fmt: skip
     own.set_progress_bar_config(disable=True)
     return own
 
@@ -245,7 +246,7 @@ def guidance_sweep(pipelines, model, label, scales, seed):
 
 def source_image(pipe, datasets, model, index, upload) -> torch.Tensor:
     """The image to invert, (1, C, H, W) in [0, 1]: an upload (fitted to the model's size) or a dataset image."""
-    config = pipe.unet.config
+    config = pipe.image_config
     if upload is not None:
         pixels = fit_image(upload, config.sample_size, config.in_channels)
         return torch.tensor(pixels).permute(2, 0, 1)[None].float() / 255
@@ -502,8 +503,8 @@ def load_datasets(pipelines) -> dict:
             continue
         dataset = dataset_name(pipe, name)
         try:
-            data = to_tensors(load_image_dataset(dataset, split="test", max_samples=100), pipe.unet.config.sample_size,
-                              pipe.unet.config.in_channels)  # fmt: skip
+            data = to_tensors(load_image_dataset(dataset, split="test", max_samples=100), pipe.image_config.sample_size,
+                              pipe.image_config.in_channels)  # fmt: skip
             found[name] = to_model_range(data.images)
         except Exception:  # noqa: BLE001 (the tab then says the data is unavailable)
             continue

@@ -57,7 +57,7 @@ class InversionMixin:
     def preprocess(self, images) -> torch.Tensor:
         """PIL / NumPy / torch images in [0, 1] (as the pipeline outputs them) -> what the UNet diffuses: (N, C, H, W)
         in [-1, 1], or with a VAE their scaled latents."""
-        config = self.unet.config if self.vae is None else self.vae.config
+        config = self.image_config
         x = images_to_model_range(images, config.in_channels, config.sample_size).to(self.device, self.unet.dtype)
         return self.encode(x)
 

@@ -65,6 +65,11 @@ class GuidedDiffusionPipeline(InversionMixin, DiffusionPipeline):
         embeddings = self.unet.config.num_class_embeds or 0
         return embeddings - 1 if self.config.null_class_label is not None else embeddings
 
+    @property
+    def image_config(self):
+        """The config that gives the images' `in_channels` and `sample_size`: the VAE's for a latent model."""
+        return self.unet.config if self.vae is None else self.vae.config
+
     # ------------------------------------------------------------------------------------------- checks
     def check_inputs(self, batch_size, class_labels, guidance_scale, classifier_scale, thresholding, output_type):
         """Every bad argument raises ValueError here, before any sampling. Returns the labels as a tensor."""

@@ -25,6 +25,23 @@ def write_tiny_model(folder, num_train_timesteps=50):
     return folder
 
 
+def write_tiny_latent_model(folder):
+    """A tiny random latent-diffusion pipeline: a 1x32x32 <-> 4x16x16 AutoencoderKL and a UNet on its latents."""
+    from diffusers import AutoencoderKL
+
+    from guided_diffusers.training.model_configs import vae_config
+
+    torch.manual_seed(0)
+    vae = AutoencoderKL(**vae_config("tiny", 32, 1))
+    unet = UNet2DModel(sample_size=16, in_channels=4, out_channels=4, layers_per_block=1, block_out_channels=(8, 16),
+                       down_block_types=("DownBlock2D",) * 2, up_block_types=("UpBlock2D",) * 2, norm_num_groups=4,
+                       num_class_embeds=11)  # fmt: skip
+    pipe = GuidedDiffusionPipeline(unet, GuidedDDPMScheduler(num_train_timesteps=50, clip_sample=False),
+                                   null_class_label=10, class_names=[str(d) for d in range(10)], vae=vae)  # fmt: skip
+    pipe.save_pretrained(folder)
+    return folder
+
+
 def write_tiny_text_model(folder):
     """A tiny random text-to-image pipeline on the real MiniLM encoder (which it does not copy)."""
     from guided_diffusers.pipelines import TextToImagePipeline

@@ -104,6 +104,18 @@ def test_text_tab_generates_and_compares_thresholding(models):
         next(app.sample(pipelines, "tiny-text", **SAMPLE, progress=NO_PROGRESS))
 
 
+def test_latent_models_stream_decoded_images(tmp_path):
+    from app_models import write_tiny_latent_model
+
+    write_tiny_latent_model(tmp_path / "tiny-latent")
+    pipelines = app.load_pipelines(str(tmp_path))
+    frames = list(app.sample(pipelines, "tiny-latent", **{**SAMPLE, "thresholding": "none"}, progress=NO_PROGRESS))
+    x_t, x0, final, seed, path = frames[-1]
+    assert final.size == (2 * (32 * app.SCALE + 1) + 1, 32 * app.SCALE + 2)  # decoded 32x32 images, not 16x16 latents
+    picture, text = app.inversion(pipelines, {}, "tiny-latent", 0, Image.new("L", (32, 32)), "3", 5, 1.0, 0)
+    assert picture.size[0] == 2 * (32 * app.SCALE + 1) + 1  # image and reconstruction (a latent x_T is no picture)
+
+
 # ------------------------------------------------------------------------------------- over HTTP
 @pytest.fixture(scope="module")
 def client(tmp_path_factory):
