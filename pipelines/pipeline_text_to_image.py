@@ -23,25 +23,32 @@ class TextToImagePipeline(DiffusionPipeline):
     `save_pretrained(folder)` leaves the frozen encoder out and records its name (`text_encoder_id`);
     `from_pretrained` loads it from the installed package or the Hub by that name. A folder saved with
     `include_text_encoder=True` carries its own `text_encoder/` and `tokenizer/` and loads from those.
+
+    With a `vae` the UNet works in its latent space (latent diffusion, as Stable Diffusion) and images are decoded
+    at the end, x = D(z / scaling_factor); sample latent models with `thresholding="none"` (clipping is for pixels).
     """
 
-    model_cpu_offload_seq = "text_encoder->unet"
-    _optional_components = ["tokenizer", "text_encoder"]
+    model_cpu_offload_seq = "text_encoder->unet->vae"
+    _optional_components = ["tokenizer", "text_encoder", "vae"]
 
     def __init__(self, tokenizer, text_encoder, unet: UNet2DConditionModel, scheduler,
-                 text_encoder_id: str = DEFAULT_TEXT_ENCODER, max_length: int = 24):  # fmt: skip
+                 text_encoder_id: str = DEFAULT_TEXT_ENCODER, max_length: int = 24, vae=None):  # fmt: skip
         super().__init__()
         if text_encoder is not None and hidden_size(text_encoder) != unet.config.cross_attention_dim:
             raise ValueError(f"The text encoder's hidden size ({hidden_size(text_encoder)}) must equal the UNet's "
                              f"`cross_attention_dim` ({unet.config.cross_attention_dim}).")  # fmt: skip
-        self.register_modules(tokenizer=tokenizer, text_encoder=text_encoder, unet=unet, scheduler=scheduler)
+        if vae is not None and vae.config.latent_channels != unet.config.in_channels:
+            raise ValueError(f"The VAE's {vae.config.latent_channels} latent channels must be the UNet's "
+                             f"{unet.config.in_channels} input channels.")  # fmt: skip
+        self.register_modules(tokenizer=tokenizer, text_encoder=text_encoder, unet=unet, scheduler=scheduler, vae=vae)
         self.register_to_config(text_encoder_id=text_encoder_id, max_length=max_length)
 
     # ------------------------------------------------------------------------------------ save / load
     def save_pretrained(self, save_directory, include_text_encoder: bool = False, **kwargs):
         if include_text_encoder:
             return super().save_pretrained(save_directory, **kwargs)
-        without = type(self)(None, None, self.unet, self.scheduler, self.config.text_encoder_id, self.config.max_length)
+        without = type(self)(None, None, self.unet, self.scheduler, self.config.text_encoder_id, self.config.max_length,
+                             vae=self.vae)  # fmt: skip
         return DiffusionPipeline.save_pretrained(without, save_directory, **kwargs)
 
     @classmethod
@@ -119,6 +126,8 @@ class TextToImagePipeline(DiffusionPipeline):
                                                              "pred_original_sample": getattr(step, "pred_original_sample", None)})  # fmt: skip
                 if isinstance(returned, dict) and "latents" in returned:
                     latents = returned["latents"]
+        if self.vae is not None:  # latent diffusion: x = D(z / scaling_factor)
+            latents = self.vae.decode(latents.to(self.vae.dtype) / self.vae.config.scaling_factor).sample
         images = latents_to_images(latents, output_type)
         return ImagePipelineOutput(images=images) if return_dict else (images,)
 

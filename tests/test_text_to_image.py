@@ -109,6 +109,29 @@ def test_saved_without_the_encoder_loads_it_from_the_installed_package(encoder, 
     torch.testing.assert_close(sample(full), sample(pipe))
 
 
+def test_a_latent_text_to_image_pipeline_decodes_and_saves_its_vae(encoder, tmp_path):
+    from diffusers import AutoencoderKL
+
+    from guided_diffusers.training.model_configs import vae_config
+
+    tokenizer, text_encoder = encoder
+    torch.manual_seed(0)
+    vae = AutoencoderKL(**vae_config("tiny", 16, 1)).eval()  # 1x16x32 images <-> 4x8x16 latents
+    unet = build_text_unet(text_unet_config("tiny", 8, 16, 4, 384))
+    pipe = TextToImagePipeline(tokenizer, text_encoder, unet, GuidedDDIMScheduler(num_train_timesteps=100, clip_sample=False),
+                               vae=vae)  # fmt: skip
+    pipe.set_progress_bar_config(disable=True)
+    images = sample(pipe, guidance_scale=3.0, thresholding="none")
+    assert images.shape == (2, 1, 16, 32)
+    pipe.save_pretrained(tmp_path / "latent")
+    assert (tmp_path / "latent" / "vae").is_dir() and not (tmp_path / "latent" / "text_encoder").exists()
+    loaded = TextToImagePipeline.from_pretrained(tmp_path / "latent")
+    loaded.set_progress_bar_config(disable=True)
+    torch.testing.assert_close(sample(loaded, guidance_scale=3.0, thresholding="none"), images)
+    with pytest.raises(ValueError, match="latent channels"):
+        TextToImagePipeline(tokenizer, text_encoder, tiny_unet(), GuidedDDIMScheduler(), vae=vae)
+
+
 def test_any_transformers_encoder_plugs_in_by_config(encoder):
     from transformers import T5Config, T5EncoderModel
 
