@@ -17,6 +17,7 @@ from .guidance import classifier_free_guidance, classifier_gradient, guide_mean,
 from .image_utils import latents_to_images
 from .inference import ordinary
 from .inversion import InversionMixin
+from .latent_space import from_latents, to_latents
 from .samplers import step_kwargs, with_thresholding
 
 THRESHOLDING_MODES = ("none", "static", "dynamic")
@@ -259,15 +260,11 @@ class GuidedDiffusionPipeline(InversionMixin, DiffusionPipeline):
     def encode(self, images: torch.Tensor) -> torch.Tensor:
         """Images in [-1, 1] -> what the UNet diffuses: themselves, or with a VAE the scaled posterior mean
         z = E(x).mean * scaling_factor (unit variance, like the noise)."""
-        if self.vae is None:
-            return images
-        return self.vae.encode(images.to(self.vae.dtype)).latent_dist.mean * self.vae.config.scaling_factor
+        return to_latents(self.vae, images)
 
     def decode(self, latents: torch.Tensor) -> torch.Tensor:
         """What the UNet diffuses -> images in [-1, 1]: themselves, or with a VAE x = D(z / scaling_factor)."""
-        if self.vae is None:
-            return latents
-        return self.vae.decode(latents.to(self.vae.dtype) / self.vae.config.scaling_factor).sample
+        return from_latents(self.vae, latents)
 
     @staticmethod
     def _step_kwargs(scheduler, generator, eta, use_clipped_model_output):

@@ -10,6 +10,7 @@ from diffusers.utils.torch_utils import randn_tensor
 from ..schedulers.validation import check_choice, check_range
 from .guidance import classifier_free_guidance
 from .image_utils import latents_to_images
+from .latent_space import from_latents
 from .samplers import editable_config, step_kwargs, with_thresholding
 from .text_encoding import DEFAULT_TEXT_ENCODER, encode_prompts, hidden_size, load_text_encoder
 
@@ -126,9 +127,7 @@ class TextToImagePipeline(DiffusionPipeline):
                                                              "pred_original_sample": getattr(step, "pred_original_sample", None)})  # fmt: skip
                 if isinstance(returned, dict) and "latents" in returned:
                     latents = returned["latents"]
-        if self.vae is not None:  # latent diffusion: x = D(z / scaling_factor)
-            latents = self.vae.decode(latents.to(self.vae.dtype) / self.vae.config.scaling_factor).sample
-        images = latents_to_images(latents, output_type)
+        images = latents_to_images(from_latents(self.vae, latents), output_type)
         return ImagePipelineOutput(images=images) if return_dict else (images,)
 
     def prepare_latents(self, batch: int, generator, latents):
