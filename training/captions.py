@@ -84,7 +84,7 @@ class CaptionedPairs:
     `labels`: a share `pair_fraction` of two-item images, the rest one item; captions from the `split` templates."""
 
     def __init__(self, images: np.ndarray, labels: np.ndarray, dataset: str, split: str = "train",
-                 pair_fraction: float = 0.5, length: int | None = None, seed: int = 0):  # fmt: skip
+                 pair_fraction: float = 0.5, length: int | None = None, seed: int = 0, border: int = 0):  # fmt: skip
         if dataset not in CLASS_WORDS:
             raise ValueError(f"`dataset` must be one of {', '.join(CLASS_WORDS)} for captions; got {dataset!r}.")
         if split not in SPLITS:
@@ -97,6 +97,7 @@ class CaptionedPairs:
         self.words, self.split = CLASS_WORDS[dataset], split
         self.single_templates, self.pair_templates = SINGLE_TEMPLATES[dataset][split], PAIR_TEMPLATES[split]
         self.pair_fraction, self.length, self.seed = pair_fraction, length or 2 * len(images), seed
+        self.border = border  # black pixels around the 28 x 56 canvas (2 and 4 make 32 x 64, for a VAE's factor 4)
 
     def __len__(self) -> int:
         return self.length
@@ -122,10 +123,13 @@ class CaptionedPairs:
         return words[rng.integers(len(words))]
 
     def batch(self, indices) -> tuple[np.ndarray, list[str], np.ndarray]:
-        """(images (B, 1, 28, 56) uint8, captions, classes (B, 2) with NO_ITEM for one-item images)."""
+        """(images (B, 1, 28 + 2 border, 56 + 4 border) uint8, captions, classes (B, 2) with NO_ITEM for one-item
+        images)."""
         items = [self[int(i)] for i in indices]
-        return (np.stack([item.image for item in items]), [item.caption for item in items],
-                np.array([[item.left, item.right] for item in items]))  # fmt: skip
+        images = np.stack([item.image for item in items])
+        if self.border:
+            images = np.pad(images, ((0, 0), (0, 0), (self.border, self.border), (2 * self.border, 2 * self.border)))
+        return images, [item.caption for item in items], np.array([[item.left, item.right] for item in items])
 
 
 def evaluation_prompts(dataset: str, split: str = "held_out") -> list[tuple[str, int, int]]:

@@ -45,7 +45,10 @@ def parse_args(argv=None):
 
 
 def items(images: torch.Tensor, right: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """28x56 images -> their items (N_items, C, 28, 28) and which image each came from."""
+    """28x56 images (or with a black border, as latent models make them) -> their items (N_items, C, 28, 28) and
+    which image each came from."""
+    top, left = (images.shape[-2] - 28) // 2, (images.shape[-1] - 56) // 2
+    images = images[..., top : top + 28, left : left + 56]
     crops, owners = [], []
     for index, image in enumerate(images):
         parts = [image[..., 14:42]] if right[index] == NO_ITEM else [image[..., :28], image[..., 28:]]

