@@ -1,0 +1,44 @@
+"""Every benchmark script still runs and prints its table (tiny sizes: this checks that they work, not speed)."""
+
+import subprocess
+import sys
+
+import pytest
+from app_models import write_tiny_model
+from script_runner import ENV, REPO
+
+from guided_diffusers.models import NoiseAwareClassifier
+from guided_diffusers.training.model_configs import classifier_config
+
+
+def bench(script, *args):
+    result = subprocess.run([sys.executable, script, *map(str, args)], cwd=REPO / "benchmarks", env=ENV,
+                            capture_output=True, text=True, timeout=600)  # fmt: skip
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert result.stdout.startswith("machine: ")  # every benchmark records the machine with its numbers
+    return result.stdout
+
+
+@pytest.mark.parametrize(
+    "script, args, expected",
+    [
+        ("scheduler_overhead.py", ["--repeats", "1", "--steps", "2"], "DDIM"),
+        ("guidance_cost.py", ["--batch_size", "1", "--steps", "1", "--repeats", "1"], "CFG + classifier"),
+        ("pipeline_overhead.py", ["--batch_sizes", "1", "--steps", "2", "--repeats", "1", "--model_config", "tiny"],
+         "diffusers DDIMPipeline"),
+        ("memory.py", ["--batch_size", "2", "--steps", "1"], "CFG + classifier"),
+        ("pixel_vs_latent.py", ["--model_config", "tiny", "--batch_size", "2", "--steps", "1", "--sampling_steps", "1",
+                                "--sampling_batch", "1", "--repeats", "1"], "latent (4x8x8)"),
+        ("train_throughput.py", ["--model_config", "tiny", "--batch_size", "4", "--steps", "2", "--repeats", "1"], "ratio"),
+    ],
+)  # fmt: skip
+def test_benchmark_runs_and_prints_its_table(script, args, expected):
+    assert expected in bench(script, *args)
+
+
+def test_quality_per_step_writes_its_table_and_plot(tmp_path):
+    model = write_tiny_model(tmp_path / "model")
+    NoiseAwareClassifier(**classifier_config("tiny", 28, 1, 10, "mean")).save_pretrained(tmp_path / "judge")
+    out = bench("quality_per_step.py", "--pipeline", model, "--eval_classifier", tmp_path / "judge", "--num_samples", 10,
+                "--batch_size", 10, "--steps", 2, "--no_efficientnet", "--output_dir", tmp_path / "out")  # fmt: skip
+    assert "DPM-Solver++" in out and (tmp_path / "out" / "fd_vs_steps.png").is_file()
