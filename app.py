@@ -19,6 +19,7 @@ import numpy as np
 import torch
 
 from guided_diffusers.pipelines import SAMPLERS, GuidedDiffusionPipeline, TextToImagePipeline, make_scheduler
+from guided_diffusers.pipelines.samplers import THRESHOLDING_MODES
 from guided_diffusers.pipelines.image_utils import make_grid
 from guided_diffusers.schedulers import GuidedDDPMScheduler
 from guided_diffusers.training.data import fit_image, load_image_dataset, to_model_range, to_tensors
@@ -26,7 +27,7 @@ from guided_diffusers.training.model_card import read_model_card
 
 MAX_STEPS, MAX_BATCH, MAX_SEED, MAX_INVERSION_STEPS = 1000, 16, 2**31 - 1, 250
 UNCONDITIONAL = "unconditional"
-THRESHOLDING = ["none", "static", "dynamic"]
+THRESHOLDING = list(THRESHOLDING_MODES)
 SCALE = 4  # nearest-neighbour upscaling for display
 
 

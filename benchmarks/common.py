@@ -1,6 +1,7 @@
 """What every benchmark prints with its numbers: the machine it ran on."""
 
 import platform
+import time
 
 import torch
 
@@ -15,3 +16,21 @@ def median(values):
     ordered = sorted(values)
     middle = len(ordered) // 2
     return ordered[middle] if len(ordered) % 2 else (ordered[middle - 1] + ordered[middle]) / 2
+
+
+def seconds(function) -> float:
+    start = time.perf_counter()
+    function()
+    return time.perf_counter() - start
+
+
+def best_of_interleaved(runs: dict, repeats: int) -> dict:
+    """Best-of-`repeats` seconds of each run (as timeit advises: other load only ever adds time, and this is a
+    shared 2-core VM), alternating runs within each repeat so machine drift hits all alike; one warm-up each."""
+    for run in runs.values():
+        run()
+    times = {name: [] for name in runs}
+    for _ in range(repeats):
+        for name, run in runs.items():
+            times[name].append(seconds(run))
+    return {name: min(values) for name, values in times.items()}

@@ -6,21 +6,14 @@ the UNet-forward speed options (inference_mode, channels_last, torch.compile) si
 """
 
 import argparse
-import time
 
 import torch
-from common import machine_line
+from common import best_of_interleaved, machine_line
 from diffusers import DDIMPipeline, DDIMScheduler
 
 from guided_diffusers.pipelines import GuidedDiffusionPipeline
 from guided_diffusers.schedulers import GuidedDDIMScheduler
 from guided_diffusers.training.model_configs import build_unet, unet_config
-
-
-def seconds(function) -> float:
-    start = time.perf_counter()
-    function()
-    return time.perf_counter() - start
 
 
 def sampling_runs(unet, batch: int, steps: int) -> dict:
@@ -83,18 +76,6 @@ def _inference_mode(unet, x, t):
         return unet(x, t).sample
 
 
-def interleaved(runs: dict, repeats: int) -> dict:
-    """Best-of-`repeats` seconds of each run (as timeit advises: other load only ever adds time, and this is a
-    shared 2-core VM), alternating runs within each repeat so machine drift hits all alike."""
-    for run in runs.values():
-        run()  # warm-up
-    times = {name: [] for name in runs}
-    for _ in range(repeats):
-        for name, run in runs.items():
-            times[name].append(seconds(run))
-    return {name: min(values) for name, values in times.items()}
-
-
 def main():
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--batch_sizes", nargs="+", type=int, default=[1, 16])
@@ -109,13 +90,13 @@ def main():
           f"DDIM {args.steps} steps, best of {args.repeats} interleaved repeats")  # fmt: skip
     print("\n| batch | run | s per run | ratio to floor |\n| --- | --- | --- | --- |")
     for batch in args.batch_sizes:
-        best = interleaved(sampling_runs(unet, batch, args.steps), args.repeats)
+        best = best_of_interleaved(sampling_runs(unet, batch, args.steps), args.repeats)
         floor = best["UNet calls only (floor)"]
         for name, value in best.items():
             print(f"| {batch} | {name} | {value:.4f} | {value / floor:.3f} |")
     print("\nUNet forward speed options (outputs compared with the default):")
     for batch in args.batch_sizes:
-        best = interleaved(forward_options(unet, batch), args.repeats * 4)
+        best = best_of_interleaved(forward_options(unet, batch), args.repeats * 4)
         default = best["no_grad (default)"]
         print("\n| batch | option | ms per forward | ratio to default |\n| --- | --- | --- | --- |")
         for name, value in best.items():

@@ -7,10 +7,9 @@ latent model). Same UNet preset for both; the latent UNet sees 4x8x8 instead of 
 """
 
 import argparse
-import time
 
 import torch
-from common import machine_line
+from common import best_of_interleaved, machine_line
 from diffusers import AutoencoderKL
 
 from guided_diffusers.pipelines import GuidedDiffusionPipeline
@@ -49,19 +48,6 @@ def sampling_run(unet, vae, batch: int, steps: int):
     return lambda: pipe(batch_size=batch, class_labels=labels, num_inference_steps=steps, output_type="pt")
 
 
-def best_of(runs: dict, repeats: int) -> dict:
-    """Best-of-`repeats` seconds per run, interleaved (noise on a shared machine only adds time)."""
-    for run in runs.values():
-        run()  # warm-up
-    times = {name: [] for name in runs}
-    for _ in range(repeats):
-        for name, run in runs.items():
-            start = time.perf_counter()
-            run()
-            times[name].append(time.perf_counter() - start)
-    return {name: min(values) for name, values in times.items()}
-
-
 def main():
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--model_config", default="small")
@@ -79,8 +65,8 @@ def main():
     def many(step):
         return lambda: [step() for _ in range(args.steps)]
 
-    train = best_of({name: many(training_step(unet, args.batch_size)) for name, (unet, _) in kinds.items()}, args.repeats)
-    sample = best_of({name: sampling_run(unet, vae_or_none, args.sampling_batch, args.sampling_steps)
+    train = best_of_interleaved({name: many(training_step(unet, args.batch_size)) for name, (unet, _) in kinds.items()}, args.repeats)
+    sample = best_of_interleaved({name: sampling_run(unet, vae_or_none, args.sampling_batch, args.sampling_steps)
                       for name, (unet, vae_or_none) in kinds.items()}, args.repeats)  # fmt: skip
     pixel_name = next(iter(kinds))
     print("\n| model | UNet params (M) | training images/s | sampling s/image | training speed-up | sampling speed-up |")

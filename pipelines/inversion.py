@@ -80,7 +80,7 @@ class InversionMixin:
         """`invert` from what the UNet diffuses (images in [-1, 1], or scaled latents)."""
         check_range("num_inference_steps", num_inference_steps, low=1)
         check_range("fixed_point_iterations", fixed_point_iterations, low=0)
-        labels = self.check_inputs(len(x), class_labels, guidance_scale, 0.0, None, "pt")
+        labels = self.check_inputs(len(x), class_labels, guidance_scale, 0.0, "pt")
         scheduler = self.inversion_scheduler()
         scheduler.set_timesteps(num_inference_steps, device=self.device)
         trajectory = [ordinary(x.cpu())] if return_trajectory else None
@@ -104,7 +104,7 @@ class InversionMixin:
         """Latents from `invert` -> images, by DDIM with eta = 0 and no clipping over the same timesteps: pass the
         `num_inference_steps`, `class_labels` and `guidance_scale` the inversion used. `class_labels` may be
         float class weights (interpolation)."""
-        labels = self.check_inputs(len(latents), class_labels, guidance_scale, 0.0, None, output_type)
+        labels = self.check_inputs(len(latents), class_labels, guidance_scale, 0.0, output_type)
         scheduler = self.inversion_scheduler()
         scheduler.set_timesteps(num_inference_steps, device=self.device)
         x = latents.to(self.device, self.unet.dtype)
@@ -146,7 +146,7 @@ class InversionMixin:
         image, strength 1 keeps little more than its layout."""
         check_range("strength", strength, low=0, high=1, low_open=True)
         x0 = self.preprocess(images)
-        labels = self.check_inputs(len(x0), class_labels, guidance_scale, classifier_scale, thresholding, output_type)
+        labels = self.check_inputs(len(x0), class_labels, guidance_scale, classifier_scale, output_type)
         scheduler = self.scheduler_for_call(thresholding, None)
         if scheduler is self.scheduler:  # a private copy: setting timesteps must not race other calls
             scheduler = type(scheduler).from_config(editable_config(scheduler.config))

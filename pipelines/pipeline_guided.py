@@ -20,9 +20,6 @@ from .inversion import InversionMixin
 from .latent_space import from_latents, to_latents
 from .samplers import step_kwargs, with_thresholding
 
-THRESHOLDING_MODES = ("none", "static", "dynamic")
-
-
 @dataclass
 class GuidedPipelineOutput(ImagePipelineOutput):
     """`images`, plus per-step latents and x0 predictions when `return_trajectory=True`."""
@@ -72,14 +69,12 @@ class GuidedDiffusionPipeline(InversionMixin, DiffusionPipeline):
         return self.unet.config if self.vae is None else self.vae.config
 
     # ------------------------------------------------------------------------------------------- checks
-    def check_inputs(self, batch_size, class_labels, guidance_scale, classifier_scale, thresholding, output_type):
+    def check_inputs(self, batch_size, class_labels, guidance_scale, classifier_scale, output_type):
         """Every bad argument raises ValueError here, before any sampling. Returns the labels as a tensor."""
         check_range("batch_size", batch_size, low=1)
         check_range("guidance_scale", guidance_scale, low=0)
         check_range("classifier_scale", classifier_scale, low=0)
         check_choice("output_type", output_type, ("pil", "np", "pt"))
-        if thresholding is not None:
-            check_choice("thresholding", thresholding, THRESHOLDING_MODES)
         if guidance_scale != 1 and self.config.null_class_label is None:
             raise ValueError("`guidance_scale` != 1 (classifier-free guidance) needs a UNet with a null class; this "
                              "one has none (`null_class_label` is None). Use guidance_scale=1.")  # fmt: skip
@@ -201,7 +196,7 @@ class GuidedDiffusionPipeline(InversionMixin, DiffusionPipeline):
     ):
         """Sample step by step: yields (i, t, latents, pred_original_sample) after every step, for streaming.
         Arguments as for `__call__`; all checked before the first step."""
-        class_labels = self.check_inputs(batch_size, class_labels, guidance_scale, classifier_scale, thresholding, "pt")
+        class_labels = self.check_inputs(batch_size, class_labels, guidance_scale, classifier_scale, "pt")
         scheduler = self.scheduler_for_call(thresholding, dynamic_thresholding_ratio)
         config = self.unet.config
         shape = (batch_size, config.in_channels, config.sample_size, config.sample_size)

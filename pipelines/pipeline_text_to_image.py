@@ -14,9 +14,6 @@ from .latent_space import from_latents
 from .samplers import editable_config, step_kwargs, with_thresholding
 from .text_encoding import DEFAULT_TEXT_ENCODER, encode_prompts, hidden_size, load_text_encoder
 
-THRESHOLDING_MODES = ("none", "static", "dynamic")
-
-
 class TextToImagePipeline(DiffusionPipeline):
     """(tokenizer, text_encoder, unet, scheduler). The unconditional branch of CFG is the empty caption "" (what
     caption dropout trains on) or `negative_prompt`.
@@ -68,7 +65,7 @@ class TextToImagePipeline(DiffusionPipeline):
         """(token states, attention mask) of the prompts."""
         return encode_prompts(self.tokenizer, self.text_encoder, prompts, self.config.max_length)
 
-    def check_inputs(self, prompt, negative_prompt, num_images_per_prompt, guidance_scale, thresholding, output_type):
+    def check_inputs(self, prompt, negative_prompt, num_images_per_prompt, guidance_scale, output_type):
         """Every bad argument raises ValueError before any network runs. Returns (prompts, negative prompts)."""
         prompts = [prompt] if isinstance(prompt, str) else list(prompt) if prompt is not None else []
         if not prompts or not all(isinstance(p, str) and p.strip() for p in prompts):
@@ -80,8 +77,6 @@ class TextToImagePipeline(DiffusionPipeline):
         check_range("num_images_per_prompt", num_images_per_prompt, low=1)
         check_range("guidance_scale", guidance_scale, low=0)
         check_choice("output_type", output_type, ("pil", "np", "pt"))
-        if thresholding is not None:
-            check_choice("thresholding", thresholding, THRESHOLDING_MODES)
         if self.text_encoder is None or self.tokenizer is None:
             raise ValueError("This pipeline has no text encoder: load it with `from_pretrained`, or pass one.")
         return prompts, negatives
@@ -103,8 +98,8 @@ class TextToImagePipeline(DiffusionPipeline):
         eps = eps(x, "") + w (eps(x, prompt) - eps(x, "")), or `negative_prompt` in place of "". `thresholding`
         ("none", "static", "dynamic") overrides the scheduler's x0 clipping for this call; Imagen pairs large w with
         "dynamic". `callback_on_step_end(pipe, i, t, {"latents", "pred_original_sample"})` runs after each step."""
-        prompts, negatives = self.check_inputs(prompt, negative_prompt, num_images_per_prompt, guidance_scale,
-                                               thresholding, output_type)  # fmt: skip
+        prompts, negatives = self.check_inputs(prompt, negative_prompt, num_images_per_prompt, guidance_scale, output_type)
+        # with_thresholding checks `thresholding`, still before any network runs
         scheduler = with_thresholding(self.scheduler, thresholding, dynamic_thresholding_ratio)
         if scheduler is self.scheduler:  # a private copy: concurrent calls must not share timesteps
             scheduler = type(scheduler).from_config(editable_config(scheduler.config))

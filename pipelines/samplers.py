@@ -8,6 +8,8 @@ from diffusers import DDIMScheduler, DPMSolverMultistepScheduler
 from ..schedulers import GuidedDDIMScheduler, GuidedDDPMScheduler
 from ..schedulers.validation import check_choice
 
+THRESHOLDING_MODES = ("none", "static", "dynamic")
+
 SAMPLERS = {
     "ddpm": lambda config: GuidedDDPMScheduler.from_config(config),
     "ddim": lambda config: GuidedDDIMScheduler.from_config(config),
@@ -35,6 +37,8 @@ def with_thresholding(scheduler, thresholding: str | None, dynamic_thresholding_
     (Imagen), and optionally its percentile. Raises ValueError if the scheduler has no such option."""
     if thresholding is None and dynamic_thresholding_ratio is None:
         return scheduler
+    if thresholding is not None:
+        check_choice("thresholding", thresholding, THRESHOLDING_MODES)
     config = editable_config(scheduler.config)
     needed = {"static": "clip_sample", "dynamic": "thresholding"}.get(thresholding)
     if needed and needed not in config:
