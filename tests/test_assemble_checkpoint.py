@@ -70,3 +70,34 @@ def test_unfinished_runs_are_refused(tmp_path):
     result = subprocess.run([sys.executable, SCRIPT, "--unet_run", str(tmp_path), "--output_dir", str(tmp_path / "o")],
                             capture_output=True, text=True)  # fmt: skip
     assert result.returncode != 0 and "is not a finished unet run folder" in result.stderr
+
+
+def fake_evaluation(folder, table):
+    """An evaluate.py output folder: results.md, a sweep plot, two sample grids."""
+    folder.mkdir()
+    (folder / "results.md").write_text(table)
+    for name in ("sweep_guidance_scale.png", "samples_0.png", "samples_1.png"):
+        (folder / name).write_bytes(b"\x89PNG\r\n")
+    return folder
+
+
+def test_each_evaluation_becomes_a_section_with_its_plots_and_grids_beside_the_card(runs, tmp_path):
+    cfg = fake_evaluation(tmp_path / "cfg", "| cfg table |")
+    guided = fake_evaluation(tmp_path / "classifier-guidance", "| classifier table |")
+    summary = tmp_path / "summary.md"
+    summary.write_text("measured against the targets")
+    out = tmp_path / "shipped"
+    subprocess.run([sys.executable, SCRIPT, "--unet_run", str(runs / "unet"), "--evaluation", str(cfg), str(guided),
+                    "--summary", str(summary), "--output_dir", str(out)], check=True, capture_output=True)  # fmt: skip
+    _, body = read_model_card(out)
+    assert body.index("## Summary") < body.index("## Evaluation: cfg") < body.index("## Evaluation: classifier-guidance")
+    assert "| cfg table |" in body and "| classifier table |" in body
+    assert "![sweep_guidance_scale](evaluation/cfg/sweep_guidance_scale.png)" in body
+    assert "[1](evaluation/classifier-guidance/samples_1.png)" in body
+    assert (out / "evaluation" / "classifier-guidance" / "samples_1.png").is_file()
+
+
+def test_a_folder_without_results_is_refused_as_an_evaluation(runs, tmp_path):
+    result = subprocess.run([sys.executable, SCRIPT, "--unet_run", str(runs / "unet"), "--evaluation", str(tmp_path),
+                             "--output_dir", str(tmp_path / "o")], capture_output=True, text=True)  # fmt: skip
+    assert result.returncode != 0 and "is not a finished evaluation folder" in result.stderr

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from PIL import Image
 from diffusers import UNet2DModel
 
 from guided_diffusers.models import NoiseAwareClassifier
@@ -50,6 +51,14 @@ def test_evaluate_writes_json_markdown_and_plots_with_the_real_data_floor(tmp_pa
     table = (out / "results.md").read_text()
     assert "real data (train vs test)" in table and table.count("| ddim |") == 2 and "FD (EfficientNet-Lite0)" in table
     assert (out / "sweep_guidance_scale.png").is_file() and not (out / "sweep_num_inference_steps.png").exists()
+    # reproducible from the card: the exact command, and FD as a multiple of the floor at the same N
+    assert report["command"].startswith("python training/evaluate.py --pipeline") and report["command"] in table
+    ratio = report["rows"][0]["fd_own"] / floor["fd_own"]
+    assert "FD (own) / floor" in table and f" {ratio:.3g} |" in table.splitlines()[-4]
+    # one grid per setting, a row of (up to) 10 samples per class: 30 samples = 3 per class, 10 rows of 28 + padding
+    for index in range(4):
+        grid = Image.open(out / f"samples_{index}.png")
+        assert grid.size == (3 * 29 + 1, 10 * 29 + 1)
 
 
 def test_too_few_samples_is_refused(tmp_path, models):

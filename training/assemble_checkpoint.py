@@ -1,9 +1,9 @@
 """Assemble a shipped model folder from finished runs: the pipeline of a train_unet.py run, the noise-aware
 classifier of a train_classifier.py run as its `classifier/` component, one model card telling both stories, and
-optionally the evaluation of evaluate.py.
+optionally the evaluations of evaluate.py (each a section with its table, plots and sample grids).
 
     python training/assemble_checkpoint.py --unet_run runs/mnist --classifier_run runs/mnist-classifier \
-        --evaluation eval/mnist --fp16 --output_dir checkpoints/mnist
+        --evaluation eval/mnist-cfg eval/mnist-classifier-guidance --fp16 --output_dir checkpoints/mnist
 
 With --fp16 the weights are stored in half precision (half the size); diffusers loads them back into float32
 models, so sampling runs in float32 either way. Checkpoints, logs and intermediate samples are left behind.
@@ -24,14 +24,17 @@ def parse_args(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--unet_run", required=True, help="output folder of train_unet.py")
     parser.add_argument("--classifier_run", default=None, help="output folder of train_classifier.py")
-    parser.add_argument("--evaluation", default=None, help="output folder of evaluate.py (results.md)")
+    parser.add_argument("--evaluation", nargs="+", default=[], help="output folders of evaluate.py (results.md)")
+    parser.add_argument("--summary", default=None, help="a markdown file: the card's summary of the results")
     parser.add_argument("--fp16", action="store_true", help="store weights in float16")
     parser.add_argument("--output_dir", required=True)
     args = parser.parse_args(argv)
-    for flag in ("unet_run", "classifier_run", "evaluation"):
-        folder = getattr(args, flag)
+    for flag, folder in [("unet_run", args.unet_run), ("classifier_run", args.classifier_run),
+                         *(("evaluation", folder) for folder in args.evaluation)]:  # fmt: skip
         if folder is not None and not (Path(folder) / ("results.md" if flag == "evaluation" else "README.md")).is_file():
             raise ValueError(f"--{flag} {folder!r} is not a finished {flag.replace('_', ' ')} folder.")
+    if args.summary is not None and not Path(args.summary).is_file():
+        raise ValueError(f"--summary {args.summary!r} is not a file.")
     return args
 
 
@@ -42,6 +45,22 @@ def sections(body: str) -> dict[str, str]:
         heading, _, text = chunk.partition("\n")
         parts[heading.strip()] = text.strip()
     return parts
+
+
+def evaluation_section(folder: Path, copy_to: Path) -> str:
+    """An evaluate.py folder's table, with its plots and sample grids copied next to the card and shown in it."""
+    copy_to.mkdir(parents=True, exist_ok=True)
+    text = [(folder / "results.md").read_text()]
+    for png in sorted(folder.glob("*.png")):
+        shutil.copy(png, copy_to / png.name)
+    relative = copy_to.relative_to(copy_to.parents[1])
+    plots = sorted(folder.glob("sweep_*.png"))
+    grids = sorted(folder.glob("samples_*.png"), key=lambda p: int(p.stem.split("_")[1]))
+    text += [f"![{png.stem}]({relative}/{png.name})" for png in plots]
+    if grids:
+        text.append("Sample grids (a row per class), by table row: " + " ".join(
+            f"[{png.stem.split('_')[1]}]({relative}/{png.name})" for png in grids))  # fmt: skip
+    return "\n\n".join(text)
 
 
 def main(argv=None):
@@ -65,8 +84,10 @@ def main(argv=None):
     out.mkdir(parents=True, exist_ok=True)
     pipe.save_pretrained(out)
     shutil.copy(Path(args.unet_run) / "samples.png", out / "samples.png")
-    if args.evaluation is not None:
-        card["Evaluation"] = (Path(args.evaluation) / "results.md").read_text()
+    if args.summary is not None:
+        card = {"Summary": Path(args.summary).read_text(), **card}
+    for folder in map(Path, args.evaluation):
+        card[f"Evaluation: {folder.name}"] = evaluation_section(folder, out / "evaluation" / folder.name)
     card["Storage"] = ("Weights stored in float16 (loaded into float32 models by diffusers)." if args.fp16
                        else "Weights stored in float32.")  # fmt: skip
     title = f"guided-diffusers {metadata['datasets'][0]}: class-conditional diffusion with guidance"

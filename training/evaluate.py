@@ -5,12 +5,15 @@ beside the real-data floor at the same N, over a sweep of samplers, steps, guida
         --dataset_name mnist --num_samples 1000 --samplers ddim --num_inference_steps 50 \
         --guidance_scales 0 1 3 5 --output_dir eval/mnist
 
-Writes results.json, results.md and one PNG plot per swept setting to --output_dir.
+Writes results.json, results.md (with the command that made it), a sample grid per setting (samples_<row>.png: a
+row per class) and one PNG plot per swept setting to --output_dir.
 """
 
 import argparse
 import itertools
 import json
+import shlex
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -18,6 +21,7 @@ import torch
 
 from guided_diffusers.models import NoiseAwareClassifier
 from guided_diffusers.pipelines import SAMPLERS, GuidedDiffusionPipeline, make_scheduler
+from guided_diffusers.pipelines.image_utils import make_grid
 from guided_diffusers.training.data import load_image_dataset, to_model_range, to_tensors
 from guided_diffusers.training.features import ClassifierFeatures, EfficientNetLite0Features
 from guided_diffusers.training.metrics import class_accuracy, diversity, frechet_distance_of, precision_recall
@@ -44,6 +48,7 @@ def parse_args(argv=None):
     args = parser.parse_args(argv)
     if args.num_samples < 2 or args.batch_size < 1:
         raise ValueError("--num_samples must be at least 2 and --batch_size at least 1.")
+    args.command = shlex.join(["python", "training/evaluate.py", *(sys.argv[1:] if argv is None else argv)])
     return args
 
 
@@ -128,32 +133,53 @@ def main(argv=None):
     train_images, train_labels = real_images(args.dataset_name, "train", args.num_samples, args.seed + 1, size, channels)
     floor = judge.measure(train_images, train_labels)
     rows = []
-    for setting in settings(args):
+    out = Path(args.output_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    for index, setting in enumerate(settings(args)):
         images, labels = generate(pipe, setting, args.num_samples, args.batch_size, args.seed)
         rows.append({**setting, **judge.measure(images, labels)})
+        save_sample_grid(out / f"samples_{index}.png", images, labels)
         print(json.dumps(rows[-1]), flush=True)
     write_results(args, rows, floor)
 
 
+def save_sample_grid(path: Path, images: torch.Tensor, labels, per_class: int = 10) -> None:
+    """The first `per_class` samples of each class, a row per class (or the first 100 unlabelled samples)."""
+    if labels is None:
+        chosen = images[:100]
+    else:
+        chosen = torch.cat([images[labels == label][:per_class] for label in labels.unique()])
+    rows = len(labels.unique()) if labels is not None else max(1, len(chosen) // 10)
+    pixels = ((chosen + 1) / 2).clamp(0, 1).permute(0, 2, 3, 1).numpy()
+    make_grid(pixels, rows=rows, scale=1).save(path)
+
+
 METRICS = [("fd_own", "FD (own classifier)"), ("fd_efficientnet", "FD (EfficientNet-Lite0)"), ("accuracy", "accuracy"),
            ("precision", "precision"), ("recall", "recall"), ("diversity", "diversity"), ("saturated", "saturated px")]  # fmt: skip
+# FD is only meaningful beside the floor at the same N, so the tables also give it as a multiple of the floor
+FD_RATIOS = [("fd_own", "FD (own) / floor"), ("fd_efficientnet", "FD (EffNet) / floor")]
 
 
 def write_results(args, rows: list[dict], floor: dict) -> None:
     out = Path(args.output_dir)
     out.mkdir(parents=True, exist_ok=True)
-    command = {key: value for key, value in vars(args).items()}
-    (out / "results.json").write_text(json.dumps({"command": command, "real_data_floor": floor, "rows": rows}, indent=2))
+    arguments = {key: value for key, value in vars(args).items() if key != "command"}
+    (out / "results.json").write_text(json.dumps({"command": args.command, "arguments": arguments,
+                                                  "real_data_floor": floor, "rows": rows}, indent=2))  # fmt: skip
     metrics = [(key, name) for key, name in METRICS if key in floor]
-    header = "| " + " | ".join([*SWEPT, *(name for _, name in metrics)]) + " |"
-    lines = [header, "|" + " --- |" * (len(SWEPT) + len(metrics))]
-    lines.append("| real data (train vs test) |" + " |" * (len(SWEPT) - 1) + "".join(f" {floor[k]:.4g} |" for k, _ in metrics))
+    ratios = [(key, name) for key, name in FD_RATIOS if key in floor]
+    header = "| " + " | ".join([*SWEPT, *(name for _, name in metrics), *(name for _, name in ratios)]) + " |"
+    lines = [header, "|" + " --- |" * (len(SWEPT) + len(metrics) + len(ratios))]
+    lines.append("| real data (train vs test) |" + " |" * (len(SWEPT) - 1) + "".join(f" {floor[k]:.4g} |" for k, _ in metrics)
+                 + " 1 |" * len(ratios))  # fmt: skip
     for row in rows:
         lines.append("| " + " | ".join(str(row[key]) for key in SWEPT) + " |"
-                     + "".join(f" {row[k]:.4g} |" if k in row else " - |" for k, _ in metrics))  # fmt: skip
+                     + "".join(f" {row[k]:.4g} |" if k in row else " - |" for k, _ in metrics)
+                     + "".join(f" {row[k] / floor[k]:.3g} |" if k in row else " - |" for k, _ in ratios))  # fmt: skip
     table = "\n".join(lines)
-    (out / "results.md").write_text(f"N = {args.num_samples} samples per setting; the first row is the real-data "
-                                    f"floor at the same N.\n\n{table}\n")  # fmt: skip
+    (out / "results.md").write_text(f"```bash\n{args.command}\n```\n\nN = {args.num_samples} samples per setting; "
+                                    f"the first row is the real-data floor at the same N (real training images "
+                                    f"against real test images); sample grids: samples_<row>.png.\n\n{table}\n")  # fmt: skip
     print(table)
     plot_sweeps(out, rows, floor, metrics)
 
