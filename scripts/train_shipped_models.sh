@@ -16,9 +16,10 @@ launch=(.venv/bin/accelerate launch --num_processes 1 --num_cpu_threads_per_proc
 common=(--dataset_name "$dataset" --train_batch_size 64 --lr_scheduler cosine --use_ema --checkpointing_steps 250
         --checkpoints_total_limit 2 --logging_steps 50 --resume_from_checkpoint latest)
 case "$model" in
-  unet)  # small 3.6M UNet, class-conditional with a null class for CFG, min-SNR-5 (see issue notes)
+  unet)  # small 3.6M UNet, class-conditional with a null class for CFG, min-SNR-5 (see issue notes); 5,000 steps
+         # fit one CPU core in ~1.5 h (a preview at step 1,750 already had 100% accuracy at CFG 3)
     exec "${launch[@]}" training/train_unet.py "${common[@]}" --class_conditional --label_dropout 0.2 \
-      --model_config small --max_train_steps 10000 --learning_rate 1e-3 --lr_warmup_steps 500 --snr_gamma 5 \
+      --model_config small --max_train_steps 5000 --learning_rate 1e-3 --lr_warmup_steps 500 --snr_gamma 5 \
       --ema_max_decay 0.9995 --save_images_steps 1000 --output_dir "$runs/$name" ;;
   classifier)  # noise-aware classifier on the UNet's schedule (linear, 1000 steps)
     exec "${launch[@]}" training/train_classifier.py "${common[@]}" --ddpm_num_steps 1000 --ddpm_beta_schedule linear \

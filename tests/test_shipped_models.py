@@ -1,5 +1,6 @@
 """Every shipped folder in checkpoints/ loads, has a model card that parses, and does its job on real data."""
 
+import json
 from pathlib import Path
 
 import pytest
@@ -37,15 +38,58 @@ def test_shipped_pipeline_samples_images_of_the_right_shape(folder):
     assert images.shape == (2, pipe.unet.config.sample_size, pipe.unet.config.sample_size, pipe.unet.config.in_channels)
 
 
-@pytest.mark.parametrize("folder", [f for f in FOLDERS if f.name.endswith("eval-classifier")], ids=lambda p: p.name)
-def test_shipped_evaluation_classifier_recognises_held_out_images(folder):
-    classifier = NoiseAwareClassifier.from_pretrained(folder).eval()
-    dataset = read_model_card(folder)[0]["datasets"][0]
-    data = to_tensors(load_image_dataset(dataset, split="test", max_samples=500), classifier.config.sample_size,
-                      classifier.config.in_channels)  # fmt: skip
+def judged_accuracy(folder: Path, **guidance) -> float:
+    """Share of 20 class-conditional samples (2 per class, DDIM 20 steps) that the shipped evaluation classifier of
+    the same dataset sees as the class asked for."""
+    pipe = GuidedDiffusionPipeline.from_pretrained(folder)
+    judge = NoiseAwareClassifier.from_pretrained(CHECKPOINTS / f"{folder.name}-eval-classifier").eval()
+    labels = torch.arange(20) % pipe.num_classes
+    images = pipe(batch_size=20, class_labels=labels, num_inference_steps=20, output_type="pt",
+                  generator=torch.Generator().manual_seed(0), **guidance).images  # fmt: skip
     with torch.no_grad():
-        logits = classifier(to_model_range(data.images), torch.zeros(len(data), dtype=torch.long)).logits
-    assert (logits.argmax(1) == data.labels).float().mean().item() >= 0.98
+        logits = judge(images * 2 - 1, torch.zeros(20, dtype=torch.long)).logits
+    return (logits.argmax(1) == labels).float().mean().item()
+
+
+SHIPPED_PIPELINES = [f for f in FOLDERS if (f / "model_index.json").exists() and (f / "classifier").is_dir()]
+
+
+@pytest.mark.parametrize("folder", SHIPPED_PIPELINES, ids=lambda p: p.name)
+def test_shipped_pipeline_draws_the_class_asked_for_with_classifier_free_guidance(folder):
+    assert judged_accuracy(folder, guidance_scale=3.0, thresholding="dynamic") >= 0.85
+
+
+@pytest.mark.parametrize("folder", SHIPPED_PIPELINES, ids=lambda p: p.name)
+def test_shipped_pipeline_draws_the_class_asked_for_with_classifier_guidance_alone(folder):
+    # unguided (guidance_scale 0: the null class) it would be right about 10% of the time
+    assert judged_accuracy(folder, guidance_scale=0.0, classifier_scale=10.0) >= 0.6
+
+
+def card_accuracy(folder: Path, below: int) -> float:
+    """The held-out accuracy the folder's card reports for the timestep bucket starting at `below`'s bucket."""
+    buckets = json.loads((folder / "accuracy_by_timestep.json").read_text())
+    return next(b["accuracy"] for b in buckets if b["timesteps"][0] <= below <= max(b["timesteps"][1] - 1, 0))
+
+
+def held_out(folder: Path, classifier, count: int):
+    dataset = read_model_card(folder)[0]["datasets"][0]
+    data = to_tensors(load_image_dataset(dataset, split="test", max_samples=count), classifier.config.sample_size,
+                      classifier.config.in_channels)  # fmt: skip
+    return to_model_range(data.images), data.labels
+
+
+# the cards measured on 10,000 (evaluation) or 2,000 (guidance) test images; a re-measurement on fewer must agree
+# within about 3 binomial standard deviations
+
+
+@pytest.mark.parametrize("folder", [f for f in FOLDERS if f.name.endswith("eval-classifier")], ids=lambda p: p.name)
+def test_shipped_evaluation_classifier_is_as_accurate_as_its_card_says(folder):
+    classifier = NoiseAwareClassifier.from_pretrained(folder).eval()
+    x0, labels = held_out(folder, classifier, 1000)
+    with torch.no_grad():
+        logits = classifier(x0, torch.zeros(len(x0), dtype=torch.long)).logits
+    accuracy = (logits.argmax(1) == labels).float().mean().item()
+    assert accuracy >= card_accuracy(folder, 0) - 0.03 and accuracy >= 0.8
 
 
 def guidance_classifiers():
@@ -53,19 +97,16 @@ def guidance_classifiers():
 
 
 @pytest.mark.parametrize("folder", guidance_classifiers(), ids=lambda p: p.name)
-def test_shipped_guidance_classifier_recognises_lightly_noised_held_out_images(folder):
+def test_shipped_guidance_classifier_is_as_accurate_on_lightly_noised_images_as_its_card_says(folder):
     from guided_diffusers.schedulers import GuidedDDPMScheduler
 
     classifier = NoiseAwareClassifier.from_pretrained(folder).eval()
     schedule = {k: v for k, v in classifier.config.noise_schedule.items() if v is not None}
     scheduler = GuidedDDPMScheduler(**schedule)
-    dataset = read_model_card(folder)[0]["datasets"][0]
-    data = to_tensors(load_image_dataset(dataset, split="test", max_samples=300), classifier.config.sample_size,
-                      classifier.config.in_channels)  # fmt: skip
+    x0, labels = held_out(folder, classifier, 500)
     generator = torch.Generator().manual_seed(0)
-    t = torch.randint(0, 100, (len(data),), generator=generator)
-    x0 = to_model_range(data.images)
+    t = torch.randint(0, 100, (len(x0),), generator=generator)
     x_t = scheduler.add_noise(x0, torch.randn(x0.shape, generator=generator), t)
     with torch.no_grad():
-        accuracy = (classifier(x_t, t).logits.argmax(1) == data.labels).float().mean().item()
-    assert accuracy >= 0.9
+        accuracy = (classifier(x_t, t).logits.argmax(1) == labels).float().mean().item()
+    assert accuracy >= card_accuracy(folder, 0) - 0.05 and accuracy >= 0.8
