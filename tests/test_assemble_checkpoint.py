@@ -42,7 +42,8 @@ def runs(tmp_path):
 def test_assembled_folder_loads_guides_and_tells_both_stories_in_half_the_space(runs):
     out = runs / "shipped"
     subprocess.run([sys.executable, SCRIPT, "--unet_run", str(runs / "unet"), "--classifier_run",
-                    str(runs / "classifier"), "--fp16", "--output_dir", str(out)], check=True, capture_output=True)  # fmt: skip
+                    str(runs / "classifier"), "--fp16", "--check_steps", "2", "--output_dir", str(out)], check=True,
+                   capture_output=True)  # fmt: skip
     pipe = GuidedDiffusionPipeline.from_pretrained(out)
     assert pipe.unet.dtype == torch.float32 and isinstance(pipe.classifier, NoiseAwareClassifier)
     original = GuidedDiffusionPipeline.from_pretrained(runs / "unet").unet
@@ -55,6 +56,10 @@ def test_assembled_folder_loads_guides_and_tells_both_stories_in_half_the_space(
     metadata, body = read_model_card(out)
     assert "classifier-guidance" in metadata["tags"]
     assert "unet command" in body and "classifier command" in body and "float16" in body and (out / "samples.png").is_file()
+    # the card measures what float16 storage does to samples, for CFG and for classifier guidance
+    storage = body.split("## Storage")[1]
+    rows = [line for line in storage.splitlines() if line.startswith("| CFG 3") or line.startswith("| classifier guidance")]
+    assert len(rows) == 2 and all(0 < float(row.split("|")[2]) < 0.1 for row in rows)
 
 
 def test_a_classifier_for_another_schedule_is_refused(runs, tmp_path):
