@@ -2,17 +2,19 @@
 # The evaluations behind the shipped pipelines' model cards, one command per sweep (DDIM 50 steps, N = 1000 unless
 # said; every table carries the real-data floor at the same N). Writes to EVAL_DIR/<dataset>-<sweep>/.
 #
-#   bash scripts/evaluate_shipped_models.sh mnist|fashion_mnist cfg|classifier-probe|classifier-guidance|thresholding|fp16 [PIPELINE] [EVAL_DIR]
+#   bash scripts/evaluate_shipped_models.sh mnist|fashion_mnist SWEEP [PIPELINE] [EVAL_DIR]
 #
 #   cfg                  classifier-free guidance scale 0 (unconditional), 1, 3, 5; dynamic thresholding
 #   classifier-probe     classifier guidance alone (guidance_scale 0) at scales 1 ... 30, N = 200: finds the range
 #   classifier-guidance  classifier guidance alone at the scales of CLASSIFIER_SCALES (default "3 10 30"), N = 1000
-#   thresholding         none vs static vs dynamic at a high CFG scale (8), N = 500
-#   fp16                 PIPELINE = the fp32 training run (runs/<dataset>) at CFG 3, beside the fp16-stored folder's cfg row
+#   thresholding         static vs dynamic at a high CFG scale (8), N = 500
+#   inversion            DDIM inversion + reconstruction MSE of 32 held-out images against steps (10 ... 250),
+#                        unconditional and CFG 3, plain and with one fixed-point iteration (training/evaluate_inversion.py)
+#   quality-per-step     benchmarks/quality_per_step.py at 10 and 20 steps, N = 500: five samplers on the same UNet
 set -euo pipefail
 cd "$(dirname "$0")/.."
 dataset=${1:?dataset: mnist or fashion_mnist}
-sweep=${2:?sweep: cfg, classifier-probe, classifier-guidance, thresholding or fp16}
+sweep=${2:?sweep: see the list above}
 name=${dataset//_/-}
 pipeline=${3:-checkpoints/$name}
 eval_dir=${4:-eval}
@@ -29,10 +31,16 @@ case "$sweep" in
     exec "${evaluate[@]}" --num_samples 1000 --guidance_scales 0 --classifier_scales ${CLASSIFIER_SCALES:-3 10 30} \
       --output_dir "$eval_dir/$name-classifier-guidance" ;;
   thresholding)
-    exec "${evaluate[@]}" --num_samples 500 --guidance_scales 8 --thresholding none static dynamic \
+    exec "${evaluate[@]}" --num_samples 500 --guidance_scales 8 --thresholding static dynamic \
       --output_dir "$eval_dir/$name-thresholding" ;;
-  fp16)
-    [ -n "${3:-}" ] || { echo "fp16: give the fp32 training run folder as PIPELINE" >&2; exit 2; }
-    exec "${evaluate[@]}" --num_samples 1000 --guidance_scales 3 --thresholding dynamic --output_dir "$eval_dir/$name-fp32" ;;
-  *) echo "sweep must be cfg, classifier-probe, classifier-guidance, thresholding or fp16; got $sweep" >&2; exit 2 ;;
+  inversion)
+    exec .venv/bin/python training/evaluate_inversion.py --pipeline "$pipeline" --dataset_name "$dataset" --num_images 32 \
+      --batch_size 32 --num_inference_steps 10 20 50 100 250 --guidance_scales 0 3 --fixed_point_iterations 0 1 \
+      --output_dir "$eval_dir/$name-inversion" ;;
+  quality-per-step)
+    exec .venv/bin/python benchmarks/quality_per_step.py --pipeline "$pipeline" --eval_classifier \
+      "checkpoints/$name-eval-classifier" --dataset_name "$dataset" --num_samples 500 --steps 10 20 \
+      --output_dir "$eval_dir/$name-quality-per-step" ;;
+  *) echo "sweep must be cfg, classifier-probe, classifier-guidance, thresholding, inversion or quality-per-step;" \
+       "got $sweep" >&2; exit 2 ;;
 esac
