@@ -10,6 +10,7 @@ Every action is a plain function over the library's public API (no sampling math
 import argparse
 import os
 import random
+import re
 import time
 from functools import partial
 from pathlib import Path
@@ -492,8 +493,15 @@ def build_demo(pipelines: dict, datasets: dict) -> gr.Blocks:
             for name, pipe in pipelines.items():
                 card = Path(pipe.name_or_path or "") / "README.md"
                 if card.exists():
-                    gr.Markdown(f"### {name}\n\n" + read_model_card(card.parent)[1])
+                    gr.Markdown(f"### {name}\n\n" + card_for_display(read_model_card(card.parent)[1]))
     return demo
+
+
+def card_for_display(body: str) -> str:
+    """A model card's markdown without links into its folder: the app serves no files but its outputs, so a plot
+    or sample grid the card embeds by relative path is named instead (it is in the model folder and on the Hub)."""
+    body = re.sub(r"!\[([^\]]*)\]\((?!https?://)([^)]+)\)", r"*(\1: `\2` in the model folder)*", body)
+    return re.sub(r"\[([^\]]*)\]\((?!https?://)([^)]+)\)", r"\1 (`\2`)", body)
 
 
 def load_datasets(pipelines) -> dict:

@@ -91,6 +91,14 @@ def test_inversion_tab_fits_uploads_and_refuses_bad_controls(models):
         app.inversion(pipelines, datasets, "tiny-mnist", 500, None, "3", 5, 1.0, 0)
 
 
+def test_model_cards_are_shown_without_links_into_the_model_folder():
+    body = ("![sweep](evaluation/cfg/sweep_guidance_scale.png) grids: [0](evaluation/cfg/samples_0.png) "
+            "[paper](https://arxiv.org/abs/2207.12598)")
+    shown = app.card_for_display(body)
+    assert "](evaluation" not in shown and "`evaluation/cfg/sweep_guidance_scale.png` in the model folder" in shown
+    assert "0 (`evaluation/cfg/samples_0.png`)" in shown and "[paper](https://arxiv.org/abs/2207.12598)" in shown
+
+
 def test_text_tab_generates_and_compares_thresholding(models):
     pipelines, _ = models
     picture, text = app.text_to_image(pipelines, "tiny-text", "a 4 to the left of a 9", "", 20.0, "dynamic", 3, 2, 0, True)
