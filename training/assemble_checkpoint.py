@@ -12,6 +12,7 @@ intermediate samples are left behind.
 """
 
 import argparse
+import copy
 import shutil
 from pathlib import Path
 
@@ -68,14 +69,6 @@ def evaluation_section(folder: Path, copy_to: Path) -> str:
     return "\n\n".join(text)
 
 
-def pipe_in_float32(args) -> GuidedDiffusionPipeline:
-    """The runs as trained, in float32, with the classifier attached."""
-    pipe = GuidedDiffusionPipeline.from_pretrained(args.unet_run)
-    if args.classifier_run is not None:
-        pipe.register_modules(classifier=NoiseAwareClassifier.from_pretrained(args.classifier_run))
-    return pipe
-
-
 def storage_effect(full: GuidedDiffusionPipeline, stored: GuidedDiffusionPipeline, args) -> str:
     """How far float16 storage moves samples: the same 64 seeds (DDIM, class-balanced labels) through both."""
     for pipe in (full, stored):
@@ -112,17 +105,16 @@ def main(argv=None):
              f"classifier_scale={args.classifier_scale:g}).images\n```", "Training:\n\n" + classifier_card["Training"],
              "Held-out accuracy by timestep:\n\n" + classifier_card["Held-out accuracy by timestep"]])  # fmt: skip
         metadata["tags"] = sorted(set(metadata["tags"]) | {"classifier-guidance"})
-    if args.fp16:
-        pipe.to(torch.float16)
     out = Path(args.output_dir)
     out.mkdir(parents=True, exist_ok=True)
-    pipe.save_pretrained(out)
+    # a float16 copy is stored; `pipe` stays the float32 original that the storage check compares against
+    (copy.deepcopy(pipe).to(torch.float16) if args.fp16 else pipe).save_pretrained(out)
     shutil.copy(Path(args.unet_run) / "samples.png", out / "samples.png")
     if args.summary is not None:
         card = {"Summary": Path(args.summary).read_text(), **card}
     for folder in map(Path, args.evaluation):
         card[f"Evaluation: {folder.name}"] = evaluation_section(folder, out / "evaluation" / folder.name)
-    card["Storage"] = storage_effect(pipe_in_float32(args), GuidedDiffusionPipeline.from_pretrained(out), args) \
+    card["Storage"] = storage_effect(pipe, GuidedDiffusionPipeline.from_pretrained(out), args) \
         if args.fp16 else "Weights stored in float32."  # fmt: skip
     title = f"guided-diffusers {metadata['datasets'][0]}: class-conditional diffusion with guidance"
     write_model_card(out, title=title, metadata=metadata, sections=card)

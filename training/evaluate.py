@@ -147,9 +147,11 @@ def save_sample_grid(path: Path, images: torch.Tensor, labels, per_class: int = 
     """The first `per_class` samples of each class, a row per class (or the first 100 unlabelled samples)."""
     if labels is None:
         chosen = images[:100]
+        rows = max(1, len(chosen) // 10)
     else:
-        chosen = torch.cat([images[labels == label][:per_class] for label in labels.unique()])
-    rows = len(labels.unique()) if labels is not None else max(1, len(chosen) // 10)
+        classes = labels.unique()
+        chosen = torch.cat([images[labels == label][:per_class] for label in classes])
+        rows = len(classes)
     pixels = ((chosen + 1) / 2).clamp(0, 1).permute(0, 2, 3, 1).numpy()
     make_grid(pixels, rows=rows, scale=1).save(path)
 
@@ -161,8 +163,7 @@ FD_RATIOS = [("fd_own", "FD (own) / floor"), ("fd_efficientnet", "FD (EffNet) / 
 
 
 def write_results(args, rows: list[dict], floor: dict) -> None:
-    out = Path(args.output_dir)
-    out.mkdir(parents=True, exist_ok=True)
+    out = Path(args.output_dir)  # made by main() before the first sample grid
     arguments = {key: value for key, value in vars(args).items() if key != "command"}
     (out / "results.json").write_text(json.dumps({"command": args.command, "arguments": arguments,
                                                   "real_data_floor": floor, "rows": rows}, indent=2))  # fmt: skip
