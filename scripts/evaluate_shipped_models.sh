@@ -10,7 +10,7 @@
 #   thresholding         static vs dynamic at a high CFG scale (8), N = 500
 #   inversion            DDIM inversion + reconstruction MSE of 32 held-out images against steps (10 ... 250),
 #                        unconditional and CFG 3, plain and with one fixed-point iteration (training/evaluate_inversion.py)
-#   quality-per-step     benchmarks/quality_per_step.py at 10 and 20 steps, N = 500: five samplers on the same UNet
+#   quality-per-step     benchmarks/quality_per_step.py at 10, 20 and 50 steps, N = 500: five samplers on the same UNet
 set -euo pipefail
 cd "$(dirname "$0")/.."
 dataset=${1:?dataset: mnist or fashion_mnist}
@@ -39,7 +39,7 @@ case "$sweep" in
       --output_dir "$eval_dir/$name-inversion" ;;
   quality-per-step)
     exec .venv/bin/python benchmarks/quality_per_step.py --pipeline "$pipeline" --eval_classifier \
-      "checkpoints/$name-eval-classifier" --dataset_name "$dataset" --num_samples 500 --steps 10 20 \
+      "checkpoints/$name-eval-classifier" --dataset_name "$dataset" --num_samples 500 --steps 10 20 50 \
       --output_dir "$eval_dir/$name-quality-per-step" ;;
   *) echo "sweep must be cfg, classifier-probe, classifier-guidance, thresholding, inversion or quality-per-step;" \
        "got $sweep" >&2; exit 2 ;;

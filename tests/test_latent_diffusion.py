@@ -1,8 +1,11 @@
 """Latent diffusion end to end on real MNIST: train_vae.py, then train_unet.py --vae on its cached latents; the
 pipeline samples, guides, inverts and varies in latent space and decodes to images."""
 
+import json
+
 import pytest
 import torch
+from PIL import Image
 from analytic_models import GaussianDenoiser
 from diffusers import AutoencoderKL
 from script_runner import run_script
@@ -13,6 +16,7 @@ from guided_diffusers.schedulers import GuidedDDIMScheduler
 from guided_diffusers.training.data import load_image_dataset, to_tensors
 from guided_diffusers.training.latents import encode_images
 from guided_diffusers.training.model_card import read_model_card
+from guided_diffusers.training.model_configs import classifier_config
 
 COMMON = ["--dataset_name", "mnist", "--resolution", "32", "--max_train_samples", "128", "--train_batch_size", "16",
           "--logger", "none", "--logging_steps", "2", "--checkpointing_steps", "100"]  # fmt: skip
@@ -92,6 +96,20 @@ def test_a_latent_classifier_guides_the_latent_model(latent_run):
     plain = pipe(batch_size=2, class_labels=[3, 7], guidance_scale=0.0, num_inference_steps=3, output_type="pt",
                  generator=torch.Generator().manual_seed(0)).images  # fmt: skip
     assert guided.shape == (2, 1, 32, 32) and not torch.equal(guided, plain)
+
+
+def test_evaluate_judges_a_latent_model_on_its_decoded_images(latent_run, tmp_path):
+    """evaluate.py compares the decoded 32x32 samples with real images padded to 32 the way the VAE saw them; the
+    28px evaluation classifier reads their central 28x28."""
+    NoiseAwareClassifier(**classifier_config("tiny", 28, 1, 10, "mean")).save_pretrained(tmp_path / "judge")
+    run_script("training/evaluate.py", "--pipeline", latent_run / "unet", "--eval_classifier", tmp_path / "judge",
+               "--dataset_name", "mnist", "--num_samples", "20", "--batch_size", "10", "--samplers", "ddim",
+               "--num_inference_steps", "2", "--guidance_scales", "3", "--no_efficientnet", "--output_dir",
+               tmp_path / "eval")  # fmt: skip
+    report = json.loads((tmp_path / "eval" / "results.json").read_text())
+    (row,) = report["rows"]
+    assert row["fd_own"] > report["real_data_floor"]["fd_own"] > 0 and 0 <= row["accuracy"] <= 1
+    assert Image.open(tmp_path / "eval" / "samples_0.png").size == (2 * 33 + 1, 10 * 33 + 1)  # 32px samples
 
 
 def test_text_to_image_on_latents(latent_run):

@@ -4,6 +4,8 @@ import numpy as np
 import pytest
 import torch
 
+from guided_diffusers.models import NoiseAwareClassifier
+from guided_diffusers.training.features import ClassifierFeatures
 from guided_diffusers.training.metrics import (
     class_accuracy,
     diversity,
@@ -12,6 +14,7 @@ from guided_diffusers.training.metrics import (
     gaussian_fit,
     precision_recall,
 )
+from guided_diffusers.training.model_configs import classifier_config
 
 
 def random_covariance(dimension, seed):
@@ -79,3 +82,14 @@ def test_efficientnet_features_separate_real_digits_from_noise():
     real_a, real_b, fake = net(digits[:48]).numpy(), net(digits[48:]).numpy(), net(noise).numpy()
     assert real_a.shape == (48, 1280)
     assert frechet_distance_of(real_a, real_b) < 0.5 * frechet_distance_of(real_a, fake)
+
+
+def test_classifier_features_read_padded_images_as_the_originals():
+    """A 32px image that is a 28px image with a 2px black border (how `fit_image` pads for a VAE) gets the features
+    of the 28px image: the judge reads the centre crop."""
+    torch.manual_seed(0)
+    judge = ClassifierFeatures(NoiseAwareClassifier(**classifier_config("tiny", 28, 1, 10, "mean")))
+    images = torch.rand(3, 1, 28, 28) * 2 - 1
+    padded = torch.nn.functional.pad(images, (2, 2, 2, 2), value=-1.0)
+    for got, want in zip(judge(padded), judge(images)):
+        torch.testing.assert_close(got, want)

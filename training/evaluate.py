@@ -126,7 +126,7 @@ def main(argv=None):
     pipe = GuidedDiffusionPipeline.from_pretrained(args.pipeline)
     pipe.set_progress_bar_config(disable=True)
     classifier = NoiseAwareClassifier.from_pretrained(args.eval_classifier)
-    size, channels = pipe.unet.config.sample_size, pipe.unet.config.in_channels
+    size, channels = pipe.image_config.sample_size, pipe.image_config.in_channels  # decoded images for a latent model
     test_images, _ = real_images(args.dataset_name, "test", args.num_samples, args.seed, size, channels)
     judge = Judge(classifier, test_images, not args.no_efficientnet, args.batch_size)
     # the floor: real training images measured exactly like samples, at the same N

@@ -32,8 +32,15 @@ class EfficientNetLite0Features(torch.nn.Module):
         return self.net.extract_features(images).mean((2, 3))
 
 
+def center_crop(images: torch.Tensor, size: int) -> torch.Tensor:
+    """The central size x size pixels: undoes `data.fit_image`'s padding of smaller images (28 -> 32 for a VAE)."""
+    top, left = (images.shape[-2] - size) // 2, (images.shape[-1] - size) // 2
+    return images[..., top : top + size, left : left + size]
+
+
 class ClassifierFeatures(torch.nn.Module):
-    """The pooled features (and logits) of a `NoiseAwareClassifier` trained on clean images, read at t = 0."""
+    """The pooled features (and logits) of a `NoiseAwareClassifier` trained on clean images, read at t = 0.
+    Images larger than the classifier's are centre-cropped to its size: they are its images with a padded border."""
 
     def __init__(self, classifier):
         super().__init__()
@@ -42,6 +49,9 @@ class ClassifierFeatures(torch.nn.Module):
     @torch.no_grad()
     def forward(self, images: torch.Tensor):
         """(features, logits) for images in [-1, 1]."""
+        size = self.classifier.config.sample_size
+        if images.shape[-1] > size or images.shape[-2] > size:
+            images = center_crop(images, size)
         t = torch.zeros(len(images), dtype=torch.long, device=images.device)
         features = self.classifier.features(images, t)
         return features, self.classifier.head(features)
