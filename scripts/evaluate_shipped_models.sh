@@ -4,7 +4,7 @@
 #
 #   bash scripts/evaluate_shipped_models.sh mnist|fashion_mnist SWEEP [PIPELINE] [EVAL_DIR]
 #
-#   cfg                  classifier-free guidance scale 0 (unconditional), 1, 3, 5; dynamic thresholding
+#   cfg                  classifier-free guidance scale 0 (unconditional), 1, 3, 5; dynamic thresholding (none for latents)
 #   classifier-probe     classifier guidance alone (guidance_scale 0) at scales 1 ... 30, N = 200: finds the range
 #   classifier-guidance  classifier guidance alone at the scales of CLASSIFIER_SCALES (default "3 10 30"), N = 1000
 #   thresholding         static vs dynamic at a high CFG scale (8), N = 500
@@ -18,11 +18,16 @@ sweep=${2:?sweep: see the list above}
 name=${dataset//_/-}
 pipeline=${3:-checkpoints/$name}
 eval_dir=${4:-eval}
-evaluate=(.venv/bin/python training/evaluate.py --pipeline "$pipeline" --eval_classifier "checkpoints/$name-eval-classifier"
+# a latent model (a vae/ folder) is evaluated without thresholding, which bounds pixels, not latents; its results
+# go to <dataset>-latent-<sweep>
+thresholding=dynamic
+if [ -d "$pipeline/vae" ]; then thresholding=none; name=$name-latent; fi
+judge=checkpoints/${dataset//_/-}-eval-classifier
+evaluate=(.venv/bin/python training/evaluate.py --pipeline "$pipeline" --eval_classifier "$judge"
           --dataset_name "$dataset" --samplers ddim --num_inference_steps 50 --batch_size 100)
 case "$sweep" in
   cfg)
-    exec "${evaluate[@]}" --num_samples 1000 --guidance_scales 0 1 3 5 --thresholding dynamic --output_dir "$eval_dir/$name-cfg" ;;
+    exec "${evaluate[@]}" --num_samples 1000 --guidance_scales 0 1 3 5 --thresholding "$thresholding" --output_dir "$eval_dir/$name-cfg" ;;
   classifier-probe)
     exec "${evaluate[@]}" --num_samples 200 --no_efficientnet --guidance_scales 0 --classifier_scales 0 1 3 10 30 \
       --output_dir "$eval_dir/$name-classifier-probe" ;;
@@ -39,7 +44,7 @@ case "$sweep" in
       --output_dir "$eval_dir/$name-inversion" ;;
   quality-per-step)
     exec .venv/bin/python benchmarks/quality_per_step.py --pipeline "$pipeline" --eval_classifier \
-      "checkpoints/$name-eval-classifier" --dataset_name "$dataset" --num_samples 500 --steps 10 20 50 \
+      "$judge" --dataset_name "$dataset" --num_samples 500 --steps 10 20 50 --thresholding "$thresholding" \
       --output_dir "$eval_dir/$name-quality-per-step" ;;
   *) echo "sweep must be cfg, classifier-probe, classifier-guidance, thresholding, inversion or quality-per-step;" \
        "got $sweep" >&2; exit 2 ;;

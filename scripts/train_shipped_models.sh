@@ -5,11 +5,12 @@
 #
 #   bash scripts/train_shipped_models.sh mnist unet|classifier|eval-classifier [RUNS_DIR]
 #   bash scripts/train_shipped_models.sh fashion_mnist unet|classifier|eval-classifier [RUNS_DIR]
-#   bash scripts/train_shipped_models.sh mnist text|vae|latent-unet|latent-text [RUNS_DIR]   (not yet run to the end)
+#   bash scripts/train_shipped_models.sh mnist vae|latent-unet|latent-classifier [RUNS_DIR]  (latent diffusion)
+#   bash scripts/train_shipped_models.sh mnist text|latent-text [RUNS_DIR]   (text-to-image; not yet run to the end)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 dataset=${1:?dataset: mnist or fashion_mnist}
-model=${2:?model: unet, classifier or eval-classifier}
+model=${2:?model: unet, classifier, eval-classifier, vae, latent-unet, latent-classifier, text or latent-text}
 runs=${3:-runs}
 name=${dataset//_/-}
 launch=(.venv/bin/accelerate launch --num_processes 1 --num_cpu_threads_per_process 1 --cpu)
@@ -43,9 +44,16 @@ case "$model" in
     exec "${launch[@]}" training/train_unet.py "${common[@]}" --resolution 32 --vae "$runs/$name-vae" --class_conditional \
       --label_dropout 0.2 --model_config small --max_train_steps 10000 --learning_rate 1e-3 --lr_warmup_steps 500 \
       --snr_gamma 5 --ema_max_decay 0.9995 --save_images_steps 1000 --output_dir "$runs/$name-latent" ;;
+  latent-classifier)  # the noise-aware classifier recipe on the vae recipe's scaled latents (same schedule as the
+                      # latent UNet's, so it can train beside it)
+    exec "${launch[@]}" training/train_classifier.py "${common[@]}" --resolution 32 --vae "$runs/$name-vae" \
+      --ddpm_num_steps 1000 --ddpm_beta_schedule linear --model_config small --pooling attention --max_train_steps 6000 \
+      --learning_rate 5e-4 --lr_warmup_steps 200 --adam_weight_decay 0.05 --ema_max_decay 0.999 \
+      --output_dir "$runs/$name-latent-classifier" ;;
   latent-text)  # the text recipe on the vae recipe's latents: 20x cheaper per step on a CPU (see README)
     exec "${launch[@]}" training/train_text_to_image.py "${common[@]}" --vae "$runs/$name-vae" --model_config small \
       --caption_dropout 0.1 --pair_fraction 0.5 --max_train_steps 10000 --learning_rate 1e-3 --lr_warmup_steps 500 \
       --snr_gamma 5 --ema_max_decay 0.9995 --save_images_steps 1000 --output_dir "$runs/$name-latent-text" ;;
-  *) echo "model must be unet, classifier, eval-classifier, text, vae, latent-unet or latent-text; got $model" >&2; exit 2 ;;
+  *) echo "model must be unet, classifier, eval-classifier, text, vae, latent-unet, latent-classifier or latent-text;" \
+       "got $model" >&2; exit 2 ;;
 esac
