@@ -200,6 +200,12 @@ def schedule_plot():
     return figure
 
 
+def default_thresholding(pipelines, model):
+    """Dynamic thresholding for a pixel model; none for a latent one: thresholding bounds x0 to the pixel range
+    [-1, 1], and a latent model's x0 is a latent (unit variance, no such range)."""
+    return "none" if getattr(pick(pipelines, model), "vae", None) is not None else "dynamic"
+
+
 def thresholding_comparison(pipelines, model, label, guidance, steps, seed):
     """Same noise, high guidance: none vs static vs dynamic, with the share of saturated pixels."""
     pipe = pick(pipelines, model)
@@ -395,7 +401,8 @@ def build_demo(pipelines: dict, datasets: dict) -> gr.Blocks:
                     eta = gr.Slider(0, 1, value=0, step=0.05, label="eta (DDIM)")
                     guidance = gr.Slider(0, 20, value=3, step=0.5, label="CFG scale")
                     classifier_scale = gr.Slider(0, 20, value=0, step=0.5, label="classifier guidance scale")
-                    thresholding = gr.Radio(THRESHOLDING, value="dynamic", label="thresholding")
+                    thresholding = gr.Radio(THRESHOLDING, value=default_thresholding(pipelines, names[0]),
+                                            label="thresholding", info="none for latent models: it bounds pixels")
                     percentile = gr.Slider(90, 100, value=99.5, step=0.1, label="dynamic thresholding percentile")
                     with gr.Row():
                         seed = gr.Number(0, precision=0, label="seed")
@@ -410,6 +417,7 @@ def build_demo(pipelines: dict, datasets: dict) -> gr.Blocks:
                                              percentile, seed, randomize, batch],
                               [current, predicted, final, used_seed, download], api_name="sample")  # fmt: skip
             stop.click(None, None, None, cancels=[event], api_visibility="private")
+            model.change(bind(default_thresholding), [model], [thresholding], api_visibility="private")
         with gr.Tab("Forward process"):
             model_f = model_dropdown()
             index = gr.Slider(0, 99, value=0, step=1, label="dataset image")

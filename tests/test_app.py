@@ -122,6 +122,10 @@ def test_latent_models_stream_decoded_images(tmp_path):
     assert final.size == (2 * (32 * app.SCALE + 1) + 1, 32 * app.SCALE + 2)  # decoded 32x32 images, not 16x16 latents
     picture, text = app.inversion(pipelines, {}, "tiny-latent", 0, Image.new("L", (32, 32)), "3", 5, 1.0, 0)
     assert picture.size[0] == 2 * (32 * app.SCALE + 1) + 1  # image and reconstruction (a latent x_T is no picture)
+    # choosing a latent model switches thresholding off (it bounds pixels); a pixel model gets dynamic again
+    write_tiny_model(tmp_path / "tiny-mnist")
+    pipelines = app.load_pipelines(str(tmp_path))
+    assert [app.default_thresholding(pipelines, name) for name in ("tiny-latent", "tiny-mnist")] == ["none", "dynamic"]
 
 
 # ------------------------------------------------------------------------------------- over HTTP
