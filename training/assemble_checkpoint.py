@@ -60,7 +60,7 @@ def evaluation_section(folder: Path, copy_to: Path) -> str:
     for png in sorted(folder.glob("*.png")):
         shutil.copy(png, copy_to / png.name)
     relative = copy_to.relative_to(copy_to.parents[1])
-    plots = sorted(folder.glob("sweep_*.png"))
+    plots = sorted(png for png in folder.glob("*.png") if not png.stem.startswith("samples_"))  # sweeps, FD vs steps
     grids = sorted(folder.glob("samples_*.png"), key=lambda p: int(p.stem.split("_")[1]))
     text += [f"![{png.stem}]({relative}/{png.name})" for png in plots]
     if grids:
@@ -74,7 +74,9 @@ def storage_effect(full: GuidedDiffusionPipeline, stored: GuidedDiffusionPipelin
     for pipe in (full, stored):
         pipe.set_progress_bar_config(disable=True)
     labels = torch.arange(64) % full.num_classes if full.num_classes else None
-    modes = {"CFG 3, dynamic thresholding": dict(guidance_scale=3.0 if labels is not None else 1.0, thresholding="dynamic")}
+    thresholding = "none" if full.vae is not None else "dynamic"  # thresholding bounds pixels, not latents
+    modes = {f"CFG 3, {thresholding} thresholding": dict(guidance_scale=3.0 if labels is not None else 1.0,
+                                                         thresholding=thresholding)}
     if full.classifier is not None and labels is not None:
         modes[f"classifier guidance {args.classifier_scale:g} alone"] = dict(guidance_scale=0.0,
                                                                             classifier_scale=args.classifier_scale)
@@ -116,7 +118,8 @@ def main(argv=None):
         card[f"Evaluation: {folder.name}"] = evaluation_section(folder, out / "evaluation" / folder.name)
     card["Storage"] = storage_effect(pipe, GuidedDiffusionPipeline.from_pretrained(out), args) \
         if args.fp16 else "Weights stored in float32."  # fmt: skip
-    title = f"guided-diffusers {metadata['datasets'][0]}: class-conditional diffusion with guidance"
+    kind = "latent diffusion" if pipe.vae is not None else "diffusion"
+    title = f"guided-diffusers {metadata['datasets'][0]}: class-conditional {kind} with guidance"
     write_model_card(out, title=title, metadata=metadata, sections=card)
     print(f"wrote {out}: {sum(f.stat().st_size for f in out.rglob('*') if f.is_file()) / 1e6:.1f} MB")
 
