@@ -25,12 +25,13 @@ SAMPLER_VARIANTS = [
     ("diffusers DDIM eta=0", "diffusers-ddim", 0.0),
     ("diffusers DPM-Solver++ (2M)", "dpm++", 0.0),
 ]
+FD_METRICS = [("fd_own", "FD (own classifier)"), ("fd_efficientnet", "FD (EfficientNet-Lite0)")]
 
 
 def parse_args(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--pipeline", required=True)
-    parser.add_argument("--eval_classifier", required=True)
+    parser.add_argument("--pipeline", help="required unless --replot")
+    parser.add_argument("--eval_classifier", help="required unless --replot")
     parser.add_argument("--dataset_name", default="mnist")
     parser.add_argument("--num_samples", type=int, default=500)
     parser.add_argument("--batch_size", type=int, default=100)
@@ -40,11 +41,17 @@ def parse_args(argv=None):
     parser.add_argument("--no_efficientnet", action="store_true")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--output_dir", required=True)
-    return parser.parse_args(argv)
+    parser.add_argument("--replot", action="store_true", help="only redraw the plot from output_dir/results.json")
+    args = parser.parse_args(argv)
+    if not args.replot and (args.pipeline is None or args.eval_classifier is None):
+        parser.error("--pipeline and --eval_classifier are required (unless --replot).")
+    return args
 
 
 def main(argv=None):
     args = parse_args(argv)
+    if args.replot:
+        return replot(args.output_dir)
     print(machine_line(), flush=True)
     pipe = GuidedDiffusionPipeline.from_pretrained(args.pipeline)
     pipe.set_progress_bar_config(disable=True)
@@ -74,8 +81,7 @@ def write_results(args, rows, floor) -> None:
     machine = machine_line()
     (out / "results.json").write_text(json.dumps({"command": vars(args), "machine": machine, "real_data_floor": floor,
                                                   "rows": rows}, indent=2))  # fmt: skip
-    metrics = [("fd_own", "FD (own classifier)"), ("fd_efficientnet", "FD (EfficientNet-Lite0)"), ("accuracy", "accuracy")]
-    metrics = [(key, name) for key, name in metrics if key in floor]
+    metrics = [(key, name) for key, name in [*FD_METRICS, ("accuracy", "accuracy")] if key in floor]
     lines = ["| sampler | steps | " + " | ".join(name for _, name in metrics) + " | s / image |",
              "| --- | --- |" + " --- |" * (len(metrics) + 1),
              "| real data (train vs test) | - | " + " | ".join(f"{floor[key]:.4g}" for key, _ in metrics) + " | - |"]  # fmt: skip
@@ -86,7 +92,7 @@ def write_results(args, rows, floor) -> None:
     (out / "results.md").write_text(f"{machine}\n\nN = {args.num_samples}, CFG w = {args.guidance_scale}, thresholding "
                                     f"{args.thresholding}.\n\n{table}\n")  # fmt: skip
     print(table)
-    plot(out, rows, floor, [m for m in metrics if m[0].startswith("fd")])
+    plot(out, rows, floor, [m for m in FD_METRICS if m[0] in floor])
 
 
 def plot(out: Path, rows, floor, metrics) -> None:
@@ -96,16 +102,27 @@ def plot(out: Path, rows, floor, metrics) -> None:
     import matplotlib.pyplot as plt
 
     figure, panels = plt.subplots(1, len(metrics), figsize=(5 * len(metrics), 3.6), squeeze=False)
+    # samplers with the same maths give the same curve (ours vs diffusers' DDIM; DDPM vs DDIM eta=1): distinct
+    # markers and dashes keep the overlapped ones visible
+    styles = [("o", "-", 7), ("s", "--", 9), ("^", ":", 5), ("D", "-.", 9), ("v", "-", 6)]
     for panel, (key, name) in zip(panels[0], metrics):
-        for label, _, _ in SAMPLER_VARIANTS:
+        for (label, _, _), (marker, dashes, size) in zip(SAMPLER_VARIANTS, styles):
             members = [row for row in rows if row["sampler"] == label]
-            panel.plot([r["steps"] for r in members], [r[key] for r in members], marker="o", label=label)
+            panel.plot([r["steps"] for r in members], [r[key] for r in members], marker=marker, linestyle=dashes,
+                       markersize=size, markerfacecolor="none", label=label)  # fmt: skip
         panel.axhline(floor[key], color="grey", linestyle="--", linewidth=1, label="real data")
         panel.set(xscale="log", yscale="log", xlabel="sampling steps (model evaluations)", title=name)
     panels[0][0].legend(fontsize=7)
     figure.tight_layout()
     figure.savefig(out / "fd_vs_steps.png", dpi=110)
     plt.close(figure)
+
+
+def replot(output_dir: str) -> None:
+    """Redraw fd_vs_steps.png from a finished run's results.json (no sampling)."""
+    report = json.loads((Path(output_dir) / "results.json").read_text())
+    floor = report["real_data_floor"]
+    plot(Path(output_dir), report["rows"], floor, [m for m in FD_METRICS if m[0] in floor])
 
 
 if __name__ == "__main__":

@@ -42,3 +42,6 @@ def test_quality_per_step_writes_its_table_and_plot(tmp_path):
     out = bench("quality_per_step.py", "--pipeline", model, "--eval_classifier", tmp_path / "judge", "--num_samples", 10,
                 "--batch_size", 10, "--steps", 2, "--no_efficientnet", "--output_dir", tmp_path / "out")  # fmt: skip
     assert "DPM-Solver++" in out and (tmp_path / "out" / "fd_vs_steps.png").is_file()
+    (tmp_path / "out" / "fd_vs_steps.png").unlink()  # --replot redraws it from results.json alone
+    bench("quality_per_step.py", "--replot", "--output_dir", tmp_path / "out")
+    assert (tmp_path / "out" / "fd_vs_steps.png").is_file()
