@@ -123,6 +123,7 @@ def replot(output_dir: str) -> None:
     report = json.loads((Path(output_dir) / "results.json").read_text())
     floor = report["real_data_floor"]
     plot(Path(output_dir), report["rows"], floor, [m for m in FD_METRICS if m[0] in floor])
+    print(f"{report['machine']} (recorded with the numbers)\nredrew {Path(output_dir) / 'fd_vs_steps.png'}")
 
 
 if __name__ == "__main__":
