@@ -34,7 +34,8 @@ def make_scheduler(name: str, config):
 
 def with_thresholding(scheduler, thresholding: str | None, dynamic_thresholding_ratio: float | None = None):
     """`scheduler`, or a copy with this call's x0 thresholding: "none", "static" (clip to [-1, 1]) or "dynamic"
-    (Imagen), and optionally its percentile. Raises ValueError if the scheduler has no such option."""
+    (Imagen: s = max(1, percentile(|x0|)), x0 = clip(x0, -s, s) / s, uncapped unless the config caps s above 1),
+    and optionally its percentile. Raises ValueError if the scheduler has no such option."""
     if thresholding is None and dynamic_thresholding_ratio is None:
         return scheduler
     if thresholding is not None:
@@ -45,6 +46,11 @@ def with_thresholding(scheduler, thresholding: str | None, dynamic_thresholding_
         raise ValueError(f"`thresholding`={thresholding!r} is not supported by {type(scheduler).__name__}.")
     if thresholding is not None:
         config.update(thresholding=thresholding == "dynamic", clip_sample=thresholding == "static")
+    if thresholding == "dynamic" and config.get("sample_max_value", 1.0) <= 1.0:
+        # diffusers' default cap sample_max_value = 1 clamps s to [1, 1]: dynamic thresholding would be static
+        # clipping. Imagen's s = max(1, percentile(|x0|)) has no cap, so a call asking for it gets none; a config
+        # with a cap above 1 (DeepFloyd IF uses 1.5) keeps its own.
+        config["sample_max_value"] = float("inf")
     if dynamic_thresholding_ratio is not None:
         config["dynamic_thresholding_ratio"] = dynamic_thresholding_ratio
     return type(scheduler).from_config(config)

@@ -10,7 +10,9 @@ from diffusers.utils.torch_utils import randn_tensor
 
 from guided_diffusers.models import NoiseAwareClassifier, schedule_of
 from guided_diffusers.pipelines import GuidedDiffusionPipeline, classifier_gradient, guide_mean, guide_score
+from guided_diffusers.pipelines.samplers import with_thresholding
 from guided_diffusers.schedulers import GuidedDDIMScheduler, GuidedDDPMScheduler
+from guided_diffusers.schedulers.thresholding import clip_or_threshold
 from guided_diffusers.training.model_configs import classifier_config
 
 SIZE, CLASSES = 8, 4
@@ -221,6 +223,24 @@ def test_huge_cfg_with_dynamic_or_static_thresholding_keeps_x0_in_range(schedule
             assert max(x0_ranges) > 1.0  # what thresholding prevents
         else:
             assert max(x0_ranges) <= 1.0 + 1e-6
+
+
+@pytest.mark.parametrize("scheduler_class", [GuidedDDPMScheduler, GuidedDDIMScheduler])
+def test_dynamic_thresholding_per_call_is_imagens_not_static_clipping(scheduler_class):
+    """With diffusers' default cap (sample_max_value = 1) s would be clamped to 1, making "dynamic" identical to
+    "static"; a per-call "dynamic" is Imagen's uncapped s = max(1, percentile(|x0|)), so at high guidance the two
+    differ, and x0 goes through clip(x0, -s, s) / s with s above 1."""
+    pipe = pipeline(scheduler_class(num_train_timesteps=100))
+    assert pipe.scheduler.config.sample_max_value == 1.0
+    dynamic = sample(pipe, class_labels=LABELS, guidance_scale=30.0, thresholding="dynamic")
+    static = sample(pipe, class_labels=LABELS, guidance_scale=30.0, thresholding="static")
+    assert (dynamic - static).abs().max() > 1e-3
+    scheduler = with_thresholding(pipe.scheduler, "dynamic")
+    x0 = torch.linspace(-4, 4, 2 * 100).reshape(2, 1, 10, 10)
+    s = torch.quantile(x0.reshape(2, -1).abs(), 0.995, dim=1).reshape(2, 1, 1, 1)
+    torch.testing.assert_close(clip_or_threshold(x0, scheduler.config), x0.clamp(-s, s) / s)
+    capped = scheduler_class(num_train_timesteps=100, sample_max_value=1.5)  # a cap above 1 is the config's choice
+    assert with_thresholding(capped, "dynamic").config.sample_max_value == 1.5
 
 
 def test_callback_can_replace_latents_and_trajectory_has_every_step():
