@@ -8,6 +8,8 @@ each beside the real-data floor at the same N, with a plot of FD against steps.
 
 import argparse
 import json
+import shlex
+import sys
 import time
 from pathlib import Path
 
@@ -89,8 +91,9 @@ def write_results(args, rows, floor) -> None:
         lines.append(f"| {row['sampler']} | {row['steps']} | " + " | ".join(f"{row[key]:.4g}" for key, _ in metrics)
                      + f" | {row['seconds_per_image']:.3f} |")  # fmt: skip
     table = "\n".join(lines)
-    (out / "results.md").write_text(f"{machine}\n\nN = {args.num_samples}, CFG w = {args.guidance_scale}, thresholding "
-                                    f"{args.thresholding}.\n\n{table}\n")  # fmt: skip
+    command = shlex.join(["python", "benchmarks/quality_per_step.py", *sys.argv[1:]])  # as run from the repository root
+    (out / "results.md").write_text(f"```bash\n{command}\n```\n\n{machine}\n\nN = {args.num_samples}, CFG w = "
+                                    f"{args.guidance_scale}, thresholding {args.thresholding}.\n\n{table}\n")  # fmt: skip
     print(table)
     plot(out, rows, floor, [m for m in FD_METRICS if m[0] in floor])
 
