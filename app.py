@@ -21,6 +21,7 @@ import torch
 
 from guided_diffusers.pipelines import SAMPLERS, GuidedDiffusionPipeline, TextToImagePipeline, make_scheduler
 from guided_diffusers.pipelines.samplers import THRESHOLDING_MODES
+from guided_diffusers.pipelines.samplers import default_thresholding as thresholding_for
 from guided_diffusers.pipelines.image_utils import make_grid
 from guided_diffusers.schedulers import GuidedDDPMScheduler
 from guided_diffusers.training.data import fit_image, load_image_dataset, to_model_range, to_tensors
@@ -201,9 +202,8 @@ def schedule_plot():
 
 
 def default_thresholding(pipelines, model):
-    """Dynamic thresholding for a pixel model; none for a latent one: thresholding bounds x0 to the pixel range
-    [-1, 1], and a latent model's x0 is a latent (unit variance, no such range)."""
-    return "none" if getattr(pick(pipelines, model), "vae", None) is not None else "dynamic"
+    """The thresholding the Sample tab starts from for this model (none for a latent model)."""
+    return thresholding_for(pick(pipelines, model))
 
 
 def thresholding_comparison(pipelines, model, label, guidance, steps, seed):

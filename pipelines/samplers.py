@@ -56,6 +56,12 @@ def with_thresholding(scheduler, thresholding: str | None, dynamic_thresholding_
     return type(scheduler).from_config(config)
 
 
+def default_thresholding(pipe) -> str:
+    """"dynamic" for a pixel model, "none" for a latent one: thresholding bounds x0 to the pixel range [-1, 1],
+    and a latent model's x0 is a latent (unit variance, no such range)."""
+    return "none" if getattr(pipe, "vae", None) is not None else "dynamic"
+
+
 def step_kwargs(scheduler, generator, eta: float, use_clipped_model_output: bool) -> dict:
     """Pass each option only to schedulers whose `step` takes it (DDIM takes eta, DPM-Solver does not)."""
     accepted = set(inspect.signature(scheduler.step).parameters)

@@ -20,6 +20,7 @@ import torch
 
 from guided_diffusers.models import NoiseAwareClassifier
 from guided_diffusers.pipelines import GuidedDiffusionPipeline
+from guided_diffusers.pipelines.samplers import default_thresholding
 from guided_diffusers.training.model_card import read_model_card, write_model_card
 
 
@@ -74,7 +75,7 @@ def storage_effect(full: GuidedDiffusionPipeline, stored: GuidedDiffusionPipelin
     for pipe in (full, stored):
         pipe.set_progress_bar_config(disable=True)
     labels = torch.arange(64) % full.num_classes if full.num_classes else None
-    thresholding = "none" if full.vae is not None else "dynamic"  # thresholding bounds pixels, not latents
+    thresholding = default_thresholding(full)  # none for latents: thresholding bounds pixels
     modes = {f"CFG 3, {thresholding} thresholding": dict(guidance_scale=3.0 if labels is not None else 1.0,
                                                          thresholding=thresholding)}
     if full.classifier is not None and labels is not None:

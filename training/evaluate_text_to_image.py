@@ -21,6 +21,7 @@ from guided_diffusers.models import NoiseAwareClassifier
 from guided_diffusers.pipelines import TextToImagePipeline
 from guided_diffusers.training.captions import NO_ITEM, evaluation_prompts
 from guided_diffusers.training.evaluate import Judge, real_images
+from guided_diffusers.training.features import center_crop
 from guided_diffusers.training.model_card import hardware
 
 
@@ -47,8 +48,7 @@ def parse_args(argv=None):
 def items(images: torch.Tensor, right: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """28x56 images (or with a black border, as latent models make them) -> their items (N_items, C, 28, 28) and
     which image each came from."""
-    top, left = (images.shape[-2] - 28) // 2, (images.shape[-1] - 56) // 2
-    images = images[..., top : top + 28, left : left + 56]
+    images = center_crop(images, 28, 56)
     crops, owners = [], []
     for index, image in enumerate(images):
         parts = [image[..., 14:42]] if right[index] == NO_ITEM else [image[..., :28], image[..., 28:]]

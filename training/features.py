@@ -32,10 +32,12 @@ class EfficientNetLite0Features(torch.nn.Module):
         return self.net.extract_features(images).mean((2, 3))
 
 
-def center_crop(images: torch.Tensor, size: int) -> torch.Tensor:
-    """The central size x size pixels: undoes `data.fit_image`'s padding of smaller images (28 -> 32 for a VAE)."""
-    top, left = (images.shape[-2] - size) // 2, (images.shape[-1] - size) // 2
-    return images[..., top : top + size, left : left + size]
+def center_crop(images: torch.Tensor, height: int, width: int | None = None) -> torch.Tensor:
+    """The central height x width pixels (square if no width): undoes the black border that padding gives images
+    for a VAE (28 -> 32 by `data.fit_image`, 28x56 -> 32x64 by the captioned compositions)."""
+    width = height if width is None else width
+    top, left = (images.shape[-2] - height) // 2, (images.shape[-1] - width) // 2
+    return images[..., top : top + height, left : left + width]
 
 
 class ClassifierFeatures(torch.nn.Module):
