@@ -119,7 +119,9 @@ def main(argv=None):
 
     accelerator.wait_for_everyone()
     checksum = sum(p.double().sum().item() for p in accelerator.unwrap_model(unet).parameters())
-    print(f"process {accelerator.process_index}/{accelerator.num_processes}: weights checksum {checksum:.10e}", flush=True)
+    # one write with its newline: print() writes text and "\n" separately, and the ranks share one pipe
+    sys.stdout.write(f"process {accelerator.process_index}/{accelerator.num_processes}: weights checksum {checksum:.10e}\n")
+    sys.stdout.flush()
     if accelerator.is_main_process:
         save_pipeline(accelerator.unwrap_model(unet), ema, noise_scheduler, data, dataset, args, state, num_classes, vae)
     accelerator.end_training()
