@@ -23,6 +23,7 @@ from guided_diffusers.pipelines import SAMPLERS, GuidedDiffusionPipeline, TextTo
 from guided_diffusers.pipelines.samplers import THRESHOLDING_MODES
 from guided_diffusers.pipelines.samplers import default_thresholding as thresholding_for
 from guided_diffusers.pipelines.image_utils import make_grid
+from guided_diffusers.pipelines.loading import pipeline_class
 from guided_diffusers.schedulers import GuidedDDPMScheduler
 from guided_diffusers.training.data import fit_image, load_image_dataset, to_model_range, to_tensors
 from guided_diffusers.training.model_card import read_model_card
@@ -34,9 +35,6 @@ SCALE = 4  # nearest-neighbour upscaling for display
 
 
 # ------------------------------------------------------------------------------------------- models
-PIPELINE_CLASSES = {cls.__name__: cls for cls in (GuidedDiffusionPipeline, TextToImagePipeline)}
-
-
 def load_pipelines(spec: str) -> dict:
     """Pipelines by name from a folder of model folders, or a comma-separated list of folders / Hub ids; each
     loads as the class its model_index.json names (class-conditional or text-to-image)."""
@@ -49,10 +47,11 @@ def load_pipelines(spec: str) -> dict:
         raise SystemExit(f"No models found in {spec!r}: pass --models with pipeline folders or Hub ids.")
     pipelines = {}
     for source in sources:
-        class_name = GuidedDiffusionPipeline.load_config(source).get("_class_name")
-        if class_name not in PIPELINE_CLASSES:
-            raise SystemExit(f"{source}: a {class_name} folder; this app serves {', '.join(PIPELINE_CLASSES)}.")
-        pipe = PIPELINE_CLASSES[class_name].from_pretrained(source)  # safetensors only; no remote code
+        try:
+            cls = pipeline_class(source)
+        except ValueError as error:  # a folder of another pipeline class
+            raise SystemExit(str(error)) from None
+        pipe = cls.from_pretrained(source)  # safetensors only; no remote code
         pipe.set_progress_bar_config(disable=True)
         pipelines[Path(source).name] = pipe
     return pipelines

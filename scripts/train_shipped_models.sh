@@ -50,9 +50,10 @@ case "$model" in
       --ddpm_num_steps 1000 --ddpm_beta_schedule linear --model_config small --pooling attention --max_train_steps 6000 \
       --learning_rate 5e-4 --lr_warmup_steps 200 --adam_weight_decay 0.05 --ema_max_decay 0.999 \
       --output_dir "$runs/$name-latent-classifier" ;;
-  latent-text)  # the text recipe on the vae recipe's latents: 20x cheaper per step on a CPU (see README)
-    exec "${launch[@]}" training/train_text_to_image.py "${common[@]}" --vae "$runs/$name-vae" --model_config small \
-      --caption_dropout 0.1 --pair_fraction 0.5 --max_train_steps 10000 --learning_rate 1e-3 --lr_warmup_steps 500 \
+  latent-text)  # the text recipe on the vae recipe's latents: 20x cheaper per step on a CPU (see README), with the
+                # compact preset (one block per level) and 8,000 steps to fit one session of one CPU core
+    exec "${launch[@]}" training/train_text_to_image.py "${common[@]}" --vae "$runs/$name-vae" --model_config compact \
+      --caption_dropout 0.1 --pair_fraction 0.5 --max_train_steps 8000 --learning_rate 1e-3 --lr_warmup_steps 500 \
       --snr_gamma 5 --ema_max_decay 0.9995 --save_images_steps 1000 --output_dir "$runs/$name-latent-text" ;;
   *) echo "model must be unet, classifier, eval-classifier, text, vae, latent-unet, latent-classifier or latent-text;" \
        "got $model" >&2; exit 2 ;;

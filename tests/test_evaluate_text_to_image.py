@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from PIL import Image
 
 from guided_diffusers.models import NoiseAwareClassifier
 from guided_diffusers.pipelines import TextToImagePipeline
@@ -49,3 +50,5 @@ def test_writes_alignment_fd_and_saturation_for_each_setting(tmp_path):
     for row in rows:
         assert 0 <= row["single_alignment"] <= 1 and 0 <= row["pair_alignment"] <= 1 and row["fd_own"] >= 0
     assert "two-item alignment" in (out / "results.md").read_text() and (out / "alignment.png").is_file()
+    # a grid per row, a row per prompt: the 10 one-item prompts, then 10 two-item ones (28x56 images, scale 2)
+    assert Image.open(out / "samples_3.png").size == (2 * 56 + 2, 20 * 57 + 1)

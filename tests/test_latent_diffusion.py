@@ -136,7 +136,20 @@ def test_text_to_image_on_latents(latent_run):
     assert (pipe.unet.config.in_channels, tuple(pipe.unet.config.sample_size)) == (4, (16, 32))  # 1x32x64 -> 4x16x32
     images = pipe("a 4 to the left of a 9", num_inference_steps=2, thresholding="none", output_type="pt").images
     assert images.shape == (1, 1, 32, 64) and not pipe.scheduler.config.clip_sample
-    assert "latent space" in read_model_card(latent_run / "text")[1]
+    body = read_model_card(latent_run / "text")[1]
+    assert "latent space" in body and "thresholding none" in body.split("## Samples")[1]  # pixels' bound, not latents'
+
+    run_script("training/assemble_checkpoint.py", "--unet_run", latent_run / "text", "--fp16", "--check_steps", "2",
+               "--output_dir", latent_run / "shipped")  # fmt: skip
+    shipped = TextToImagePipeline.from_pretrained(latent_run / "shipped")
+    assert isinstance(shipped.vae, AutoencoderKL) and shipped.unet.dtype == torch.float32  # stored half, loaded full
+    assert not (latent_run / "shipped" / "text_encoder").exists()  # found installed, not copied
+    body = read_model_card(latent_run / "shipped")[1]
+    assert "# guided-diffusers mnist: text-to-image latent diffusion" in body
+    assert "CFG 5, none thresholding" in body.split("## Storage")[1] and "thresholding none" in body.split("## Samples")[1]
+    refused = run_script("training/assemble_checkpoint.py", "--unet_run", latent_run / "text", "--classifier_run",
+                         latent_run / "text", "--output_dir", latent_run / "x", check=False)  # fmt: skip
+    assert refused.returncode != 0 and "takes no classifier" in refused.stderr
 
 
 def test_bad_vae_flags(tmp_path):

@@ -1,6 +1,7 @@
 """Assemble a shipped model folder from finished runs: the pipeline of a train_unet.py run, the noise-aware
 classifier of a train_classifier.py run as its `classifier/` component, one model card telling both stories, and
-optionally the evaluations of evaluate.py (each a section with its table, plots and sample grids).
+optionally the evaluations of evaluate.py (each a section with its table, plots and sample grids). A
+train_text_to_image.py run (no classifier) assembles the same way, with evaluate_text_to_image.py's evaluations.
 
     python training/assemble_checkpoint.py --unet_run runs/mnist --classifier_run runs/mnist-classifier \
         --evaluation eval/mnist-cfg eval/mnist-classifier-guidance --fp16 --output_dir checkpoints/mnist
@@ -19,14 +20,15 @@ from pathlib import Path
 import torch
 
 from guided_diffusers.models import NoiseAwareClassifier
-from guided_diffusers.pipelines import GuidedDiffusionPipeline
+from guided_diffusers.pipelines import TextToImagePipeline, load_pipeline, pipeline_class
 from guided_diffusers.pipelines.samplers import default_thresholding
+from guided_diffusers.training.train_text_to_image import grid_prompts, sample_grid, samples_section, usage_section
 from guided_diffusers.training.model_card import read_model_card, write_model_card
 
 
 def parse_args(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--unet_run", required=True, help="output folder of train_unet.py")
+    parser.add_argument("--unet_run", required=True, help="output folder of train_unet.py or train_text_to_image.py")
     parser.add_argument("--classifier_run", default=None, help="output folder of train_classifier.py")
     parser.add_argument("--evaluation", nargs="+", default=[], help="output folders of evaluate.py (results.md)")
     parser.add_argument("--summary", default=None, help="a markdown file: the card's summary of the results")
@@ -40,6 +42,8 @@ def parse_args(argv=None):
                          *(("evaluation", folder) for folder in args.evaluation)]:  # fmt: skip
         if folder is not None and not (Path(folder) / ("results.md" if flag == "evaluation" else "README.md")).is_file():
             raise ValueError(f"--{flag} {folder!r} is not a finished {flag.replace('_', ' ')} folder.")
+    if args.classifier_run is not None and pipeline_class(args.unet_run) is TextToImagePipeline:
+        raise ValueError(f"--classifier_run: {args.unet_run!r} is a text-to-image run, which takes no classifier.")
     if args.summary is not None and not Path(args.summary).is_file():
         raise ValueError(f"--summary {args.summary!r} is not a file.")
     return args
@@ -54,8 +58,9 @@ def sections(body: str) -> dict[str, str]:
     return parts
 
 
-def evaluation_section(folder: Path, copy_to: Path) -> str:
-    """An evaluate.py folder's table, with its plots and sample grids copied next to the card and shown in it."""
+def evaluation_section(folder: Path, copy_to: Path, grid_rows: str = "class") -> str:
+    """An evaluation folder's table, with its plots and sample grids (a row per class or prompt) copied next to the
+    card and shown in it."""
     copy_to.mkdir(parents=True, exist_ok=True)
     text = [(folder / "results.md").read_text()]
     for png in sorted(folder.glob("*.png")):
@@ -65,38 +70,57 @@ def evaluation_section(folder: Path, copy_to: Path) -> str:
     grids = sorted(folder.glob("samples_*.png"), key=lambda p: int(p.stem.split("_")[1]))
     text += [f"![{png.stem}]({relative}/{png.name})" for png in plots]
     if grids:
-        text.append("Sample grids (a row per class), by table row: " + " ".join(
+        text.append(f"Sample grids (a row per {grid_rows}), by table row: " + " ".join(
             f"[{png.stem.split('_')[1]}]({relative}/{png.name})" for png in grids))  # fmt: skip
     return "\n\n".join(text)
 
 
-def storage_effect(full: GuidedDiffusionPipeline, stored: GuidedDiffusionPipeline, args) -> str:
-    """How far float16 storage moves samples: the same 64 seeds (DDIM, class-balanced labels) through both."""
-    for pipe in (full, stored):
-        pipe.set_progress_bar_config(disable=True)
-    labels = torch.arange(64) % full.num_classes if full.num_classes else None
-    thresholding = default_thresholding(full)  # none for latents: thresholding bounds pixels
+def check_inputs(pipe, dataset: str, classifier_scale: float) -> tuple[dict, dict]:
+    """The storage check's 64 samples (class-balanced labels, or 16 held-out prompts x 4) and its guidance modes:
+    CFG with the model's default thresholding (none for latents: it bounds pixels), classifier guidance alone."""
+    thresholding = default_thresholding(pipe)
+    if isinstance(pipe, TextToImagePipeline):
+        inputs = dict(prompt=grid_prompts(dataset, 16), num_images_per_prompt=4)
+        return inputs, {f"CFG 5, {thresholding} thresholding": dict(guidance_scale=5.0, thresholding=thresholding)}
+    labels = torch.arange(64) % pipe.num_classes if pipe.num_classes else None
     modes = {f"CFG 3, {thresholding} thresholding": dict(guidance_scale=3.0 if labels is not None else 1.0,
                                                          thresholding=thresholding)}
-    if full.classifier is not None and labels is not None:
-        modes[f"classifier guidance {args.classifier_scale:g} alone"] = dict(guidance_scale=0.0,
-                                                                            classifier_scale=args.classifier_scale)
+    if pipe.classifier is not None and labels is not None:
+        modes[f"classifier guidance {classifier_scale:g} alone"] = dict(guidance_scale=0.0, classifier_scale=classifier_scale)
+    return dict(batch_size=64, class_labels=labels), modes
+
+
+def storage_effect(full, stored, dataset: str, args) -> str:
+    """How far float16 storage moves samples: the same 64 seeds (DDIM) through both."""
+    for pipe in (full, stored):
+        pipe.set_progress_bar_config(disable=True)
+    inputs, modes = check_inputs(full, dataset, args.classifier_scale)
     lines = ["Weights stored in float16 (diffusers loads them into float32 models, so sampling runs in float32). "
              f"What the rounding does to samples: the same 64 seeds, DDIM {args.check_steps} steps, through the "
              "float32 runs and this folder (pixels in [0, 1]):", "",
              "| sampling | max abs pixel difference | mean abs pixel difference |", "| --- | --- | --- |"]  # fmt: skip
     for name, guidance in modes.items():
-        images = [pipe(batch_size=64, class_labels=labels, num_inference_steps=args.check_steps, output_type="pt",
+        images = [pipe(**inputs, num_inference_steps=args.check_steps, output_type="pt",
                        generator=torch.Generator().manual_seed(0), **guidance).images for pipe in (full, stored)]  # fmt: skip
         difference = (images[0] - images[1]).abs()
         lines.append(f"| {name} | {difference.max().item():.2e} | {difference.mean().item():.2e} |")
     return "\n".join(lines)
 
 
+def text_samples(pipe, out: Path, dataset: str, card: dict) -> None:
+    """Re-render a text-to-image run's grid with the model's default thresholding; its card says which."""
+    grid, prompts, thresholding = sample_grid(pipe, dataset, 20, 3.0, 50, seed=0)
+    grid.save(out / "samples.png")
+    card["Samples"] = samples_section(prompts, 3.0, 50, thresholding)
+    card["Usage"] = usage_section(thresholding)
+
+
 def main(argv=None):
     args = parse_args(argv)
-    pipe = GuidedDiffusionPipeline.from_pretrained(args.unet_run)
+    pipe = load_pipeline(args.unet_run)
+    text = isinstance(pipe, TextToImagePipeline)
     metadata, unet_body = read_model_card(args.unet_run)
+    dataset = metadata["datasets"][0]
     card = sections(unet_body)
     if args.classifier_run is not None:
         classifier = NoiseAwareClassifier.from_pretrained(args.classifier_run)
@@ -112,15 +136,20 @@ def main(argv=None):
     out.mkdir(parents=True, exist_ok=True)
     # a float16 copy is stored; `pipe` stays the float32 original that the storage check compares against
     (copy.deepcopy(pipe).to(torch.float16) if args.fp16 else pipe).save_pretrained(out)
-    shutil.copy(Path(args.unet_run) / "samples.png", out / "samples.png")
+    if text:
+        text_samples(pipe, out, dataset, card)
+    else:
+        shutil.copy(Path(args.unet_run) / "samples.png", out / "samples.png")
     if args.summary is not None:
         card = {"Summary": Path(args.summary).read_text(), **card}
     for folder in map(Path, args.evaluation):
-        card[f"Evaluation: {folder.name}"] = evaluation_section(folder, out / "evaluation" / folder.name)
-    card["Storage"] = storage_effect(pipe, GuidedDiffusionPipeline.from_pretrained(out), args) \
+        card[f"Evaluation: {folder.name}"] = evaluation_section(folder, out / "evaluation" / folder.name,
+                                                                "prompt" if text else "class")
+    card["Storage"] = storage_effect(pipe, load_pipeline(str(out)), dataset, args) \
         if args.fp16 else "Weights stored in float32."  # fmt: skip
     kind = "latent diffusion" if pipe.vae is not None else "diffusion"
-    title = f"guided-diffusers {metadata['datasets'][0]}: class-conditional {kind} with guidance"
+    task = "text-to-image" if text else "class-conditional"
+    title = f"guided-diffusers {dataset}: {task} {kind}" + ("" if text else " with guidance")
     write_model_card(out, title=title, metadata=metadata, sections=card)
     print(f"wrote {out}: {sum(f.stat().st_size for f in out.rglob('*') if f.is_file()) / 1e6:.1f} MB")
 

