@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from guided_diffusers.models import NoiseAwareClassifier
-from guided_diffusers.pipelines import GuidedDiffusionPipeline
+from guided_diffusers.pipelines import GuidedDiffusionPipeline, TextToImagePipeline, load_pipeline
 from guided_diffusers.training.data import load_image_dataset, to_model_range, to_tensors
 from guided_diffusers.training.model_card import read_model_card
 
@@ -31,7 +31,12 @@ def test_model_card_parses_and_says_how_the_model_was_made(folder):
 
 @pytest.mark.parametrize("folder", [f for f in FOLDERS if (f / "model_index.json").exists()], ids=lambda p: p.name)
 def test_shipped_pipeline_samples_images_of_the_right_shape(folder):
-    pipe = GuidedDiffusionPipeline.from_pretrained(folder)
+    pipe = load_pipeline(folder)
+    if isinstance(pipe, TextToImagePipeline):
+        images = pipe(["a 4 to the left of a 9", "the digit seven"], num_inference_steps=3, output_type="np").images
+        canvas = (28, 56) if pipe.vae is None else (32, 64)  # latent models decode with a 2-pixel border
+        assert images.shape == (2, *canvas, 1)
+        return
     labels = list(range(min(pipe.num_classes, 2))) or None
     images = pipe(batch_size=2, class_labels=labels, guidance_scale=3.0 if labels else 1.0, num_inference_steps=3,
                   output_type="np").images  # fmt: skip
@@ -52,6 +57,7 @@ def judged_accuracy(folder: Path, **guidance) -> float:
 
 
 SHIPPED_PIPELINES = [f for f in FOLDERS if (f / "model_index.json").exists() and (f / "classifier").is_dir()]
+TEXT_PIPELINES = [f for f in FOLDERS if (f / "model_index.json").exists() and "text-to-image" in read_model_card(f)[0]["tags"]]
 
 
 @pytest.mark.parametrize("folder", SHIPPED_PIPELINES, ids=lambda p: p.name)
@@ -72,7 +78,8 @@ def card_accuracy(folder: Path, below: int) -> float:
 
 
 def held_out(folder: Path, classifier, count: int):
-    dataset = read_model_card(folder)[0]["datasets"][0]
+    card_folder = folder if (folder / "README.md").exists() else folder.parent  # a pipeline's classifier/
+    dataset = read_model_card(card_folder)[0]["datasets"][0]
     data = to_tensors(load_image_dataset(dataset, split="test", max_samples=count), classifier.config.sample_size,
                       classifier.config.in_channels)  # fmt: skip
     return to_model_range(data.images), data.labels
@@ -93,10 +100,12 @@ def test_shipped_evaluation_classifier_is_as_accurate_as_its_card_says(folder):
 
 
 def guidance_classifiers():
-    return [f for f in FOLDERS if (f / "config.json").exists() and "noise-aware-classifier" in read_model_card(f)[0]["tags"]]
+    """Standalone noise-aware classifier folders and the classifier/ of each shipped pipeline."""
+    standalone = [f for f in FOLDERS if (f / "config.json").exists() and "noise-aware-classifier" in read_model_card(f)[0]["tags"]]
+    return standalone + [f / "classifier" for f in SHIPPED_PIPELINES]
 
 
-@pytest.mark.parametrize("folder", guidance_classifiers(), ids=lambda p: p.name)
+@pytest.mark.parametrize("folder", guidance_classifiers(), ids=lambda p: f"{p.parent.name}/{p.name}")
 def test_shipped_guidance_classifier_is_as_accurate_on_lightly_noised_images_as_its_card_says(folder):
     from guided_diffusers.schedulers import GuidedDDPMScheduler
 
