@@ -1,6 +1,6 @@
 """Quality per model evaluation: FD (own classifier and EfficientNet-Lite0) and class accuracy against the number of
-sampling steps for our DDPM, our DDIM (eta 0 and 1), diffusers' DDIM and diffusers' DPM-Solver++ on the same UNet,
-each beside the real-data floor at the same N, with a plot of FD against steps.
+sampling steps for our DDPM, our DDIM (eta 0 and 1), our DPM-Solver++(2M), diffusers' DDIM and diffusers'
+DPM-Solver++(2M) on the same UNet, each beside the real-data floor at the same N, with a plot of FD against steps.
 
     python benchmarks/quality_per_step.py --pipeline checkpoints/mnist \
         --eval_classifier checkpoints/mnist-eval-classifier --num_samples 500 --output_dir eval/quality-per-step
@@ -19,14 +19,15 @@ from guided_diffusers.models import NoiseAwareClassifier
 from guided_diffusers.pipelines import GuidedDiffusionPipeline
 from guided_diffusers.training.evaluate import Judge, generate, real_images
 
-# (label, sampler in pipelines.SAMPLERS, eta)
-SAMPLER_VARIANTS = [
-    ("ours DDPM", "ddpm", 0.0),
-    ("ours DDIM eta=0", "ddim", 0.0),
-    ("ours DDIM eta=1", "ddim", 1.0),
-    ("diffusers DDIM eta=0", "diffusers-ddim", 0.0),
-    ("diffusers DPM-Solver++ (2M)", "dpm++", 0.0),
-]
+# name for --samplers: (label, sampler in pipelines.SAMPLERS, eta)
+SAMPLER_VARIANTS = {
+    "ddpm": ("ours DDPM", "ddpm", 0.0),
+    "ddim": ("ours DDIM eta=0", "ddim", 0.0),
+    "ddim-eta1": ("ours DDIM eta=1", "ddim", 1.0),
+    "dpm2m": ("ours DPM-Solver++ (2M)", "dpm2m", 0.0),
+    "diffusers-ddim": ("diffusers DDIM eta=0", "diffusers-ddim", 0.0),
+    "dpm++": ("diffusers DPM-Solver++ (2M)", "dpm++", 0.0),
+}
 FD_METRICS = [("fd_own", "FD (own classifier)"), ("fd_efficientnet", "FD (EfficientNet-Lite0)")]
 
 
@@ -39,7 +40,8 @@ def parse_args(argv=None):
     parser.add_argument("--batch_size", type=int, default=100)
     parser.add_argument("--steps", nargs="+", type=int, default=[10, 20, 50, 100, 250, 1000])
     parser.add_argument("--guidance_scale", type=float, default=3.0)
-    parser.add_argument("--thresholding", default="dynamic", choices=["none", "dynamic"])
+    parser.add_argument("--samplers", nargs="+", default=list(SAMPLER_VARIANTS), choices=list(SAMPLER_VARIANTS))
+    parser.add_argument("--thresholding", default="static", choices=["none", "static", "dynamic"])
     parser.add_argument("--no_efficientnet", action="store_true")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--output_dir", required=True)
@@ -64,7 +66,7 @@ def main(argv=None):
                                       config.in_channels)  # fmt: skip
     floor = judge.measure(train, train_labels)
     rows = []
-    for label, sampler, eta in SAMPLER_VARIANTS:
+    for label, sampler, eta in (SAMPLER_VARIANTS[name] for name in args.samplers):
         for steps in args.steps:
             setting = dict(sampler=sampler, num_inference_steps=steps, guidance_scale=args.guidance_scale,
                            classifier_scale=0.0, thresholding=args.thresholding, eta=eta)  # fmt: skip
@@ -107,9 +109,10 @@ def plot(out: Path, rows, floor, metrics) -> None:
     figure, panels = plt.subplots(1, len(metrics), figsize=(5 * len(metrics), 3.6), squeeze=False)
     # samplers with the same maths give the same curve (ours vs diffusers' DDIM; DDPM vs DDIM eta=1): distinct
     # markers and dashes keep the overlapped ones visible
-    styles = [("o", "-", 7), ("s", "--", 9), ("^", ":", 5), ("D", "-.", 9), ("v", "-", 6)]
+    styles = [("o", "-", 7), ("s", "--", 9), ("^", ":", 5), ("D", "-.", 9), ("v", "-", 6), ("P", "--", 8)]
+    labels = list(dict.fromkeys(row["sampler"] for row in rows))  # the samplers of this run, in run order
     for panel, (key, name) in zip(panels[0], metrics):
-        for (label, _, _), (marker, dashes, size) in zip(SAMPLER_VARIANTS, styles):
+        for label, (marker, dashes, size) in zip(labels, styles):
             members = [row for row in rows if row["sampler"] == label]
             panel.plot([r["steps"] for r in members], [r[key] for r in members], marker=marker, linestyle=dashes,
                        markersize=size, markerfacecolor="none", label=label)  # fmt: skip

@@ -5,7 +5,7 @@ import inspect
 
 from diffusers import DDIMScheduler, DPMSolverMultistepScheduler
 
-from ..schedulers import GuidedDDIMScheduler, GuidedDDPMScheduler
+from ..schedulers import GuidedDDIMScheduler, GuidedDDPMScheduler, GuidedDPMSolverMultistepScheduler
 from ..schedulers.validation import check_choice
 
 THRESHOLDING_MODES = ("none", "static", "dynamic")
@@ -13,6 +13,8 @@ THRESHOLDING_MODES = ("none", "static", "dynamic")
 SAMPLERS = {
     "ddpm": lambda config: GuidedDDPMScheduler.from_config(config),
     "ddim": lambda config: GuidedDDIMScheduler.from_config(config),
+    # ours: DPM-Solver++(2M) (Lu et al. 2022), with DPM-Solver's own timestep spacing whatever the training used
+    "dpm2m": lambda config: GuidedDPMSolverMultistepScheduler.from_config(config, timestep_spacing="linspace"),
     # Lu et al. 2022, second-order multistep; diffusers' implementation, for comparison
     "dpm++": lambda config: DPMSolverMultistepScheduler.from_config(config, algorithm_type="dpmsolver++", solver_order=2),
     # diffusers' own DDIM, the reference ours is tested against
@@ -27,7 +29,8 @@ def editable_config(config) -> dict:
 
 
 def make_scheduler(name: str, config):
-    """A fresh scheduler of kind `name` (ddpm, ddim, dpm++, diffusers-ddim) on the noise schedule in `config`."""
+    """A fresh scheduler of kind `name` (ddpm, ddim, dpm2m: ours; dpm++, diffusers-ddim: diffusers') on the noise
+    schedule in `config`."""
     check_choice("sampler", name, SAMPLERS)
     return SAMPLERS[name](editable_config(config))
 
@@ -41,11 +44,18 @@ def with_thresholding(scheduler, thresholding: str | None, dynamic_thresholding_
     if thresholding is not None:
         check_choice("thresholding", thresholding, THRESHOLDING_MODES)
     config = editable_config(scheduler.config)
-    needed = {"static": "clip_sample", "dynamic": "thresholding"}.get(thresholding)
-    if needed and needed not in config:
+    # what the class takes, not what its config holds: from_config keeps keys a class ignores (a DDPM config's
+    # clip_sample rides along in diffusers' DPMSolverMultistepScheduler, which never clips with it)
+    accepted = set(inspect.signature(type(scheduler).__init__).parameters)
+    if thresholding == "dynamic" and "thresholding" not in accepted or thresholding == "static" and not (
+        {"clip_sample", "thresholding"} & accepted
+    ):
         raise ValueError(f"`thresholding`={thresholding!r} is not supported by {type(scheduler).__name__}.")
     if thresholding is not None:
         config.update(thresholding=thresholding == "dynamic", clip_sample=thresholding == "static")
+    if thresholding == "static" and "clip_sample" not in accepted:
+        # no clip_sample (diffusers' DPM-Solver): Imagen's rule with s capped at 1 is clipping to [-1, 1]
+        config.update(thresholding=True, sample_max_value=1.0)
     if thresholding == "dynamic" and config.get("sample_max_value", 1.0) <= 1.0:
         # diffusers' default cap sample_max_value = 1 clamps s to [1, 1]: dynamic thresholding would be static
         # clipping. Imagen's s = max(1, percentile(|x0|)) has no cap, so a call asking for it gets none; a config

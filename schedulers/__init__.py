@@ -1,10 +1,12 @@
-"""Diffusers-compatible DDPM and DDIM schedulers with dynamic thresholding, and the schedule math they share."""
+"""Diffusers-compatible DDPM, DDIM and DPM-Solver++(2M) schedulers with dynamic thresholding, and the schedule math
+they share."""
 
 from .base import DiscreteDiffusionScheduler, SchedulerStepOutput
 from .noise_schedules import BETA_SCHEDULES, make_betas, rescale_zero_terminal_snr
 from .prediction import PREDICTION_TYPES, eps_from_x0, model_output_from, noisy_sample, x0_and_eps
 from .scheduling_ddim import DDIMInversionOutput, GuidedDDIMScheduler
 from .scheduling_ddpm import VARIANCE_TYPES, GuidedDDPMScheduler
+from .scheduling_dpmsolver import GuidedDPMSolverMultistepScheduler
 from .thresholding import clip_or_threshold, dynamic_threshold, static_clip
 from .timesteps import TIMESTEP_SPACINGS
 
@@ -17,6 +19,7 @@ __all__ = [
     "DiscreteDiffusionScheduler",
     "GuidedDDIMScheduler",
     "GuidedDDPMScheduler",
+    "GuidedDPMSolverMultistepScheduler",
     "SchedulerStepOutput",
     "clip_or_threshold",
     "dynamic_threshold",

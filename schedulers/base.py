@@ -81,14 +81,17 @@ class DiscreteDiffusionScheduler(SchedulerMixin, ConfigMixin):
         if timesteps is not None:
             schedule = checked_custom_timesteps(timesteps, T)
         else:
-            schedule = spaced_timesteps(
-                num_inference_steps, T, self.config.timestep_spacing, self.config.steps_offset
-            )
+            schedule = self._spaced_timesteps(num_inference_steps)
         self.custom_timesteps = timesteps is not None
         self.num_inference_steps = len(schedule)
         self.timesteps = torch.from_numpy(schedule).to(device)
         visited = schedule.tolist()
         self._previous = dict(zip(visited, visited[1:] + [-1]))
+
+    def _spaced_timesteps(self, num_inference_steps: int):
+        """The DDPM/DDIM rule for `timestep_spacing`; a solver with another rule overrides this."""
+        config = self.config
+        return spaced_timesteps(num_inference_steps, config.num_train_timesteps, config.timestep_spacing, config.steps_offset)
 
     def previous_timestep(self, timestep) -> int:
         """The timestep the step from `timestep` lands on: the next one in the schedule (-1 after the last);

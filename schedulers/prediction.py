@@ -23,6 +23,11 @@ def _coefficients(alpha_prod, like: torch.Tensor):
 def x0_and_eps(model_output: torch.Tensor, sample: torch.Tensor, alpha_prod, prediction_type: str):
     """The network's (x0, eps) at noise level abar_t for the input `sample` = x_t."""
     a, b = _coefficients(alpha_prod, sample)
+    return x0_and_eps_from_scales(model_output, sample, a, b, prediction_type)
+
+
+def x0_and_eps_from_scales(model_output: torch.Tensor, sample: torch.Tensor, a, b, prediction_type: str):
+    """(x0, eps) for x_t = a x0 + b eps with the scales given (a solver may compute them its own way)."""
     if prediction_type == "epsilon":
         return (sample - b * model_output) / a, model_output
     if prediction_type == "sample":

@@ -31,6 +31,28 @@ def spaced_timesteps(num_inference_steps: int, num_train_timesteps: int, spacing
     return timesteps.copy()
 
 
+def solver_timesteps(num_inference_steps: int, num_train_timesteps: int, spacing: str, steps_offset: int = 0):
+    """The rule of diffusers' DPMSolverMultistepScheduler: n + 1 points spaced over [0, T) with the clean end dropped,
+    since its last step lands on x0 itself (sigma = 0):
+    - linspace: round(linspace(0, T - 1, n + 1))[1:]      (10 of 1000: 999, 899, ..., 100)
+    - leading:  0, k, ..., n k with k = T // (n + 1), without 0 (+ steps_offset)
+    - trailing: as spaced_timesteps (already ends one step above the clean end)
+    """
+    n, T = num_inference_steps, num_train_timesteps
+    if isinstance(n, bool) or not isinstance(n, (int, np.integer)) or not 0 < n < T:
+        raise ValueError(f"`num_inference_steps` must be an integer in [1, num_train_timesteps - 1 = {T - 1}]; got {n!r}.")
+    check_choice("timestep_spacing", spacing, TIMESTEP_SPACINGS)
+    if spacing == "trailing":
+        return spaced_timesteps(n, T, spacing, steps_offset)
+    if spacing == "linspace":
+        timesteps = np.linspace(0, T - 1, n + 1).round()[::-1][:-1].astype(np.int64)
+    else:
+        timesteps = (np.arange(0, n + 1) * (T // (n + 1))).round()[::-1][:-1].astype(np.int64) + steps_offset
+    if timesteps.max() >= T:
+        raise ValueError(f"`steps_offset`={steps_offset} moves the timesteps past {T - 1}; use a smaller offset.")
+    return timesteps.copy()
+
+
 def checked_custom_timesteps(timesteps, num_train_timesteps: int):
     """Custom timesteps as a descending int64 array; they must be strictly descending integers in [0, T)."""
     array = np.asarray(timesteps)

@@ -1,5 +1,6 @@
 """Every benchmark script still runs and prints its table (tiny sizes: this checks that they work, not speed)."""
 
+import json
 import subprocess
 import sys
 
@@ -41,7 +42,12 @@ def test_quality_per_step_writes_its_table_and_plot(tmp_path):
     NoiseAwareClassifier(**classifier_config("tiny", 28, 1, 10, "mean")).save_pretrained(tmp_path / "judge")
     out = bench("quality_per_step.py", "--pipeline", model, "--eval_classifier", tmp_path / "judge", "--num_samples", 10,
                 "--batch_size", 10, "--steps", 2, "--no_efficientnet", "--output_dir", tmp_path / "out")  # fmt: skip
-    assert "DPM-Solver++" in out and (tmp_path / "out" / "fd_vs_steps.png").is_file()
+    assert "ours DPM-Solver++" in out and "diffusers DPM-Solver++" in out and (tmp_path / "out" / "fd_vs_steps.png").is_file()
+    chosen = bench("quality_per_step.py", "--pipeline", model, "--eval_classifier", tmp_path / "judge", "--num_samples",
+                   10, "--batch_size", 10, "--steps", 2, "--no_efficientnet", "--samplers", "dpm2m", "dpm++",
+                   "--output_dir", tmp_path / "two")  # fmt: skip
+    rows = json.loads((tmp_path / "two" / "results.json").read_text())["rows"]
+    assert [row["sampler"] for row in rows] == ["ours DPM-Solver++ (2M)", "diffusers DPM-Solver++ (2M)"], chosen
     (tmp_path / "out" / "fd_vs_steps.png").unlink()  # --replot redraws it from results.json alone
     bench("quality_per_step.py", "--replot", "--output_dir", tmp_path / "out")
     assert (tmp_path / "out" / "fd_vs_steps.png").is_file()

@@ -277,8 +277,8 @@ def noise_aware(schedule_scheduler=None, num_classes=CLASSES, size=SIZE):
          "`classifier` reads 1x16px images"),
         (lambda: pipeline(classifier=noise_aware(GuidedDDPMScheduler(num_train_timesteps=100, beta_schedule="squaredcos_cap_v2"))),
          dict(class_labels=LABELS, classifier_scale=1.0), "another noise schedule .*beta_schedule"),
-        (lambda: pipeline(DPMSolverMultistepScheduler(num_train_timesteps=100)), dict(class_labels=LABELS, thresholding="static"),
-         "`thresholding`='static' is not supported by DPMSolverMultistepScheduler"),
+        (lambda: pipeline(EulerDiscreteScheduler(num_train_timesteps=100)), dict(class_labels=LABELS, thresholding="static"),
+         "`thresholding`='static' is not supported by EulerDiscreteScheduler"),
     ],
 )  # fmt: skip
 def test_bad_input_raises_before_sampling(make_pipe, kwargs, message):
@@ -306,3 +306,14 @@ def test_classifier_guidance_with_a_real_noise_aware_classifier_under_inference_
         pipe = pipeline(scheduler=scheduler, classifier=classifier.eval())
         labels = LABELS.tolist()  # made into a tensor inside inference mode
         assert torch.isfinite(sample(pipe, class_labels=labels, guidance_scale=0.0, classifier_scale=5.0)).all()
+
+
+def test_static_clipping_reaches_diffusers_dpm_solver_which_has_no_clip_sample():
+    """A DDPM config's clip_sample rides along in DPMSolverMultistepScheduler's config but does nothing there; static
+    clipping becomes Imagen's rule with s capped at 1, which clips to [-1, 1]."""
+    from guided_diffusers.pipelines.samplers import make_scheduler, with_thresholding
+
+    scheduler = with_thresholding(make_scheduler("dpm++", GuidedDDPMScheduler(clip_sample=True).config), "static")
+    assert scheduler.config.thresholding and scheduler.config.sample_max_value == 1.0
+    x0 = torch.linspace(-3, 3, 64).reshape(1, 1, 8, 8)
+    assert torch.equal(scheduler._threshold_sample(x0), x0.clamp(-1, 1))
