@@ -11,6 +11,7 @@
 #   inversion            DDIM inversion + reconstruction MSE of 32 held-out images against steps (10 ... 250),
 #                        unconditional and CFG 3, plain and with one fixed-point iteration (training/evaluate_inversion.py)
 #   quality-per-step     benchmarks/quality_per_step.py at 10, 20 and 50 steps, N = 500: five samplers on the same UNet
+#   solvers              quality-per-step for ours and diffusers' DPM-Solver++(2M) only, side by side, 10 and 20 steps
 #   text                 a text-to-image pipeline (PIPELINE defaults to checkpoints/<dataset>-text): prompt alignment,
 #                        FD (own) and saturation on the 120 held-out prompts x 2 images, w = 1, 3, 5, 10, 15, with no
 #                        thresholding, static clipping and dynamic thresholding (training/evaluate_text_to_image.py)
@@ -51,10 +52,14 @@ case "$sweep" in
     exec .venv/bin/python benchmarks/quality_per_step.py --pipeline "$pipeline" --eval_classifier \
       "$judge" --dataset_name "$dataset" --num_samples 500 --steps 10 20 50 --thresholding "$thresholding" \
       --output_dir "$eval_dir/$name-quality-per-step" ;;
+  solvers)
+    exec .venv/bin/python benchmarks/quality_per_step.py --pipeline "$pipeline" --eval_classifier "$judge" \
+      --dataset_name "$dataset" --num_samples 500 --steps 10 20 --samplers dpm2m dpm++ --thresholding "$thresholding" \
+      --output_dir "$eval_dir/$name-solvers" ;;
   text)
     exec .venv/bin/python training/evaluate_text_to_image.py --pipeline "$pipeline" --eval_classifier "$judge" \
       --dataset_name "$dataset" --images_per_prompt 2 --guidance_scales 1 3 5 10 15 --thresholding none static dynamic \
       --batch_size 120 --no_efficientnet --output_dir "$eval_dir/${dataset//_/-}-text" ;;
-  *) echo "sweep must be cfg, classifier-probe, classifier-guidance, thresholding, inversion, quality-per-step or text;" \
+  *) echo "sweep must be cfg, classifier-probe, classifier-guidance, thresholding, inversion, quality-per-step, solvers or text;" \
        "got $sweep" >&2; exit 2 ;;
 esac
