@@ -201,8 +201,8 @@ def schedule_plot():
 
 
 def default_thresholding(pipelines, model):
-    """The thresholding the Sample tab starts from for this model (none for a latent model)."""
-    return thresholding_for(pick(pipelines, model))
+    """The thresholding the Sample and Text tabs start from for this model (none for a latent model)."""
+    return thresholding_for(pick(pipelines, model, (GuidedDiffusionPipeline, TextToImagePipeline)))
 
 
 def thresholding_comparison(pipelines, model, label, guidance, steps, seed):
@@ -362,7 +362,8 @@ def text_to_image(pipelines, model, prompt, negative_prompt, guidance, threshold
 # -------------------------------------------------------------------------------------------- the UI
 ABOUT = """
 **Sampler**: our DDPM (ancestral, Ho 2020), our DDIM (Song 2021; `eta` 0 is deterministic, 1 as noisy as DDPM),
-diffusers' DPM-Solver++ (Lu 2022) for comparison. **Steps**: how many of the 1000 training timesteps are visited.
+our DPM-Solver++(2M) (`dpm2m`, Lu 2022: second order, good at 10-20 steps), diffusers' DPM-Solver++ and DDIM for
+comparison. **Steps**: how many of the 1000 training timesteps are visited.
 **CFG scale** w (Ho & Salimans 2022): 0 = unconditional model, 1 = conditional, > 1 = stronger class, less variety.
 **Classifier guidance** s (Dhariwal & Nichol 2021): adds s times the gradient of a noise-aware classifier's log p(y|x_t).
 **Thresholding** (Imagen): static clips the predicted x0 to [-1, 1]; dynamic rescales it by the chosen percentile of
@@ -486,7 +487,8 @@ def build_demo(pipelines: dict, datasets: dict) -> gr.Blocks:
                         prompt = gr.Textbox("a 4 to the left of a 9", label="prompt")
                         negative = gr.Textbox("", label="negative prompt (replaces the empty caption in CFG)")
                         guidance_x = gr.Slider(0, 30, value=5, step=0.5, label="CFG scale")
-                        thresholding_x = gr.Radio(THRESHOLDING, value="dynamic", label="thresholding")
+                        thresholding_x = gr.Radio(THRESHOLDING, value=thresholding_for(pipelines[text_names[0]]),
+                                                  label="thresholding", info="none for latent models: it bounds pixels")
                         compare = gr.Checkbox(False, label="compare none / static / dynamic (a row each)")
                         steps_x = gr.Slider(5, 200, value=50, step=1, label="steps")
                         count, seed_x = gr.Slider(1, 8, value=4, step=1, label="images"), gr.Number(0, precision=0, label="seed")
@@ -495,6 +497,8 @@ def build_demo(pipelines: dict, datasets: dict) -> gr.Blocks:
                         gr.Button("Generate", variant="primary").click(
                             bind(text_to_image), [model_x, prompt, negative, guidance_x, thresholding_x, steps_x, count,
                                                   seed_x, compare], [text_image, text_info], api_name="text_to_image")  # fmt: skip
+                model_x.change(bind(default_thresholding), [model_x], [thresholding_x],
+                               api_visibility="private")  # fmt: skip
         with gr.Tab("About"):
             gr.Markdown(ABOUT)
             for name, pipe in pipelines.items():

@@ -126,6 +126,8 @@ def test_latent_models_stream_decoded_images(tmp_path):
     write_tiny_model(tmp_path / "tiny-mnist")
     pipelines = app.load_pipelines(str(tmp_path))
     assert [app.default_thresholding(pipelines, name) for name in ("tiny-latent", "tiny-mnist")] == ["none", "dynamic"]
+    write_tiny_text_model(tmp_path / "tiny-text")  # the Text tab's model menu asks the same
+    assert app.default_thresholding(app.load_pipelines(str(tmp_path)), "tiny-text") == "dynamic"
 
 
 # ------------------------------------------------------------------------------------- over HTTP
