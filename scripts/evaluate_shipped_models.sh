@@ -15,12 +15,16 @@
 #   text                 a text-to-image pipeline (PIPELINE defaults to checkpoints/<dataset>-text): prompt alignment,
 #                        FD (own) and saturation on the 120 held-out prompts x 2 images, w = 1, 3, 5, 10, 15, with no
 #                        thresholding, static clipping and dynamic thresholding (training/evaluate_text_to_image.py)
+#   text-train-prompts   the same on the training split's prompts (150 x 2 images), w = 1, 3, 5, 10, no thresholding:
+#                        how much of the held-out gap is the unseen wording
 set -euo pipefail
 cd "$(dirname "$0")/.."
 dataset=${1:?dataset: mnist or fashion_mnist}
 sweep=${2:?sweep: see the list above}
 name=${dataset//_/-}
-pipeline=${3:-checkpoints/$name$([ "$sweep" = text ] && echo -text)}
+default_pipeline=checkpoints/$name
+if [ "${sweep%%-*}" = text ]; then default_pipeline=checkpoints/$name-text; fi
+pipeline=${3:-$default_pipeline}
 eval_dir=${4:-eval}
 # pixel models: static clipping, which beat real dynamic thresholding on every quality metric at CFG 8 on MNIST
 # (the thresholding sweep; MNIST is 83% saturated pixels, and dividing by s > 1 greys them). A latent model (a
@@ -60,6 +64,10 @@ case "$sweep" in
     exec .venv/bin/python training/evaluate_text_to_image.py --pipeline "$pipeline" --eval_classifier "$judge" \
       --dataset_name "$dataset" --images_per_prompt 2 --guidance_scales 1 3 5 10 15 --thresholding none static dynamic \
       --batch_size 120 --no_efficientnet --output_dir "$eval_dir/${dataset//_/-}-text" ;;
-  *) echo "sweep must be cfg, classifier-probe, classifier-guidance, thresholding, inversion, quality-per-step, solvers or text;" \
+  text-train-prompts)
+    exec .venv/bin/python training/evaluate_text_to_image.py --pipeline "$pipeline" --eval_classifier "$judge" \
+      --dataset_name "$dataset" --prompt_split train --images_per_prompt 2 --guidance_scales 1 3 5 10 \
+      --thresholding none --batch_size 150 --no_efficientnet --output_dir "$eval_dir/${dataset//_/-}-text-train-prompts" ;;
+  *) echo "sweep must be cfg, classifier-probe, classifier-guidance, thresholding, inversion, quality-per-step, solvers, text or text-train-prompts;" \
        "got $sweep" >&2; exit 2 ;;
 esac

@@ -118,6 +118,7 @@ def text_samples(pipe, out: Path, dataset: str, card: dict) -> None:
 def main(argv=None):
     args = parse_args(argv)
     pipe = load_pipeline(args.unet_run)
+    pipe.set_progress_bar_config(disable=True)
     text = isinstance(pipe, TextToImagePipeline)
     metadata, unet_body = read_model_card(args.unet_run)
     dataset = metadata["datasets"][0]
