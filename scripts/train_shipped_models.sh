@@ -6,7 +6,8 @@
 #   bash scripts/train_shipped_models.sh mnist unet|classifier|eval-classifier [RUNS_DIR]
 #   bash scripts/train_shipped_models.sh fashion_mnist unet|classifier|eval-classifier [RUNS_DIR]
 #   bash scripts/train_shipped_models.sh mnist vae|latent-unet|latent-classifier [RUNS_DIR]  (latent diffusion)
-#   bash scripts/train_shipped_models.sh mnist text|latent-text [RUNS_DIR]   (text-to-image; not yet run to the end)
+#   bash scripts/train_shipped_models.sh mnist text|latent-text [RUNS_DIR]   (text-to-image; latent-text is shipped, text
+#                                                                          in pixels is left for a GPU)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 dataset=${1:?dataset: mnist or fashion_mnist}
