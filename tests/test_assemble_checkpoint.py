@@ -36,6 +36,7 @@ def runs(tmp_path):
     fake_run(tmp_path / "unet", GuidedDiffusionPipeline(unet, scheduler, null_class_label=10), "unet", {"Samples": "grid"})
     classifier = NoiseAwareClassifier(**classifier_config("tiny", 28, 1, 10, "mean", schedule_of(scheduler.config)))
     fake_run(tmp_path / "classifier", classifier, "classifier", {"Held-out accuracy by timestep": "| t | acc |"})
+    (tmp_path / "classifier" / "accuracy_by_timestep.json").write_text('[{"timesteps": [0, 100], "accuracy": 0.9}]')
     return tmp_path
 
 
@@ -56,6 +57,7 @@ def test_assembled_folder_loads_guides_and_tells_both_stories_in_half_the_space(
     metadata, body = read_model_card(out)
     assert "classifier-guidance" in metadata["tags"]
     assert "unet command" in body and "classifier command" in body and "float16" in body and (out / "samples.png").is_file()
+    assert (out / "classifier" / "accuracy_by_timestep.json").read_text() == (runs / "classifier" / "accuracy_by_timestep.json").read_text()
     # the card measures what float16 storage does to samples, for CFG and for classifier guidance
     storage = body.split("## Storage")[1]
     rows = [line for line in storage.splitlines() if line.startswith("| CFG 3") or line.startswith("| classifier guidance")]

@@ -137,8 +137,9 @@ def main(argv=None):
     out.mkdir(parents=True, exist_ok=True)
     # a float16 copy is stored; `pipe` stays the float32 original that the storage check compares against
     (copy.deepcopy(pipe).to(torch.float16) if args.fp16 else pipe).save_pretrained(out)
-    if args.classifier_run is not None:  # the classifier's measured accuracy travels with it
-        shutil.copy(Path(args.classifier_run) / "accuracy_by_timestep.json", out / "classifier")
+    accuracy = None if args.classifier_run is None else Path(args.classifier_run) / "accuracy_by_timestep.json"
+    if accuracy is not None and accuracy.is_file():  # the classifier's measured accuracy travels with it
+        shutil.copy(accuracy, out / "classifier")
     if text:
         text_samples(pipe, out, dataset, card)
     else:
