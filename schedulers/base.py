@@ -154,6 +154,13 @@ class DiscreteDiffusionScheduler(SchedulerMixin, ConfigMixin):
         return prediction, predicted_variance
 
     @staticmethod
+    def _output(prev_sample: torch.Tensor, x0: torch.Tensor, return_dict: bool):
+        """What `step` returns: SchedulerStepOutput, or the tuple (prev_sample, x0)."""
+        if not return_dict:
+            return prev_sample, x0
+        return SchedulerStepOutput(prev_sample=prev_sample, pred_original_sample=x0)
+
+    @staticmethod
     def _check_noise_source(generator, variance_noise, sample: torch.Tensor) -> None:
         if generator is not None and variance_noise is not None:
             raise ValueError("Pass at most one of `generator` and `variance_noise`, not both.")

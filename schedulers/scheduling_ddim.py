@@ -9,7 +9,7 @@ from diffusers.configuration_utils import register_to_config
 from diffusers.schedulers.scheduling_utils import SchedulerMixin  # noqa: F401
 from diffusers.utils import BaseOutput
 
-from .base import DiscreteDiffusionScheduler, SchedulerStepOutput
+from .base import DiscreteDiffusionScheduler
 from .prediction import eps_from_x0, x0_and_eps
 from .validation import check_range
 
@@ -91,12 +91,6 @@ class GuidedDDIMScheduler(DiscreteDiffusionScheduler):
         prev_sample = alpha_prod_prev**0.5 * x0 + direction_coeff * eps
         prev_sample = prev_sample + std * self._noise(prediction, generator, variance_noise)
         return self._output(prev_sample, x0, return_dict)
-
-    @staticmethod
-    def _output(prev_sample, x0, return_dict: bool):
-        if not return_dict:
-            return prev_sample, x0
-        return SchedulerStepOutput(prev_sample=prev_sample, pred_original_sample=x0)
 
     def inversion_step(self, model_output: torch.Tensor, timestep, sample: torch.Tensor,
                        model_input: torch.Tensor | None = None, return_dict: bool = True):  # fmt: skip

@@ -6,7 +6,7 @@ from diffusers.configuration_utils import register_to_config
 # diffusers' pipeline loader finds a component's base class by name in the module model_index.json points to
 from diffusers.schedulers.scheduling_utils import SchedulerMixin  # noqa: F401
 
-from .base import DiscreteDiffusionScheduler, SchedulerStepOutput
+from .base import DiscreteDiffusionScheduler
 from .validation import check_choice
 
 VARIANCE_TYPES = ("fixed_small", "fixed_small_log", "fixed_large", "fixed_large_log", "learned", "learned_range")
@@ -108,6 +108,4 @@ class GuidedDDPMScheduler(DiscreteDiffusionScheduler):
             std = self.noise_std(t, predicted_variance)
             prev_sample = prev_sample + std * self._noise(prediction, generator, variance_noise)
 
-        if not return_dict:
-            return prev_sample, x0
-        return SchedulerStepOutput(prev_sample=prev_sample, pred_original_sample=x0)
+        return self._output(prev_sample, x0, return_dict)

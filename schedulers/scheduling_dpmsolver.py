@@ -7,7 +7,7 @@ from diffusers.configuration_utils import register_to_config
 # diffusers' pipeline loader finds a component's base class by name in the module model_index.json points to
 from diffusers.schedulers.scheduling_utils import SchedulerMixin  # noqa: F401
 
-from .base import DiscreteDiffusionScheduler, SchedulerStepOutput
+from .base import DiscreteDiffusionScheduler
 from .prediction import x0_and_eps_from_scales
 from .thresholding import clip_or_threshold
 from .timesteps import solver_timesteps
@@ -94,9 +94,3 @@ class GuidedDPMSolverMultistepScheduler(DiscreteDiffusionScheduler):
             data = x0 + 0.5 * ((1.0 / r) * (x0 - x0_before))  # midpoint: D0 + D1 / 2, D1 = (x0_s - x0_{s'}) / r
         prev_sample = (sigma_t / sigma_s) * sample - (alpha_t * (torch.exp(-h) - 1.0)) * data
         return self._output(prev_sample, x0, return_dict)
-
-    @staticmethod
-    def _output(prev_sample, x0, return_dict: bool):
-        if not return_dict:
-            return prev_sample, x0
-        return SchedulerStepOutput(prev_sample=prev_sample, pred_original_sample=x0)

@@ -35,6 +35,8 @@ if [ -d "$pipeline/vae" ]; then thresholding=none; name=$name-latent; fi
 judge=checkpoints/${dataset//_/-}-eval-classifier
 evaluate=(.venv/bin/python training/evaluate.py --pipeline "$pipeline" --eval_classifier "$judge"
           --dataset_name "$dataset" --samplers ddim --num_inference_steps 50 --batch_size 100)
+evaluate_text=(.venv/bin/python training/evaluate_text_to_image.py --pipeline "$pipeline" --eval_classifier "$judge"
+               --dataset_name "$dataset" --images_per_prompt 2 --no_efficientnet)
 case "$sweep" in
   cfg)
     exec "${evaluate[@]}" --num_samples 1000 --guidance_scales 0 1 3 5 --thresholding "$thresholding" --output_dir "$eval_dir/$name-cfg" ;;
@@ -61,13 +63,11 @@ case "$sweep" in
       --dataset_name "$dataset" --num_samples 500 --steps 10 20 --samplers dpm2m dpm++ --thresholding "$thresholding" \
       --output_dir "$eval_dir/$name-solvers" ;;
   text)
-    exec .venv/bin/python training/evaluate_text_to_image.py --pipeline "$pipeline" --eval_classifier "$judge" \
-      --dataset_name "$dataset" --images_per_prompt 2 --guidance_scales 1 3 5 10 15 --thresholding none static dynamic \
-      --batch_size 120 --no_efficientnet --output_dir "$eval_dir/${dataset//_/-}-text" ;;
+    exec "${evaluate_text[@]}" --guidance_scales 1 3 5 10 15 --thresholding none static dynamic --batch_size 120 \
+      --output_dir "$eval_dir/${dataset//_/-}-text" ;;
   text-train-prompts)
-    exec .venv/bin/python training/evaluate_text_to_image.py --pipeline "$pipeline" --eval_classifier "$judge" \
-      --dataset_name "$dataset" --prompt_split train --images_per_prompt 2 --guidance_scales 1 3 5 10 \
-      --thresholding none --batch_size 150 --no_efficientnet --output_dir "$eval_dir/${dataset//_/-}-text-train-prompts" ;;
+    exec "${evaluate_text[@]}" --prompt_split train --guidance_scales 1 3 5 10 --thresholding none --batch_size 150 \
+      --output_dir "$eval_dir/${dataset//_/-}-text-train-prompts" ;;
   *) echo "sweep must be cfg, classifier-probe, classifier-guidance, thresholding, inversion, quality-per-step, solvers, text or text-train-prompts;" \
        "got $sweep" >&2; exit 2 ;;
 esac
