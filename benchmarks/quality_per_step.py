@@ -17,7 +17,7 @@ from common import machine_line
 
 from guided_diffusers.models import NoiseAwareClassifier
 from guided_diffusers.pipelines import GuidedDiffusionPipeline
-from guided_diffusers.training.evaluate import Judge, generate, real_images
+from guided_diffusers.training.evaluate import Judge, add_device_argument, generate, real_images, sampling_device
 
 # name for --samplers: (label, sampler in pipelines.SAMPLERS, eta)
 SAMPLER_VARIANTS = {
@@ -44,11 +44,14 @@ def parse_args(argv=None):
     parser.add_argument("--thresholding", default="static", choices=["none", "static", "dynamic"])
     parser.add_argument("--no_efficientnet", action="store_true")
     parser.add_argument("--seed", type=int, default=0)
+    add_device_argument(parser)
     parser.add_argument("--output_dir", required=True)
     parser.add_argument("--replot", action="store_true", help="only redraw the plot from output_dir/results.json")
     args = parser.parse_args(argv)
     if not args.replot and (args.pipeline is None or args.eval_classifier is None):
         parser.error("--pipeline and --eval_classifier are required (unless --replot).")
+    if not args.replot:
+        args.device = str(sampling_device(args.device))  # a string, for results.json
     return args
 
 
@@ -57,7 +60,7 @@ def main(argv=None):
     if args.replot:
         return replot(args.output_dir)
     print(machine_line(), flush=True)
-    pipe = GuidedDiffusionPipeline.from_pretrained(args.pipeline)
+    pipe = GuidedDiffusionPipeline.from_pretrained(args.pipeline).to(args.device)
     pipe.set_progress_bar_config(disable=True)
     config = pipe.image_config  # the decoded images' size for a latent model
     test, _ = real_images(args.dataset_name, "test", args.num_samples, args.seed, config.sample_size, config.in_channels)

@@ -4,7 +4,8 @@
 #
 #   bash scripts/evaluate_shipped_models.sh mnist|fashion_mnist SWEEP [PIPELINE] [EVAL_DIR]
 #
-#   cfg                  classifier-free guidance scale 0 (unconditional), 1, 3, 5; static clipping (none for latents)
+#   cfg                  classifier-free guidance at the scales of GUIDANCE_SCALES (default "0 1 3 5"; 0 is
+#                        unconditional); static clipping (none for latents)
 #   classifier-probe     classifier guidance alone (guidance_scale 0) at scales 1 ... 30, N = 200: finds the range
 #   classifier-guidance  classifier guidance alone at the scales of CLASSIFIER_SCALES (default "3 10 30"), N = 1000
 #   thresholding         static vs dynamic at a high CFG scale (8), N = 500
@@ -39,7 +40,8 @@ evaluate_text=(.venv/bin/python training/evaluate_text_to_image.py --pipeline "$
                --dataset_name "$dataset" --images_per_prompt 2 --no_efficientnet)
 case "$sweep" in
   cfg)
-    exec "${evaluate[@]}" --num_samples 1000 --guidance_scales 0 1 3 5 --thresholding "$thresholding" --output_dir "$eval_dir/$name-cfg" ;;
+    # shellcheck disable=SC2086
+    exec "${evaluate[@]}" --num_samples 1000 --guidance_scales ${GUIDANCE_SCALES:-0 1 3 5} --thresholding "$thresholding" --output_dir "$eval_dir/$name-cfg" ;;
   classifier-probe)
     exec "${evaluate[@]}" --num_samples 200 --no_efficientnet --guidance_scales 0 --classifier_scales 0 1 3 10 30 \
       --output_dir "$eval_dir/$name-classifier-probe" ;;

@@ -14,6 +14,7 @@ from diffusers import UNet2DModel
 from guided_diffusers.models import NoiseAwareClassifier
 from guided_diffusers.pipelines import GuidedDiffusionPipeline
 from guided_diffusers.schedulers import GuidedDDPMScheduler
+from guided_diffusers.training.evaluate import sampling_device
 from guided_diffusers.training.model_configs import classifier_config
 
 SCRIPT = str(Path(__file__).resolve().parents[1] / "training" / "evaluate.py")
@@ -53,6 +54,7 @@ def test_evaluate_writes_json_markdown_and_plots_with_the_real_data_floor(tmp_pa
     assert (out / "sweep_guidance_scale.png").is_file() and not (out / "sweep_num_inference_steps.png").exists()
     # reproducible from the card: the exact command, and FD as a multiple of the floor at the same N
     assert report["command"].startswith("python training/evaluate.py --pipeline") and report["command"] in table
+    assert report["arguments"]["device"] == ("cuda" if torch.cuda.is_available() else "cpu")  # the default
     ratio = report["rows"][0]["fd_own"] / floor["fd_own"]
     assert "FD (own) / floor" in table and f" {ratio:.3g} |" in table.splitlines()[-4]
     # one grid per setting, a row of (up to) 10 samples per class: 30 samples = 3 per class, 10 rows of 28 + padding
@@ -66,3 +68,15 @@ def test_too_few_samples_is_refused(tmp_path, models):
                              str(models / "eval-classifier"), "--num_samples", "1", "--output_dir", str(tmp_path)],
                             env=ENV, capture_output=True, text=True)  # fmt: skip
     assert result.returncode != 0 and "--num_samples must be at least 2" in result.stderr
+
+
+@pytest.mark.parametrize("name", ["gpu", "cuda:x", "meta", "mps:0"])
+def test_a_device_that_is_not_cpu_or_cuda_is_refused(name):
+    with pytest.raises(ValueError, match="--device must be cpu, cuda or cuda:<index>"):
+        sampling_device(name)
+
+
+def test_a_cuda_device_that_is_not_here_is_refused_before_any_work():
+    assert sampling_device("cpu") == torch.device("cpu")
+    with pytest.raises(ValueError, match="no such CUDA device here"):
+        sampling_device(f"cuda:{torch.cuda.device_count()}")  # one past the last

@@ -29,6 +29,27 @@ from guided_diffusers.training.metrics import class_accuracy, diversity, frechet
 SWEPT = ("sampler", "num_inference_steps", "guidance_scale", "classifier_scale", "thresholding", "eta")
 
 
+def add_device_argument(parser) -> None:
+    parser.add_argument("--device", default=None, help="where the pipeline samples: cpu, cuda or cuda:<index> "
+                        "(default: cuda when there is one). The noise is drawn on the CPU from the seed, so every "
+                        "device starts from the same noise; the metrics run on the CPU.")  # fmt: skip
+
+
+def sampling_device(name: str | None) -> torch.device:
+    """The torch.device of --device, checked before any work starts."""
+    if name is None:
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        device = torch.device(name)
+    except RuntimeError:
+        raise ValueError(f"--device must be cpu, cuda or cuda:<index>; got {name!r}.") from None
+    if device.type not in ("cpu", "cuda"):
+        raise ValueError(f"--device must be cpu, cuda or cuda:<index>; got {name!r}.")
+    if device.type == "cuda" and (not torch.cuda.is_available() or (device.index or 0) >= torch.cuda.device_count()):
+        raise ValueError(f"--device {name}: no such CUDA device here ({torch.cuda.device_count()} visible); use cpu.")
+    return device
+
+
 def parse_args(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--pipeline", required=True, help="a GuidedDiffusionPipeline folder or Hub id")
@@ -44,10 +65,12 @@ def parse_args(argv=None):
     parser.add_argument("--eta", nargs="+", type=float, default=[0.0])
     parser.add_argument("--no_efficientnet", action="store_true", help="skip FD (EfficientNet-Lite0)")
     parser.add_argument("--seed", type=int, default=0)
+    add_device_argument(parser)
     parser.add_argument("--output_dir", required=True)
     args = parser.parse_args(argv)
     if args.num_samples < 2 or args.batch_size < 1:
         raise ValueError("--num_samples must be at least 2 and --batch_size at least 1.")
+    args.device = str(sampling_device(args.device))  # a string, for results.json
     args.command = shlex.join(["python", "training/evaluate.py", *(sys.argv[1:] if argv is None else argv)])
     return args
 
@@ -74,7 +97,7 @@ def generate(pipe, setting: dict, num_samples: int, batch_size: int, seed: int):
                    classifier_scale=setting["classifier_scale"], num_inference_steps=setting["num_inference_steps"],
                    eta=setting["eta"], thresholding=setting["thresholding"], output_type="pt",
                    generator=torch.Generator().manual_seed(seed + start))  # fmt: skip
-        images.append(out.images * 2 - 1)
+        images.append(out.images.cpu() * 2 - 1)
     return torch.cat(images), labels
 
 
@@ -123,7 +146,7 @@ def real_images(dataset_name: str, split: str, num_samples: int, seed: int, size
 
 def main(argv=None):
     args = parse_args(argv)
-    pipe = GuidedDiffusionPipeline.from_pretrained(args.pipeline)
+    pipe = GuidedDiffusionPipeline.from_pretrained(args.pipeline).to(args.device)
     pipe.set_progress_bar_config(disable=True)
     classifier = NoiseAwareClassifier.from_pretrained(args.eval_classifier)
     size, channels = pipe.image_config.sample_size, pipe.image_config.in_channels  # decoded images for a latent model

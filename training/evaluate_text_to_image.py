@@ -22,7 +22,7 @@ from guided_diffusers.models import NoiseAwareClassifier
 from guided_diffusers.pipelines import TextToImagePipeline
 from guided_diffusers.pipelines.image_utils import make_grid
 from guided_diffusers.training.captions import NO_ITEM, evaluation_prompts
-from guided_diffusers.training.evaluate import Judge, real_images
+from guided_diffusers.training.evaluate import Judge, add_device_argument, real_images, sampling_device
 from guided_diffusers.training.features import center_crop
 from guided_diffusers.training.model_card import hardware
 
@@ -40,10 +40,12 @@ def parse_args(argv=None):
     parser.add_argument("--batch_size", type=int, default=50)
     parser.add_argument("--no_efficientnet", action="store_true")
     parser.add_argument("--seed", type=int, default=0)
+    add_device_argument(parser)
     parser.add_argument("--output_dir", required=True)
     args = parser.parse_args(argv)
     if args.images_per_prompt < 1 or args.batch_size < 1 or args.num_inference_steps < 1:
         parser.error("--images_per_prompt, --batch_size and --num_inference_steps must be >= 1")
+    args.device = str(sampling_device(args.device))  # a string, for results.json
     return args
 
 
@@ -68,7 +70,7 @@ def generate(pipe, prompts, setting, args) -> torch.Tensor:
         out = pipe(batch, guidance_scale=setting["guidance_scale"], thresholding=setting["thresholding"],
                    num_inference_steps=args.num_inference_steps, output_type="pt",
                    generator=torch.Generator().manual_seed(args.seed + start))  # fmt: skip
-        images.append(out.images * 2 - 1)
+        images.append(out.images.cpu() * 2 - 1)
     return torch.cat(images)
 
 
@@ -92,7 +94,7 @@ def measure(judge: Judge, images: torch.Tensor, prompts, images_per_prompt: int)
 
 def main(argv=None):
     args = parse_args(argv)
-    pipe = TextToImagePipeline.from_pretrained(args.pipeline)
+    pipe = TextToImagePipeline.from_pretrained(args.pipeline).to(args.device)
     pipe.set_progress_bar_config(disable=True)
     prompts = evaluation_prompts(args.dataset_name, args.prompt_split)
     count = len(prompts) * args.images_per_prompt
