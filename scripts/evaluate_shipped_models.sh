@@ -4,6 +4,9 @@
 #
 #   bash scripts/evaluate_shipped_models.sh mnist|fashion_mnist SWEEP [PIPELINE] [EVAL_DIR]
 #
+# PYTHON names the interpreter (default .venv/bin/python, as scripts/setup.sh makes it). Sampling runs on a GPU
+# where there is one (the scripts' --device default), from the same seeded noise as on a CPU.
+#
 #   cfg                  classifier-free guidance at the scales of GUIDANCE_SCALES (default "0 1 3 5"; 0 is
 #                        unconditional); static clipping (none for latents)
 #   classifier-probe     classifier guidance alone (guidance_scale 0) at scales 1 ... 30, N = 200: finds the range
@@ -11,7 +14,8 @@
 #   thresholding         static vs dynamic at a high CFG scale (8), N = 500
 #   inversion            DDIM inversion + reconstruction MSE of 32 held-out images against steps (10 ... 250),
 #                        unconditional and CFG 3, plain and with one fixed-point iteration (training/evaluate_inversion.py)
-#   quality-per-step     benchmarks/quality_per_step.py at 10, 20 and 50 steps, N = 500: five samplers on the same UNet
+#   quality-per-step     benchmarks/quality_per_step.py at the steps of STEPS (default "10 20 50"), N = 500: six samplers
+#                        on the same UNet (on a GPU, where there is one: STEPS="10 20 50 100 250 1000")
 #   solvers              quality-per-step for ours and diffusers' DPM-Solver++(2M) only, side by side, 10 and 20 steps
 #   text                 a text-to-image pipeline (PIPELINE defaults to checkpoints/<dataset>-text): prompt alignment,
 #                        FD (own) and saturation on the 120 held-out prompts x 2 images, w = 1, 3, 5, 10, 15, with no
@@ -27,6 +31,7 @@ default_pipeline=checkpoints/$name
 if [ "${sweep%%-*}" = text ]; then default_pipeline=checkpoints/$name-text; fi
 pipeline=${3:-$default_pipeline}
 eval_dir=${4:-eval}
+python=${PYTHON:-.venv/bin/python}
 # pixel models: static clipping, which beat real dynamic thresholding on every quality metric at CFG 8 on MNIST
 # (the thresholding sweep; MNIST is 83% saturated pixels, and dividing by s > 1 greys them). A latent model (a
 # vae/ folder) is evaluated without thresholding, which bounds pixels, not latents; its results go to
@@ -34,9 +39,9 @@ eval_dir=${4:-eval}
 thresholding=static
 if [ -d "$pipeline/vae" ]; then thresholding=none; name=$name-latent; fi
 judge=checkpoints/${dataset//_/-}-eval-classifier
-evaluate=(.venv/bin/python training/evaluate.py --pipeline "$pipeline" --eval_classifier "$judge"
+evaluate=("$python" training/evaluate.py --pipeline "$pipeline" --eval_classifier "$judge"
           --dataset_name "$dataset" --samplers ddim --num_inference_steps 50 --batch_size 100)
-evaluate_text=(.venv/bin/python training/evaluate_text_to_image.py --pipeline "$pipeline" --eval_classifier "$judge"
+evaluate_text=("$python" training/evaluate_text_to_image.py --pipeline "$pipeline" --eval_classifier "$judge"
                --dataset_name "$dataset" --images_per_prompt 2 --no_efficientnet)
 case "$sweep" in
   cfg)
@@ -53,15 +58,16 @@ case "$sweep" in
     exec "${evaluate[@]}" --num_samples 500 --guidance_scales 8 --thresholding static dynamic \
       --output_dir "$eval_dir/$name-thresholding" ;;
   inversion)
-    exec .venv/bin/python training/evaluate_inversion.py --pipeline "$pipeline" --dataset_name "$dataset" --num_images 32 \
+    exec "$python" training/evaluate_inversion.py --pipeline "$pipeline" --dataset_name "$dataset" --num_images 32 \
       --batch_size 32 --num_inference_steps 10 20 50 100 250 --guidance_scales 0 3 --fixed_point_iterations 0 1 \
       --output_dir "$eval_dir/$name-inversion" ;;
   quality-per-step)
-    exec .venv/bin/python benchmarks/quality_per_step.py --pipeline "$pipeline" --eval_classifier \
-      "$judge" --dataset_name "$dataset" --num_samples 500 --steps 10 20 50 --thresholding "$thresholding" \
+    # shellcheck disable=SC2086
+    exec "$python" benchmarks/quality_per_step.py --pipeline "$pipeline" --eval_classifier \
+      "$judge" --dataset_name "$dataset" --num_samples 500 --steps ${STEPS:-10 20 50} --thresholding "$thresholding" \
       --output_dir "$eval_dir/$name-quality-per-step" ;;
   solvers)
-    exec .venv/bin/python benchmarks/quality_per_step.py --pipeline "$pipeline" --eval_classifier "$judge" \
+    exec "$python" benchmarks/quality_per_step.py --pipeline "$pipeline" --eval_classifier "$judge" \
       --dataset_name "$dataset" --num_samples 500 --steps 10 20 --samplers dpm2m dpm++ --thresholding "$thresholding" \
       --output_dir "$eval_dir/$name-solvers" ;;
   text)

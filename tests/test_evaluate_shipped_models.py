@@ -1,0 +1,72 @@
+"""scripts/evaluate_shipped_models.sh: each sweep runs the command its header promises. PYTHON points at a stand-in
+interpreter that prints the command line it was given, so nothing is sampled."""
+
+import os
+import subprocess
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+SCRIPT = ROOT / "scripts" / "evaluate_shipped_models.sh"
+
+
+@pytest.fixture
+def run(tmp_path):
+    echo = tmp_path / "python"
+    echo.write_text('#!/usr/bin/env bash\nprintf "%s\\n" "$@"\n')
+    echo.chmod(0o755)
+
+    def run(*args, **env):
+        result = subprocess.run(["bash", str(SCRIPT), *args], capture_output=True, text=True,
+                                env={**os.environ, "PYTHON": str(echo), **env})  # fmt: skip
+        return result.returncode, result.stdout.splitlines(), result.stderr
+
+    return run
+
+
+def value(argv: list[str], flag: str) -> list[str]:
+    """The values after `flag`, up to the next flag."""
+    start = argv.index(flag) + 1
+    end = next((i for i in range(start, len(argv)) if argv[i].startswith("--")), len(argv))
+    return argv[start:end]
+
+
+def test_cfg_sweep_of_a_pixel_model_uses_static_clipping_and_the_given_scales(run):
+    code, argv, _ = run("fashion_mnist", "cfg", GUIDANCE_SCALES="0 1 2 3 5")
+    assert code == 0 and argv[0] == "training/evaluate.py"
+    assert value(argv, "--pipeline") == ["checkpoints/fashion-mnist"]
+    assert value(argv, "--eval_classifier") == ["checkpoints/fashion-mnist-eval-classifier"]
+    assert value(argv, "--guidance_scales") == ["0", "1", "2", "3", "5"] and value(argv, "--thresholding") == ["static"]
+    assert value(argv, "--num_samples") == ["1000"] and value(argv, "--output_dir") == ["eval/fashion-mnist-cfg"]
+    assert value(run("mnist", "cfg")[1], "--guidance_scales") == ["0", "1", "3", "5"]  # the default
+
+
+def test_a_latent_pipeline_is_evaluated_without_thresholding_under_its_own_name(run, tmp_path):
+    (tmp_path / "latent" / "vae").mkdir(parents=True)
+    code, argv, _ = run("mnist", "cfg", str(tmp_path / "latent"), str(tmp_path / "out"))
+    assert code == 0 and value(argv, "--thresholding") == ["none"]
+    assert value(argv, "--output_dir") == [str(tmp_path / "out" / "mnist-latent-cfg")]
+
+
+def test_text_sweeps_default_to_the_text_checkpoint(run):
+    code, argv, _ = run("mnist", "text")
+    assert code == 0 and argv[0] == "training/evaluate_text_to_image.py"
+    assert value(argv, "--pipeline") == ["checkpoints/mnist-text"]
+    assert value(argv, "--thresholding") == ["none", "static", "dynamic"]
+    code, argv, _ = run("mnist", "text-train-prompts")
+    assert code == 0 and value(argv, "--prompt_split") == ["train"]
+
+
+def test_quality_per_step_takes_its_steps_from_the_environment(run):
+    code, argv, _ = run("mnist", "quality-per-step", STEPS="100 250 1000")
+    assert code == 0 and argv[0] == "benchmarks/quality_per_step.py"
+    assert value(argv, "--steps") == ["100", "250", "1000"]
+    assert value(run("mnist", "quality-per-step")[1], "--steps") == ["10", "20", "50"]
+
+
+def test_an_unknown_sweep_or_a_missing_argument_is_refused(run):
+    code, argv, stderr = run("mnist", "fid")
+    assert code == 2 and not argv and "sweep must be cfg, classifier-probe" in stderr and "got fid" in stderr
+    code, _, stderr = run("mnist")
+    assert code != 0 and "sweep" in stderr
