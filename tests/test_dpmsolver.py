@@ -11,7 +11,7 @@ from conftest import SHAPE, toy_model_output
 from diffusers import DPMSolverMultistepScheduler
 
 from guided_diffusers.pipelines import GuidedDiffusionPipeline, make_scheduler
-from guided_diffusers.schedulers import GuidedDDIMScheduler, GuidedDPMSolverMultistepScheduler
+from guided_diffusers.schedulers import GuidedDDIMScheduler, GuidedDDPMScheduler, GuidedDPMSolverMultistepScheduler
 
 X0_MODES = {"none": {}, "dynamic": dict(thresholding=True, dynamic_thresholding_ratio=0.9, sample_max_value=2.5)}
 
@@ -84,3 +84,13 @@ def test_available_to_every_pipeline_as_a_sampler_with_per_call_thresholding():
     images = {mode: pipe(batch_size=2, num_inference_steps=6, thresholding=mode, output_type="pt",
                          generator=torch.Generator().manual_seed(0)).images for mode in ("none", "dynamic")}  # fmt: skip
     assert images["none"].shape == (2, 1, 4, 4) and not torch.equal(images["none"], images["dynamic"])
+
+
+def test_ours_and_diffusers_solve_on_the_same_timesteps_from_a_ddpm_config():
+    """The side-by-side comparison is of implementations only: from a DDPM config ("leading" spacing) both samplers
+    take DPM-Solver's own "linspace" spacing."""
+    config = GuidedDDPMScheduler(timestep_spacing="leading").config
+    ours, theirs = make_scheduler("dpm2m", config), make_scheduler("dpm++", config)
+    ours.set_timesteps(10)
+    theirs.set_timesteps(10)
+    assert torch.equal(ours.timesteps, theirs.timesteps) and ours.timesteps[0] == 999

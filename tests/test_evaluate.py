@@ -14,7 +14,7 @@ from diffusers import UNet2DModel
 from guided_diffusers.models import NoiseAwareClassifier
 from guided_diffusers.pipelines import GuidedDiffusionPipeline
 from guided_diffusers.schedulers import GuidedDDPMScheduler
-from guided_diffusers.training.evaluate import sampling_device
+from guided_diffusers.training.evaluate import generate, sampling_device
 from guided_diffusers.training.model_configs import classifier_config
 
 SCRIPT = str(Path(__file__).resolve().parents[1] / "training" / "evaluate.py")
@@ -80,3 +80,20 @@ def test_a_cuda_device_that_is_not_here_is_refused_before_any_work():
     assert sampling_device("cpu") == torch.device("cpu")
     with pytest.raises(ValueError, match="no such CUDA device here"):
         sampling_device(f"cuda:{torch.cuda.device_count()}")  # one past the last
+
+
+def test_each_sampler_starts_from_the_pipelines_own_scheduler_whatever_ran_before(models):
+    pipe = GuidedDiffusionPipeline.from_pretrained(models / "pipeline")
+    pipe.set_progress_bar_config(disable=True)
+    loaded = pipe.scheduler
+
+    def dpm_images():
+        setting = dict(sampler="dpm++", num_inference_steps=4, guidance_scale=1.0, classifier_scale=0.0,
+                       thresholding="none", eta=0.0)  # fmt: skip
+        return generate(pipe, setting, num_samples=4, batch_size=4, seed=0)[0]
+
+    first = dpm_images()
+    assert pipe.scheduler is loaded
+    generate(pipe, dict(sampler="dpm2m", num_inference_steps=2, guidance_scale=1.0, classifier_scale=0.0,
+                        thresholding="none", eta=0.0), num_samples=2, batch_size=2, seed=1)  # fmt: skip
+    assert pipe.scheduler is loaded and torch.equal(dpm_images(), first)

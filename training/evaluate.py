@@ -83,8 +83,18 @@ def settings(args) -> list[dict]:
 
 
 def generate(pipe, setting: dict, num_samples: int, batch_size: int, seed: int):
-    """Samples in [-1, 1] with labels 0, 1, ..., K-1, 0, 1, ... (class-balanced), or unlabelled."""
-    pipe.scheduler = make_scheduler(setting["sampler"], pipe.scheduler.config)
+    """Samples in [-1, 1] with labels 0, 1, ..., K-1, 0, 1, ... (class-balanced), or unlabelled. The sampler is
+    built from the pipeline's own scheduler config, which is put back afterwards: a sampler built from the previous
+    setting's would inherit its config (DPM-Solver's timestep spacing leaked into the next sampler that way)."""
+    loaded = pipe.scheduler
+    pipe.scheduler = make_scheduler(setting["sampler"], loaded.config)
+    try:
+        return sample_balanced(pipe, setting, num_samples, batch_size, seed)
+    finally:
+        pipe.scheduler = loaded
+
+
+def sample_balanced(pipe, setting: dict, num_samples: int, batch_size: int, seed: int):
     num_classes = pipe.num_classes or (pipe.classifier.config.num_classes if pipe.classifier is not None else 0)
     labels = torch.arange(num_samples) % num_classes if num_classes else None
     images = []
