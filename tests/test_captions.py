@@ -13,6 +13,7 @@ from guided_diffusers.training.captions import (
     CaptionedPairs,
     all_captions,
     evaluation_prompts,
+    pair_caption,
     with_article,
 )
 from guided_diffusers.training.data import load_image_dataset, to_tensors
@@ -56,11 +57,13 @@ def test_images_show_what_the_captions_say(mnist):
         halves = item.image[:, :, :28], item.image[:, :, 28:]
         for half, label in zip(halves, (item.left, item.right)):  # each half is a real image of its class
             assert any(np.array_equal(half, image) for image in images[labels == label])
-        mentioned = words_in(item.caption, "mnist")
-        if "to the right of" in item.caption:  # the right item is named first
-            assert mentioned[:2] == [item.right, item.left]
-        else:
-            assert mentioned[:2] == [item.left, item.right]
+        # the caption is one of the training wordings of (left class, right class), and names them in its order
+        wordings = [(template, pair_caption(template, left, right)) for template in PAIR_TEMPLATES["train"]
+                    for left in CLASS_WORDS["mnist"][item.left] for right in CLASS_WORDS["mnist"][item.right]]  # fmt: skip
+        template = next(template for template, caption in wordings if caption == item.caption)
+        right_first = template.index("_right}") < template.index("_left}")
+        expected = [item.right, item.left] if right_first else [item.left, item.right]
+        assert words_in(item.caption, "mnist")[:2] == expected
     assert kinds == {"single", "pair"}
 
 
