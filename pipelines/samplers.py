@@ -10,15 +10,16 @@ from ..schedulers.validation import check_choice
 
 THRESHOLDING_MODES = ("none", "static", "dynamic")
 
+DPM_SOLVER_SPACING = "linspace"  # DPM-Solver's own timestep spacing, for both implementations
 SAMPLERS = {
     "ddpm": lambda config: GuidedDDPMScheduler.from_config(config),
     "ddim": lambda config: GuidedDDIMScheduler.from_config(config),
     # ours: DPM-Solver++(2M) (Lu et al. 2022), with DPM-Solver's own timestep spacing whatever the training used
-    "dpm2m": lambda config: GuidedDPMSolverMultistepScheduler.from_config(config, timestep_spacing="linspace"),
+    "dpm2m": lambda config: GuidedDPMSolverMultistepScheduler.from_config(config, timestep_spacing=DPM_SOLVER_SPACING),
     # Lu et al. 2022, second-order multistep; diffusers' implementation, for comparison: with the same spacing as
     # ours, so that the two differ in implementation only (from a DDPM config it would inherit "leading")
     "dpm++": lambda config: DPMSolverMultistepScheduler.from_config(config, algorithm_type="dpmsolver++", solver_order=2,
-                                                                    timestep_spacing="linspace"),
+                                                                    timestep_spacing=DPM_SOLVER_SPACING),
     # diffusers' own DDIM, the reference ours is tested against
     "diffusers-ddim": lambda config: DDIMScheduler.from_config(config),
 }

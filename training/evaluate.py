@@ -41,9 +41,9 @@ def sampling_device(name: str | None) -> torch.device:
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     try:
         device = torch.device(name)
-    except RuntimeError:
-        raise ValueError(f"--device must be cpu, cuda or cuda:<index>; got {name!r}.") from None
-    if device.type not in ("cpu", "cuda"):
+    except RuntimeError:  # not a device name at all ("gpu", "cuda:x")
+        device = None
+    if device is None or device.type not in ("cpu", "cuda"):
         raise ValueError(f"--device must be cpu, cuda or cuda:<index>; got {name!r}.")
     if device.type == "cuda" and (not torch.cuda.is_available() or (device.index or 0) >= torch.cuda.device_count()):
         raise ValueError(f"--device {name}: no such CUDA device here ({torch.cuda.device_count()} visible); use cpu.")
