@@ -1,0 +1,74 @@
+"""Cost of the text UNet's attention layout, side by side in one run: a training step (forward, backward, AdamW) of
+a text preset with heads of the preset's width (what `TEXT_PRESETS` builds) against the same UNet with
+`attention_head_dim` taken as a head width of 32, which `UNet2DConditionModel` reads as 32 heads (diffusers#2011):
+heads of width 2 and 4 at 64 and 128 channels. Same parameters; pixels (1x28x56) and latents (4x8x16).
+
+    python benchmarks/text_attention_heads.py --model_config compact --batch_size 64 --steps 2 --repeats 3
+"""
+
+import argparse
+
+import torch
+from common import best_of_interleaved, machine_line
+
+from guided_diffusers.training.model_configs import build_text_unet, text_unet_config
+
+TOKENS, TOKEN_WIDTH = 16, 384  # MiniLM's hidden size; a two-item caption is well under 16 tokens
+
+
+def layouts(model_config: str, height: int, width: int, channels: int) -> dict:
+    config = text_unet_config(model_config, height, width, channels, TOKEN_WIDTH)
+    read_as_heads = dict(config, attention_head_dim=32)
+    return {"preset heads": config, "attention_head_dim=32 (32 heads)": read_as_heads}
+
+
+def head_widths(unet) -> list[int]:
+    return sorted({module.inner_dim // module.heads for name, module in unet.named_modules() if name.endswith("attn1")})
+
+
+def training_step(unet, batch: int):
+    """One optimizer step's closure on random data of the UNet's input size (the data's cost is not the question)."""
+    height, width = unet.config.sample_size
+    x = torch.randn(batch, unet.config.in_channels, height, width)
+    t, tokens = torch.randint(0, 1000, (batch,)), torch.randn(batch, TOKENS, TOKEN_WIDTH)
+    optimizer = torch.optim.AdamW(unet.parameters(), lr=1e-4)
+
+    def step():
+        loss = (unet(x, t, tokens).sample - x).pow(2).mean()
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+
+    return step
+
+
+def repeated(step, times: int):
+    return lambda: [step() for _ in range(times)]
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--model_config", default="compact")
+    parser.add_argument("--batch_size", type=int, default=64)
+    parser.add_argument("--steps", type=int, default=2, help="training steps per timing")
+    parser.add_argument("--repeats", type=int, default=3)
+    args = parser.parse_args()
+    print(machine_line())
+    print(f"{args.model_config} text UNets, {TOKENS} context tokens of width {TOKEN_WIDTH}, batch {args.batch_size}; "
+          f"best of {args.repeats} interleaved repeats")  # fmt: skip
+    print("\n| input | layout | head widths | params (M) | s / training step | slowdown |")
+    print("| --- | --- | --- | --- | --- | --- |")
+    for input_name, size in {"pixels 1x28x56": (28, 56, 1), "latents 4x8x16": (8, 16, 4)}.items():
+        torch.manual_seed(0)
+        unets = {name: build_text_unet(config) for name, config in layouts(args.model_config, *size).items()}
+        times = best_of_interleaved({name: repeated(training_step(unet, args.batch_size), args.steps)
+                                     for name, unet in unets.items()}, args.repeats)  # fmt: skip
+        preset = times["preset heads"]
+        for name, unet in unets.items():
+            params = sum(p.numel() for p in unet.parameters()) / 1e6
+            print(f"| {input_name} | {name} | {head_widths(unet)} | {params:.2f} | {times[name] / args.steps:.3f} | "
+                  f"{times[name] / preset:.2f}x |")
+
+
+if __name__ == "__main__":
+    main()
