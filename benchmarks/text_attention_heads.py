@@ -1,7 +1,7 @@
 """Cost of the text UNet's attention layout, side by side in one run: a training step (forward, backward, AdamW) of
-a text preset with heads of the preset's width (what `TEXT_PRESETS` builds) against the same UNet with
-`attention_head_dim` taken as a head width of 32, which `UNet2DConditionModel` reads as 32 heads (diffusers#2011):
-heads of width 2 and 4 at 64 and 128 channels. Same parameters; pixels (1x28x56) and latents (4x8x16).
+a text preset as `TEXT_PRESETS` builds it (TEXT_HEADS heads per attention layer: 32, of width 2 and 4 at 64 and 128
+channels) against the same UNet with heads of width 32 (2 and 4 heads). Same parameters; pixels (1x28x56) and
+latents (4x8x16). The many narrow heads align two-item prompts better (README); this is what they cost.
 
     python benchmarks/text_attention_heads.py --model_config compact --batch_size 64 --steps 2 --repeats 3
 """
@@ -18,12 +18,14 @@ TOKENS, TOKEN_WIDTH = 16, 384  # MiniLM's hidden size; a two-item caption is wel
 
 def layouts(model_config: str, height: int, width: int, channels: int) -> dict:
     config = text_unet_config(model_config, height, width, channels, TOKEN_WIDTH)
-    read_as_heads = dict(config, attention_head_dim=32)
-    return {"preset heads": config, "attention_head_dim=32 (32 heads)": read_as_heads}
+    # UNet2DConditionModel reads attention_head_dim as the number of heads (diffusers#2011)
+    wide_heads = tuple(max(channels // 32, 1) for channels in config["block_out_channels"])
+    return {"preset": config, "heads of width 32": dict(config, attention_head_dim=wide_heads)}
 
 
-def head_widths(unet) -> list[int]:
-    return sorted({module.inner_dim // module.heads for name, module in unet.named_modules() if name.endswith("attn1")})
+def heads_and_widths(unet) -> tuple[list[int], list[int]]:
+    attentions = [module for name, module in unet.named_modules() if name.endswith("attn1")]
+    return sorted({a.heads for a in attentions}), sorted({a.inner_dim // a.heads for a in attentions})
 
 
 def training_step(unet, batch: int):
@@ -56,17 +58,18 @@ def main():
     print(machine_line())
     print(f"{args.model_config} text UNets, {TOKENS} context tokens of width {TOKEN_WIDTH}, batch {args.batch_size}; "
           f"best of {args.repeats} interleaved repeats")  # fmt: skip
-    print("\n| input | layout | head widths | params (M) | s / training step | slowdown |")
-    print("| --- | --- | --- | --- | --- | --- |")
+    print("\n| input | layout | heads | head widths | params (M) | s / training step | time / preset's |")
+    print("| --- | --- | --- | --- | --- | --- | --- |")
     for input_name, size in {"pixels 1x28x56": (28, 56, 1), "latents 4x8x16": (8, 16, 4)}.items():
         torch.manual_seed(0)
         unets = {name: build_text_unet(config) for name, config in layouts(args.model_config, *size).items()}
         times = best_of_interleaved({name: repeated(training_step(unet, args.batch_size), args.steps)
                                      for name, unet in unets.items()}, args.repeats)  # fmt: skip
-        preset = times["preset heads"]
+        preset = times["preset"]
         for name, unet in unets.items():
             params = sum(p.numel() for p in unet.parameters()) / 1e6
-            print(f"| {input_name} | {name} | {head_widths(unet)} | {params:.2f} | {times[name] / args.steps:.3f} | "
+            heads, widths = heads_and_widths(unet)
+            print(f"| {input_name} | {name} | {heads} | {widths} | {params:.2f} | {times[name] / args.steps:.3f} | "
                   f"{times[name] / preset:.2f}x |")
 
 
