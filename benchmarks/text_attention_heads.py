@@ -19,7 +19,7 @@ TOKENS, TOKEN_WIDTH = 16, 384  # MiniLM's hidden size; a two-item caption is wel
 def layouts(model_config: str, height: int, width: int, channels: int) -> dict:
     config = text_unet_config(model_config, height, width, channels, TOKEN_WIDTH)
     # UNet2DConditionModel reads attention_head_dim as the number of heads (diffusers#2011)
-    wide_heads = tuple(max(channels // 32, 1) for channels in config["block_out_channels"])
+    wide_heads = tuple(max(level_channels // 32, 1) for level_channels in config["block_out_channels"])
     return {"preset": config, "heads of width 32": dict(config, attention_head_dim=wide_heads)}
 
 
