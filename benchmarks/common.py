@@ -34,3 +34,23 @@ def best_of_interleaved(runs: dict, repeats: int) -> dict:
         for name, run in runs.items():
             times[name].append(seconds(run))
     return {name: min(values) for name, values in times.items()}
+
+
+def repeated(run, times: int):
+    """`run` called `times` times, as one timed unit."""
+    return lambda: [run() for _ in range(times)]
+
+
+def unet_training_step(unet, x: torch.Tensor, **conditioning):
+    """One optimizer step's closure (forward, backward, AdamW) of `unet` on fixed random inputs of its size; the data's
+    cost is not what these benchmarks ask about."""
+    timesteps = torch.randint(0, 1000, (x.shape[0],))
+    optimizer = torch.optim.AdamW(unet.parameters(), lr=1e-4)
+
+    def step():
+        loss = (unet(x, timesteps, **conditioning).sample - x).pow(2).mean()
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+
+    return step

@@ -9,7 +9,7 @@ latent model). Same UNet preset for both; the latent UNet sees 4x8x8 instead of 
 import argparse
 
 import torch
-from common import best_of_interleaved, machine_line
+from common import best_of_interleaved, machine_line, repeated, unet_training_step
 from diffusers import AutoencoderKL
 
 from guided_diffusers.pipelines import GuidedDiffusionPipeline
@@ -26,19 +26,9 @@ def models(model_config: str):
 
 
 def training_step(unet, batch: int):
-    """One optimizer step's closure on random data of the UNet's input size (the data's cost is not the question)."""
     config = unet.config
     x = torch.randn(batch, config.in_channels, config.sample_size, config.sample_size)
-    t, labels = torch.randint(0, 1000, (batch,)), torch.randint(0, 10, (batch,))
-    optimizer = torch.optim.AdamW(unet.parameters(), lr=1e-4)
-
-    def step():
-        loss = (unet(x, t, class_labels=labels).sample - x).pow(2).mean()
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        optimizer.step()
-
-    return step
+    return unet_training_step(unet, x, class_labels=torch.randint(0, 10, (batch,)))
 
 
 def sampling_run(unet, vae, batch: int, steps: int):
@@ -62,10 +52,8 @@ def main():
     print(f"{args.model_config} UNets, class-conditional; small AutoencoderKL ({sum(p.numel() for p in vae.parameters()) / 1e6:.2f}M); "
           f"best of {args.repeats} interleaved repeats")  # fmt: skip
 
-    def many(step):
-        return lambda: [step() for _ in range(args.steps)]
-
-    train = best_of_interleaved({name: many(training_step(unet, args.batch_size)) for name, (unet, _) in kinds.items()}, args.repeats)
+    train = best_of_interleaved({name: repeated(training_step(unet, args.batch_size), args.steps)
+                                 for name, (unet, _) in kinds.items()}, args.repeats)  # fmt: skip
     sample = best_of_interleaved({name: sampling_run(unet, vae_or_none, args.sampling_batch, args.sampling_steps)
                       for name, (unet, vae_or_none) in kinds.items()}, args.repeats)  # fmt: skip
     pixel_name = next(iter(kinds))

@@ -9,7 +9,7 @@ latents (4x8x16). The many narrow heads align two-item prompts better (README); 
 import argparse
 
 import torch
-from common import best_of_interleaved, machine_line
+from common import best_of_interleaved, machine_line, repeated, unet_training_step
 
 from guided_diffusers.training.model_configs import build_text_unet, text_unet_config
 
@@ -29,23 +29,9 @@ def heads_and_widths(unet) -> tuple[list[int], list[int]]:
 
 
 def training_step(unet, batch: int):
-    """One optimizer step's closure on random data of the UNet's input size (the data's cost is not the question)."""
     height, width = unet.config.sample_size
     x = torch.randn(batch, unet.config.in_channels, height, width)
-    t, tokens = torch.randint(0, 1000, (batch,)), torch.randn(batch, TOKENS, TOKEN_WIDTH)
-    optimizer = torch.optim.AdamW(unet.parameters(), lr=1e-4)
-
-    def step():
-        loss = (unet(x, t, tokens).sample - x).pow(2).mean()
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        optimizer.step()
-
-    return step
-
-
-def repeated(step, times: int):
-    return lambda: [step() for _ in range(times)]
+    return unet_training_step(unet, x, encoder_hidden_states=torch.randn(batch, TOKENS, TOKEN_WIDTH))
 
 
 def main():
