@@ -10,7 +10,6 @@ import argparse
 import json
 import shlex
 import sys
-import time
 from pathlib import Path
 
 from common import machine_line
@@ -18,6 +17,7 @@ from common import machine_line
 from guided_diffusers.models import NoiseAwareClassifier
 from guided_diffusers.pipelines import GuidedDiffusionPipeline
 from guided_diffusers.training.evaluate import Judge, add_device_argument, generate, real_images, sampling_device
+from guided_diffusers.training.sample_cache import SampleCache, weights_digest
 
 # name for --samplers: (label, sampler in pipelines.SAMPLERS, eta)
 SAMPLER_VARIANTS = {
@@ -45,7 +45,10 @@ def parse_args(argv=None):
     parser.add_argument("--no_efficientnet", action="store_true")
     parser.add_argument("--seed", type=int, default=0)
     add_device_argument(parser)
-    parser.add_argument("--output_dir", required=True)
+    parser.add_argument("--output_dir", required=True, help="results, and every finished sample batch (samples/)")
+    parser.add_argument("--resume", action="store_true", help="re-use the sample batches that an interrupted run of "
+                        "the same settings and weights left in output_dir/samples (1,000 steps take hours per row on "
+                        "a CPU)")  # fmt: skip
     parser.add_argument("--replot", action="store_true", help="only redraw the plot from output_dir/results.json")
     args = parser.parse_args(argv)
     if not args.replot and (args.pipeline is None or args.eval_classifier is None):
@@ -68,15 +71,17 @@ def main(argv=None):
     train, train_labels = real_images(args.dataset_name, "train", args.num_samples, args.seed + 1, config.sample_size,
                                       config.in_channels)  # fmt: skip
     floor = judge.measure(train, train_labels)
+    weights = weights_digest(pipe)
     rows = []
     for label, sampler, eta in (SAMPLER_VARIANTS[name] for name in args.samplers):
         for steps in args.steps:
             setting = dict(sampler=sampler, num_inference_steps=steps, guidance_scale=args.guidance_scale,
                            classifier_scale=0.0, thresholding=args.thresholding, eta=eta)  # fmt: skip
-            start = time.perf_counter()
-            images, labels = generate(pipe, setting, args.num_samples, args.batch_size, args.seed)
-            elapsed = time.perf_counter() - start
-            rows.append({"sampler": label, "steps": steps, "seconds_per_image": elapsed / args.num_samples,
+            key = dict(weights=weights, setting=setting, seed=args.seed, batch_size=args.batch_size, device=args.device)
+            cache = SampleCache(Path(args.output_dir) / "samples", key, args.resume)
+            images, labels = generate(pipe, setting, args.num_samples, args.batch_size, args.seed, cache)
+            # the time the samples took, also when some batches come from an interrupted run
+            rows.append({"sampler": label, "steps": steps, "seconds_per_image": cache.seconds / args.num_samples,
                          **judge.measure(images, labels)})  # fmt: skip
             print(json.dumps(rows[-1]), flush=True)
     write_results(args, rows, floor)

@@ -50,6 +50,11 @@ def test_quality_per_step_writes_its_table_and_plot(tmp_path):
                    "--output_dir", tmp_path / "two")  # fmt: skip
     rows = json.loads((tmp_path / "two" / "results.json").read_text())["rows"]
     assert [row["sampler"] for row in rows] == ["ours DPM-Solver++ (2M)", "diffusers DPM-Solver++ (2M)"], chosen
+    # --resume: a rerun re-uses every sample batch of the first, so it reports the same numbers and sampling time
+    again = bench("quality_per_step.py", "--pipeline", model, "--eval_classifier", tmp_path / "judge", "--num_samples",
+                  10, "--batch_size", 10, "--steps", 2, "--no_efficientnet", "--samplers", "dpm2m", "dpm++",
+                  "--output_dir", tmp_path / "two", "--resume")  # fmt: skip
+    assert json.loads((tmp_path / "two" / "results.json").read_text())["rows"] == rows, again
     (tmp_path / "out" / "fd_vs_steps.png").unlink()  # --replot redraws it from results.json alone
     bench("quality_per_step.py", "--replot", "--output_dir", tmp_path / "out")
     assert (tmp_path / "out" / "fd_vs_steps.png").is_file()

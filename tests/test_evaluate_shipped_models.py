@@ -62,6 +62,7 @@ def test_quality_per_step_takes_its_steps_from_the_environment(run):
     code, argv, _ = run("mnist", "quality-per-step", STEPS="100 250 1000")
     assert code == 0 and argv[0] == "benchmarks/quality_per_step.py"
     assert value(argv, "--steps") == ["100", "250", "1000"]
+    assert "--resume" in argv  # re-running the line after an interruption continues it (hours per row at 1,000 steps)
     assert value(run("mnist", "quality-per-step")[1], "--steps") == ["10", "20", "50"]
 
 

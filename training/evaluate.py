@@ -14,6 +14,7 @@ import itertools
 import json
 import shlex
 import sys
+import time
 from pathlib import Path
 
 import numpy as np
@@ -25,6 +26,7 @@ from guided_diffusers.pipelines.image_utils import make_grid
 from guided_diffusers.training.data import load_image_dataset, to_model_range, to_tensors
 from guided_diffusers.training.features import ClassifierFeatures, EfficientNetLite0Features
 from guided_diffusers.training.metrics import class_accuracy, diversity, frechet_distance_of, precision_recall
+from guided_diffusers.training.sample_cache import SampleCache
 
 SWEPT = ("sampler", "num_inference_steps", "guidance_scale", "classifier_scale", "thresholding", "eta")
 
@@ -82,32 +84,41 @@ def settings(args) -> list[dict]:
     return [dict(zip(SWEPT, combination)) for combination in itertools.product(*values)]
 
 
-def generate(pipe, setting: dict, num_samples: int, batch_size: int, seed: int):
+def generate(pipe, setting: dict, num_samples: int, batch_size: int, seed: int, cache: SampleCache | None = None):
     """Samples in [-1, 1] with labels 0, 1, ..., K-1, 0, 1, ... (class-balanced), or unlabelled. The sampler is
     built from the pipeline's own scheduler config, which is put back afterwards: a sampler built from the previous
-    setting's would inherit its config (DPM-Solver's timestep spacing leaked into the next sampler that way)."""
+    setting's would inherit its config (DPM-Solver's timestep spacing leaked into the next sampler that way). With a
+    `cache`, finished batches are kept on disk and, when it resumes, re-used (batch i is seeded with seed + i *
+    batch_size either way, so a resumed run has the samples of an uninterrupted one)."""
     loaded = pipe.scheduler
     pipe.scheduler = make_scheduler(setting["sampler"], loaded.config)
     try:
-        return sample_balanced(pipe, setting, num_samples, batch_size, seed)
+        return sample_balanced(pipe, setting, num_samples, batch_size, seed, cache)
     finally:
         pipe.scheduler = loaded
 
 
-def sample_balanced(pipe, setting: dict, num_samples: int, batch_size: int, seed: int):
+def sample_balanced(pipe, setting: dict, num_samples: int, batch_size: int, seed: int, cache=None):
     num_classes = pipe.num_classes or (pipe.classifier.config.num_classes if pipe.classifier is not None else 0)
     labels = torch.arange(num_samples) % num_classes if num_classes else None
     images = []
     for start in range(0, num_samples, batch_size):
         count = min(batch_size, num_samples - start)
         batch_labels = labels[start : start + count] if labels is not None else None
+        cached = cache.load(start, count) if cache is not None else None
+        if cached is not None:
+            images.append(cached)
+            continue
         conditional = batch_labels is not None and (pipe.num_classes or setting["classifier_scale"] > 0)
+        began = time.perf_counter()
         out = pipe(batch_size=count, class_labels=batch_labels if conditional else None,
                    guidance_scale=setting["guidance_scale"] if conditional else 1.0,
                    classifier_scale=setting["classifier_scale"], num_inference_steps=setting["num_inference_steps"],
                    eta=setting["eta"], thresholding=setting["thresholding"], output_type="pt",
                    generator=torch.Generator().manual_seed(seed + start))  # fmt: skip
         images.append(out.images.cpu() * 2 - 1)
+        if cache is not None:
+            cache.save(start, images[-1], time.perf_counter() - began)
     return torch.cat(images), labels
 
 

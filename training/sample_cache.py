@@ -1,0 +1,65 @@
+"""Sample batches kept on disk, so that a sweep too long for one sitting (1,000 steps on a CPU: hours per row)
+resumes after an interruption instead of starting over, as training resumes from its latest checkpoint.
+
+Each finished batch is one safetensors file, written atomically, in a folder named after the setting. Everything
+that determines the samples is the folder's key, stored in every file and compared on reading: the weights (a
+digest of every module of the pipeline), the setting, the seed, the batch size and the device. A batch made under
+any other key is never re-used.
+"""
+
+import hashlib
+import json
+import os
+from pathlib import Path
+
+import torch
+from safetensors import safe_open
+from safetensors.torch import save_file
+
+
+def weights_digest(pipe) -> str:
+    """sha256 of the parameters and buffers of every torch module of a pipeline, in component order."""
+    digest = hashlib.sha256()
+    for name, component in sorted(pipe.components.items()):
+        if isinstance(component, torch.nn.Module):
+            for key, tensor in component.state_dict().items():
+                digest.update(f"{name}.{key}".encode())
+                digest.update(tensor.detach().cpu().reshape(-1).view(torch.uint8).numpy().tobytes())
+    return digest.hexdigest()
+
+
+class SampleCache:
+    """The batches of one setting under `root`. `resume=False` still writes every batch, so that the run can be
+    resumed later, but reads none. `seconds` adds up the sampling time of the batches loaded or saved, so a resumed
+    row reports the time its samples took, not the time it took to read them."""
+
+    def __init__(self, root, key: dict, resume: bool):
+        self.key = json.dumps(key, sort_keys=True)
+        readable = "-".join(str(key["setting"][name]) for name in ("sampler", "num_inference_steps", "guidance_scale"))
+        self.folder = Path(root) / f"{readable}-{hashlib.sha256(self.key.encode()).hexdigest()[:12]}"
+        self.resume = resume
+        self.seconds = 0.0
+
+    def _path(self, start: int, count: int) -> Path:
+        return self.folder / f"batch-{start:06d}-{count}.safetensors"
+
+    def load(self, start: int, count: int) -> torch.Tensor | None:
+        """The images of a finished batch, or None."""
+        path = self._path(start, count)
+        if not (self.resume and path.is_file()):
+            return None
+        with safe_open(path, framework="pt") as batch:
+            metadata = batch.metadata()
+            if metadata.get("key") != self.key:  # a hash collision of the folder name, or a hand-copied file
+                raise ValueError(f"{path} was sampled under another setting or other weights; delete it.")
+            self.seconds += float(metadata["seconds"])
+            return batch.get_tensor("images")
+
+    def save(self, start: int, images: torch.Tensor, seconds: float) -> None:
+        """Write to a temporary name, then rename: a batch on disk is always whole."""
+        self.folder.mkdir(parents=True, exist_ok=True)
+        path = self._path(start, len(images))
+        partial = path.with_suffix(".partial")
+        save_file({"images": images.contiguous()}, partial, metadata={"key": self.key, "seconds": repr(seconds)})
+        os.replace(partial, path)
+        self.seconds += seconds
