@@ -31,8 +31,8 @@ def bench(script, *args):
         ("pixel_vs_latent.py", ["--model_config", "tiny", "--batch_size", "2", "--steps", "1", "--sampling_steps", "1",
                                 "--sampling_batch", "1", "--repeats", "1"], "latent (4x8x8)"),
         ("train_throughput.py", ["--model_config", "tiny", "--batch_size", "4", "--steps", "2", "--repeats", "1"], "ratio"),
-        ("text_attention_heads.py", ["--model_config", "tiny", "--batch_size", "2", "--steps", "1", "--repeats", "1"],
-         "heads of width 32"),
+        ("text_attention_heads.py", ["--model_config", "tiny", "pixel", "--batch_size", "2", "--steps", "1", "--repeats",
+                                     "1"], "| pixel, heads of width 32 |"),
     ],
 )  # fmt: skip
 def test_benchmark_runs_and_prints_its_table(script, args, expected):

@@ -19,13 +19,14 @@ PRESETS = {
 
 
 # text-conditional UNet2DConditionModels: cross-attention to the text encoder's token states at the two lowest
-# resolutions (14x28 and 7x14 for 28x56 images), where "left of" and "right of" can still be told apart.
+# resolutions (14x28 and 7x14 for 28x56 images; "pixel": the lowest only), where "left of" and "right of" can still
+# be told apart.
 # UNet2DConditionModel reads `attention_head_dim` as the number of heads (diffusers#2011; it refuses
 # `num_attention_heads`), so TEXT_HEADS gives it under its real meaning. Many narrow heads (32, of width 2 and 4 at
 # 64 and 128 channels) beat a few wide ones (width 32) on held-out two-item prompts, 100% against 80% at w = 3 with
 # the same recipe, initial weights and data (README), at 1.3x the step time on latents and 2.4x on pixels
 # (benchmarks/text_attention_heads.py)
-TEXT_HEADS = {"tiny": 8, "small": 32, "compact": 32}
+TEXT_HEADS = {"tiny": 8, "small": 32, "compact": 32, "pixel": 32}
 TEXT_PRESETS = {
     "tiny": dict(block_out_channels=(16, 32), layers_per_block=1, norm_num_groups=8,
                  attention_head_dim=TEXT_HEADS["tiny"],
@@ -41,6 +42,13 @@ TEXT_PRESETS = {
                     attention_head_dim=TEXT_HEADS["compact"],
                     down_block_types=("DownBlock2D", "CrossAttnDownBlock2D", "CrossAttnDownBlock2D"),
                     up_block_types=("CrossAttnUpBlock2D", "CrossAttnUpBlock2D", "UpBlock2D")),
+    # compact attending only at the lowest resolution (and the middle block), for 1x28x56 pixels: at 14x28 the 32
+    # heads' attention over 392 positions costs more than the rest of a training step on a CPU
+    # (benchmarks/text_attention_heads.py); 7x14 is still finer than the latent models' 4x8 and 2x4
+    "pixel": dict(block_out_channels=(32, 64, 128), layers_per_block=1, norm_num_groups=16,
+                  attention_head_dim=TEXT_HEADS["pixel"],
+                  down_block_types=("DownBlock2D", "DownBlock2D", "CrossAttnDownBlock2D"),
+                  up_block_types=("CrossAttnUpBlock2D", "UpBlock2D", "UpBlock2D")),
 }  # fmt: skip
 
 # AutoencoderKLs for latent diffusion (Rombach 2022): each level after the first halves the size, so "small" maps
