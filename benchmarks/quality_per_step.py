@@ -16,7 +16,8 @@ from common import machine_line
 
 from guided_diffusers.models import NoiseAwareClassifier
 from guided_diffusers.pipelines import GuidedDiffusionPipeline
-from guided_diffusers.training.evaluate import Judge, add_device_argument, generate, real_images, sampling_device
+from guided_diffusers.training.evaluate import (Judge, add_device_argument, check_steps, generate, real_images,
+                                               sampling_device)  # fmt: skip
 from guided_diffusers.training.sample_cache import SampleCache, weights_digest
 
 # name for --samplers: (label, sampler in pipelines.SAMPLERS, eta)
@@ -65,6 +66,10 @@ def main(argv=None):
     print(machine_line(), flush=True)
     pipe = GuidedDiffusionPipeline.from_pretrained(args.pipeline).to(args.device)
     pipe.set_progress_bar_config(disable=True)
+    runs = [(label, dict(sampler=sampler, num_inference_steps=steps, guidance_scale=args.guidance_scale,
+                         classifier_scale=0.0, thresholding=args.thresholding, eta=eta))
+            for label, sampler, eta in (SAMPLER_VARIANTS[name] for name in args.samplers) for steps in args.steps]  # fmt: skip
+    check_steps(pipe, [setting for _, setting in runs])
     config = pipe.image_config  # the decoded images' size for a latent model
     test, _ = real_images(args.dataset_name, "test", args.num_samples, args.seed, config.sample_size, config.in_channels)
     judge = Judge(NoiseAwareClassifier.from_pretrained(args.eval_classifier), test, not args.no_efficientnet, args.batch_size)
@@ -73,17 +78,14 @@ def main(argv=None):
     floor = judge.measure(train, train_labels)
     weights = weights_digest(pipe)
     rows = []
-    for label, sampler, eta in (SAMPLER_VARIANTS[name] for name in args.samplers):
-        for steps in args.steps:
-            setting = dict(sampler=sampler, num_inference_steps=steps, guidance_scale=args.guidance_scale,
-                           classifier_scale=0.0, thresholding=args.thresholding, eta=eta)  # fmt: skip
-            key = dict(weights=weights, setting=setting, seed=args.seed, batch_size=args.batch_size, device=args.device)
-            cache = SampleCache(Path(args.output_dir) / "samples", key, args.resume)
-            images, labels = generate(pipe, setting, args.num_samples, args.batch_size, args.seed, cache)
-            # the time the samples took, also when some batches come from an interrupted run
-            rows.append({"sampler": label, "steps": steps, "seconds_per_image": cache.seconds / args.num_samples,
-                         **judge.measure(images, labels)})  # fmt: skip
-            print(json.dumps(rows[-1]), flush=True)
+    for label, setting in runs:
+        key = dict(weights=weights, setting=setting, seed=args.seed, batch_size=args.batch_size, device=args.device)
+        cache = SampleCache(Path(args.output_dir) / "samples", key, args.resume)
+        images, labels = generate(pipe, setting, args.num_samples, args.batch_size, args.seed, cache)
+        # the time the samples took, also when some batches come from an interrupted run
+        rows.append({"sampler": label, "steps": setting["num_inference_steps"],
+                     "seconds_per_image": cache.seconds / args.num_samples, **judge.measure(images, labels)})  # fmt: skip
+        print(json.dumps(rows[-1]), flush=True)
     write_results(args, rows, floor)
 
 

@@ -18,7 +18,7 @@ from .image_utils import latents_to_images
 from .inference import ordinary
 from .inversion import InversionMixin
 from .latent_space import from_latents, to_latents
-from .samplers import step_kwargs, with_thresholding
+from .samplers import set_distinct_timesteps, step_kwargs, with_thresholding
 
 @dataclass
 class GuidedPipelineOutput(ImagePipelineOutput):
@@ -205,7 +205,7 @@ class GuidedDiffusionPipeline(InversionMixin, DiffusionPipeline):
         elif tuple(latents.shape) != shape:
             raise ValueError(f"`latents` must have shape {shape}; got {tuple(latents.shape)}.")
         latents = latents.to(self.device) * scheduler.init_noise_sigma
-        scheduler.set_timesteps(num_inference_steps, device=self.device)
+        set_distinct_timesteps(scheduler, num_inference_steps, self.device)
         step_kwargs = self._step_kwargs(scheduler, generator, eta, use_clipped_model_output)
         yield from self.denoising_loop(scheduler, latents, scheduler.timesteps, class_labels, guidance_scale,
                                        classifier_scale, step_kwargs)  # fmt: skip

@@ -11,7 +11,7 @@ from ..schedulers.validation import check_choice, check_range
 from .guidance import classifier_free_guidance
 from .image_utils import latents_to_images
 from .latent_space import from_latents
-from .samplers import editable_config, step_kwargs, with_thresholding
+from .samplers import editable_config, set_distinct_timesteps, step_kwargs, with_thresholding
 from .text_encoding import DEFAULT_TEXT_ENCODER, encode_prompts, hidden_size, load_text_encoder
 
 class TextToImagePipeline(DiffusionPipeline):
@@ -103,10 +103,10 @@ class TextToImagePipeline(DiffusionPipeline):
         scheduler = with_thresholding(self.scheduler, thresholding, dynamic_thresholding_ratio)
         if scheduler is self.scheduler:  # a private copy: concurrent calls must not share timesteps
             scheduler = type(scheduler).from_config(editable_config(scheduler.config))
+        set_distinct_timesteps(scheduler, num_inference_steps, self.device)  # checks the step count before the encoder
         context, mask = self.conditioning(prompts, negatives, num_images_per_prompt, guidance_scale)
         batch = len(prompts) * num_images_per_prompt
         latents = self.prepare_latents(batch, generator, latents) * scheduler.init_noise_sigma
-        scheduler.set_timesteps(num_inference_steps, device=self.device)
         options = step_kwargs(scheduler, generator, eta, True)
         for i, t in enumerate(self.progress_bar(scheduler.timesteps)):
             model_input = scheduler.scale_model_input(latents, t)

@@ -14,9 +14,12 @@
 #   thresholding         static vs dynamic at a high CFG scale (8), N = 500
 #   inversion            DDIM inversion + reconstruction MSE of 32 held-out images against steps (10 ... 250),
 #                        unconditional and CFG 3, plain and with one fixed-point iteration (training/evaluate_inversion.py)
-#   quality-per-step     benchmarks/quality_per_step.py at the steps of STEPS (default "10 20 50"), N = 500: six samplers
-#                        on the same UNet (on a GPU, where there is one: STEPS="10 20 50 100 250 1000"); resumable:
-#                        run the same line again after an interruption and it re-uses every finished batch
+#   quality-per-step     benchmarks/quality_per_step.py at the steps of STEPS (default "10 20 50"), N = 500, for the
+#                        samplers of SAMPLERS (default: all six) on the same UNet; resumable: run the same line again
+#                        after an interruption and it re-uses every finished batch. DPM-Solver takes at most 999
+#                        steps of the 1,000-step schedule, so on a GPU: STEPS="10 20 50 100 250 1000"
+#                        SAMPLERS="ddpm ddim ddim-eta1 diffusers-ddim", then STEPS=999 SAMPLERS="dpm2m dpm++" with
+#                        another EVAL_DIR
 #   solvers              quality-per-step for ours and diffusers' DPM-Solver++(2M) only, side by side, 10 and 20 steps
 #   text                 a text-to-image pipeline (PIPELINE defaults to checkpoints/<dataset>-text): prompt alignment,
 #                        FD (own) and saturation on the 120 held-out prompts x 2 images, w = 1, 3, 5, 10, 15, with no
@@ -66,7 +69,7 @@ case "$sweep" in
     # shellcheck disable=SC2086
     exec "$python" benchmarks/quality_per_step.py --pipeline "$pipeline" --eval_classifier \
       "$judge" --dataset_name "$dataset" --num_samples 500 --steps ${STEPS:-10 20 50} --thresholding "$thresholding" \
-      --output_dir "$eval_dir/$name-quality-per-step" --resume ;;
+      ${SAMPLERS:+--samplers $SAMPLERS} --output_dir "$eval_dir/$name-quality-per-step" --resume ;;
   solvers)
     exec "$python" benchmarks/quality_per_step.py --pipeline "$pipeline" --eval_classifier "$judge" \
       --dataset_name "$dataset" --num_samples 500 --steps 10 20 --samplers dpm2m dpm++ --thresholding "$thresholding" \

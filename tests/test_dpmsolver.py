@@ -94,3 +94,22 @@ def test_ours_and_diffusers_solve_on_the_same_timesteps_from_a_ddpm_config():
     ours.set_timesteps(10)
     theirs.set_timesteps(10)
     assert torch.equal(ours.timesteps, theirs.timesteps) and ours.timesteps[0] == 999
+
+
+def test_a_schedule_that_repeats_a_timestep_is_refused_before_any_unet_call():
+    """diffusers' DPM-Solver++ (linspace spacing) at 1,000 steps of a 1,000-step schedule repeats timestep 500: a step
+    of h = 0 that turns its samples into NaN. Ours refuse that step count in set_timesteps; a pipeline given
+    diffusers' refuses it too, before the first UNet call, and 999 steps, the most DPM-Solver can take, still run."""
+    theirs = make_scheduler("dpm++", GuidedDDPMScheduler().config)
+    theirs.set_timesteps(1000)
+    if len(theirs.timesteps.unique()) == 1000:
+        pytest.skip("this diffusers no longer repeats a timestep at 1,000 steps")
+    assert not torch.isfinite(chain(theirs, 1000, theirs)[-1]).all()
+    pipe = GuidedDiffusionPipeline(GaussianDenoiser(sample_size=4, data_std=2.0), theirs)
+    calls = []
+    pipe.unet.register_forward_hook(lambda *_: calls.append(1))
+    with pytest.raises(ValueError, match="`num_inference_steps`=1000 makes DPMSolverMultistepScheduler repeat a timestep"):
+        pipe(batch_size=1, num_inference_steps=1000, output_type="pt")
+    assert not calls
+    theirs.set_timesteps(999)
+    assert len(theirs.timesteps.unique()) == 999

@@ -2,6 +2,7 @@
 
 import json
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -14,7 +15,7 @@ from diffusers import UNet2DModel
 from guided_diffusers.models import NoiseAwareClassifier
 from guided_diffusers.pipelines import GuidedDiffusionPipeline
 from guided_diffusers.schedulers import GuidedDDPMScheduler
-from guided_diffusers.training.evaluate import generate, sampling_device
+from guided_diffusers.training.evaluate import check_steps, generate, sampling_device
 from guided_diffusers.training.model_configs import classifier_config
 
 SCRIPT = str(Path(__file__).resolve().parents[1] / "training" / "evaluate.py")
@@ -97,3 +98,15 @@ def test_each_sampler_starts_from_the_pipelines_own_scheduler_whatever_ran_befor
     generate(pipe, dict(sampler="dpm2m", num_inference_steps=2, guidance_scale=1.0, classifier_scale=0.0,
                         thresholding="none", eta=0.0), num_samples=2, batch_size=2, seed=1)  # fmt: skip
     assert pipe.scheduler is loaded and torch.equal(dpm_images(), first)
+
+
+def test_a_step_count_a_sampler_cannot_take_is_refused_before_the_sweep_starts(models):
+    """A 1,000-step sweep runs for hours; DPM-Solver cannot take 1,000 of 1,000 training steps, and must say so first."""
+    pipe = GuidedDiffusionPipeline.from_pretrained(models / "pipeline")
+    setting = dict(guidance_scale=1.0, classifier_scale=0.0, thresholding="none", eta=0.0)
+    check_steps(pipe, [dict(setting, sampler=name, num_inference_steps=1000) for name in ("ddpm", "ddim", "diffusers-ddim")])
+    check_steps(pipe, [dict(setting, sampler=name, num_inference_steps=999) for name in ("dpm2m", "dpm++")])
+    for name in ("dpm2m", "dpm++"):
+        with pytest.raises(ValueError, match=re.escape(f"sampler '{name}': `num_inference_steps`")):
+            check_steps(pipe, [dict(setting, sampler="ddim", num_inference_steps=1000),
+                               dict(setting, sampler=name, num_inference_steps=1000)])  # fmt: skip

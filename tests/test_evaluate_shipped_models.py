@@ -63,7 +63,10 @@ def test_quality_per_step_takes_its_steps_from_the_environment(run):
     assert code == 0 and argv[0] == "benchmarks/quality_per_step.py"
     assert value(argv, "--steps") == ["100", "250", "1000"]
     assert "--resume" in argv  # re-running the line after an interruption continues it (hours per row at 1,000 steps)
-    assert value(run("mnist", "quality-per-step")[1], "--steps") == ["10", "20", "50"]
+    default = run("mnist", "quality-per-step")[1]
+    assert value(default, "--steps") == ["10", "20", "50"] and "--samplers" not in default  # all six
+    code, argv, _ = run("mnist", "quality-per-step", STEPS="999", SAMPLERS="dpm2m dpm++")
+    assert code == 0 and value(argv, "--samplers") == ["dpm2m", "dpm++"]
 
 
 def test_an_unknown_sweep_or_a_missing_argument_is_refused(run):

@@ -22,6 +22,7 @@ import torch
 
 from guided_diffusers.models import NoiseAwareClassifier
 from guided_diffusers.pipelines import SAMPLERS, GuidedDiffusionPipeline, make_scheduler
+from guided_diffusers.pipelines.samplers import set_distinct_timesteps
 from guided_diffusers.pipelines.image_utils import make_grid
 from guided_diffusers.training.data import load_image_dataset, to_model_range, to_tensors
 from guided_diffusers.training.features import ClassifierFeatures, EfficientNetLite0Features
@@ -82,6 +83,16 @@ def settings(args) -> list[dict]:
     values = (args.samplers, args.num_inference_steps, args.guidance_scales, args.classifier_scales,
               args.thresholding, args.eta)  # fmt: skip
     return [dict(zip(SWEPT, combination)) for combination in itertools.product(*values)]
+
+
+def check_steps(pipe, settings: list[dict]) -> None:
+    """Refuse, before any sampling, a sampler that cannot take its step count (DPM-Solver at 1,000 of 1,000 training
+    steps): a sweep may run for hours before it reaches that row."""
+    for setting in settings:
+        try:
+            set_distinct_timesteps(make_scheduler(setting["sampler"], pipe.scheduler.config), setting["num_inference_steps"])
+        except ValueError as error:
+            raise ValueError(f"sampler {setting['sampler']!r}: {error}") from None
 
 
 def generate(pipe, setting: dict, num_samples: int, batch_size: int, seed: int, cache: SampleCache | None = None):
@@ -169,6 +180,7 @@ def main(argv=None):
     args = parse_args(argv)
     pipe = GuidedDiffusionPipeline.from_pretrained(args.pipeline).to(args.device)
     pipe.set_progress_bar_config(disable=True)
+    check_steps(pipe, settings(args))
     classifier = NoiseAwareClassifier.from_pretrained(args.eval_classifier)
     size, channels = pipe.image_config.sample_size, pipe.image_config.in_channels  # decoded images for a latent model
     test_images, _ = real_images(args.dataset_name, "test", args.num_samples, args.seed, size, channels)
