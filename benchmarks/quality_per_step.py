@@ -18,7 +18,7 @@ from guided_diffusers.models import NoiseAwareClassifier
 from guided_diffusers.pipelines import GuidedDiffusionPipeline
 from guided_diffusers.training.evaluate import (Judge, add_device_argument, check_steps, generate, real_images,
                                                sampling_device)  # fmt: skip
-from guided_diffusers.training.sample_cache import SampleCache, weights_digest
+from guided_diffusers.training.sample_cache import sweep_cache, weights_digest
 
 # name for --samplers: (label, sampler in pipelines.SAMPLERS, eta)
 SAMPLER_VARIANTS = {
@@ -79,8 +79,7 @@ def main(argv=None):
     weights = weights_digest(pipe)
     rows = []
     for label, setting in runs:
-        key = dict(weights=weights, setting=setting, seed=args.seed, batch_size=args.batch_size, device=args.device)
-        cache = SampleCache(Path(args.output_dir) / "samples", key, args.resume)
+        cache = sweep_cache(args.output_dir, weights, setting, args)
         images, labels = generate(pipe, setting, args.num_samples, args.batch_size, args.seed, cache)
         # the time the samples took, also when some batches come from an interrupted run
         rows.append({"sampler": label, "steps": setting["num_inference_steps"],

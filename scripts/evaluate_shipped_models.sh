@@ -5,7 +5,8 @@
 #   bash scripts/evaluate_shipped_models.sh mnist|fashion_mnist SWEEP [PIPELINE] [EVAL_DIR]
 #
 # PYTHON names the interpreter (default .venv/bin/python, as scripts/setup.sh makes it). Sampling runs on a GPU
-# where there is one (the scripts' --device default), from the same seeded noise as on a CPU.
+# where there is one (the scripts' --device default), from the same seeded noise as on a CPU. The image sweeps
+# resume: run the same line again after an interruption and it re-uses every finished batch of samples.
 #
 #   cfg                  classifier-free guidance at the scales of GUIDANCE_SCALES (default "0 1 3 5"; 0 is
 #                        unconditional); static clipping (none for latents)
@@ -44,7 +45,7 @@ thresholding=static
 if [ -d "$pipeline/vae" ]; then thresholding=none; name=$name-latent; fi
 judge=checkpoints/${dataset//_/-}-eval-classifier
 evaluate=("$python" training/evaluate.py --pipeline "$pipeline" --eval_classifier "$judge"
-          --dataset_name "$dataset" --samplers ddim --num_inference_steps 50 --batch_size 100)
+          --dataset_name "$dataset" --samplers ddim --num_inference_steps 50 --batch_size 100 --resume)
 evaluate_text=("$python" training/evaluate_text_to_image.py --pipeline "$pipeline" --eval_classifier "$judge"
                --dataset_name "$dataset" --images_per_prompt 2 --no_efficientnet)
 case "$sweep" in

@@ -15,7 +15,7 @@ from diffusers import UNet2DModel
 from guided_diffusers.models import NoiseAwareClassifier
 from guided_diffusers.pipelines import GuidedDiffusionPipeline
 from guided_diffusers.schedulers import GuidedDDPMScheduler
-from guided_diffusers.training.evaluate import check_steps, generate, sampling_device
+from guided_diffusers.training.evaluate import check_steps, generate, main, sampling_device
 from guided_diffusers.training.model_configs import classifier_config
 
 SCRIPT = str(Path(__file__).resolve().parents[1] / "training" / "evaluate.py")
@@ -110,3 +110,19 @@ def test_a_step_count_a_sampler_cannot_take_is_refused_before_the_sweep_starts(m
         with pytest.raises(ValueError, match=re.escape(f"sampler '{name}': `num_inference_steps`")):
             check_steps(pipe, [dict(setting, sampler="ddim", num_inference_steps=1000),
                                dict(setting, sampler=name, num_inference_steps=1000)])  # fmt: skip
+
+
+def test_a_resumed_sweep_reuses_the_sample_batches_and_reports_the_same_numbers(tmp_path, models):
+    argv = ["--pipeline", str(models / "pipeline"), "--eval_classifier", str(models / "eval-classifier"),
+            "--num_samples", "10", "--batch_size", "5", "--num_inference_steps", "2", "--no_efficientnet",
+            "--output_dir", str(tmp_path)]  # fmt: skip
+    main(argv)
+    first = json.loads((tmp_path / "results.json").read_text())["rows"]
+    (batches,) = [folder for folder in (tmp_path / "samples").iterdir()]  # one setting, two batches of 5
+    assert len(list(batches.glob("batch-*.safetensors"))) == 2
+    (batches / "batch-000005-5.safetensors").unlink()  # interrupted during the second batch
+    kept = (batches / "batch-000000-5.safetensors").stat().st_mtime_ns
+    main([*argv, "--resume"])
+    assert json.loads((tmp_path / "results.json").read_text())["rows"] == first
+    assert (batches / "batch-000000-5.safetensors").stat().st_mtime_ns == kept  # read, not sampled again
+    assert (batches / "batch-000005-5.safetensors").is_file()

@@ -38,6 +38,7 @@ def test_cfg_sweep_of_a_pixel_model_uses_static_clipping_and_the_given_scales(ru
     assert value(argv, "--pipeline") == ["checkpoints/fashion-mnist"]
     assert value(argv, "--eval_classifier") == ["checkpoints/fashion-mnist-eval-classifier"]
     assert value(argv, "--guidance_scales") == ["0", "1", "2", "3", "5"] and value(argv, "--thresholding") == ["static"]
+    assert "--resume" in argv  # re-running the line after an interruption continues it
     assert value(argv, "--num_samples") == ["1000"] and value(argv, "--output_dir") == ["eval/fashion-mnist-cfg"]
     assert value(run("mnist", "cfg")[1], "--guidance_scales") == ["0", "1", "3", "5"]  # the default
 

@@ -27,7 +27,7 @@ from guided_diffusers.pipelines.image_utils import make_grid
 from guided_diffusers.training.data import load_image_dataset, to_model_range, to_tensors
 from guided_diffusers.training.features import ClassifierFeatures, EfficientNetLite0Features
 from guided_diffusers.training.metrics import class_accuracy, diversity, frechet_distance_of, precision_recall
-from guided_diffusers.training.sample_cache import SampleCache
+from guided_diffusers.training.sample_cache import SampleCache, sweep_cache, weights_digest
 
 SWEPT = ("sampler", "num_inference_steps", "guidance_scale", "classifier_scale", "thresholding", "eta")
 
@@ -69,7 +69,9 @@ def parse_args(argv=None):
     parser.add_argument("--no_efficientnet", action="store_true", help="skip FD (EfficientNet-Lite0)")
     parser.add_argument("--seed", type=int, default=0)
     add_device_argument(parser)
-    parser.add_argument("--output_dir", required=True)
+    parser.add_argument("--output_dir", required=True, help="results, and every finished sample batch (samples/)")
+    parser.add_argument("--resume", action="store_true", help="re-use the sample batches that an interrupted run of "
+                        "the same settings and weights left in output_dir/samples")  # fmt: skip
     args = parser.parse_args(argv)
     if args.num_samples < 2 or args.batch_size < 1:
         raise ValueError("--num_samples must be at least 2 and --batch_size at least 1.")
@@ -191,8 +193,10 @@ def main(argv=None):
     rows = []
     out = Path(args.output_dir)
     out.mkdir(parents=True, exist_ok=True)
+    weights = weights_digest(pipe)
     for index, setting in enumerate(settings(args)):
-        images, labels = generate(pipe, setting, args.num_samples, args.batch_size, args.seed)
+        cache = sweep_cache(out, weights, setting, args)
+        images, labels = generate(pipe, setting, args.num_samples, args.batch_size, args.seed, cache)
         rows.append({**setting, **judge.measure(images, labels)})
         save_sample_grid(out / f"samples_{index}.png", images, labels)
         print(json.dumps(rows[-1]), flush=True)

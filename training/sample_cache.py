@@ -63,3 +63,9 @@ class SampleCache:
         save_file({"images": images.contiguous()}, partial, metadata={"key": self.key, "seconds": repr(seconds)})
         os.replace(partial, path)
         self.seconds += seconds
+
+
+def sweep_cache(output_dir, weights: str, setting: dict, args) -> SampleCache:
+    """The cache of one setting of an evaluation sweep (`args`: its seed, batch_size, device and resume)."""
+    key = dict(weights=weights, setting=setting, seed=args.seed, batch_size=args.batch_size, device=args.device)
+    return SampleCache(Path(output_dir) / "samples", key, args.resume)
