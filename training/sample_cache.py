@@ -18,7 +18,7 @@ from safetensors.torch import save_file
 
 
 def weights_digest(pipe) -> str:
-    """sha256 of the parameters and buffers of every torch module of a pipeline, in component order."""
+    """sha256 of the parameters and buffers of every torch module of a pipeline, components in name order."""
     digest = hashlib.sha256()
     for name, component in sorted(pipe.components.items()):
         if isinstance(component, torch.nn.Module):
