@@ -34,7 +34,7 @@ case "$model" in
       --max_train_steps 2000 --learning_rate 1e-3 --lr_warmup_steps 100 --adam_weight_decay 0.05 --ema_max_decay 0.999 \
       --eval_max_samples 10000 --output_dir "$runs/$name-eval-classifier" ;;
   text)  # Imagen-style text-to-image on captioned 1x28x56 pixels, frozen MiniLM: the latent-text recipe with the pixel
-         # preset (cross-attention at 7x14 only; at 14x28 it would cost ~4x the step on a CPU), for dynamic thresholding
+         # preset (cross-attention at 7x14 only; at 14x28 too, a step costs 3x on a CPU), for dynamic thresholding
     exec "${launch[@]}" training/train_text_to_image.py "${common[@]}" --model_config pixel --caption_dropout 0.1 \
       --pair_fraction 0.5 --max_train_steps 8000 --learning_rate 1e-3 --lr_warmup_steps 500 --snr_gamma 5 \
       --ema_max_decay 0.9995 --save_images_steps 1000 --output_dir "$runs/$name-text" ;;

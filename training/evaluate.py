@@ -182,7 +182,8 @@ def main(argv=None):
     args = parse_args(argv)
     pipe = GuidedDiffusionPipeline.from_pretrained(args.pipeline).to(args.device)
     pipe.set_progress_bar_config(disable=True)
-    check_steps(pipe, settings(args))
+    sweep = settings(args)
+    check_steps(pipe, sweep)
     classifier = NoiseAwareClassifier.from_pretrained(args.eval_classifier)
     size, channels = pipe.image_config.sample_size, pipe.image_config.in_channels  # decoded images for a latent model
     test_images, _ = real_images(args.dataset_name, "test", args.num_samples, args.seed, size, channels)
@@ -194,7 +195,7 @@ def main(argv=None):
     out = Path(args.output_dir)
     out.mkdir(parents=True, exist_ok=True)
     weights = weights_digest(pipe)
-    for index, setting in enumerate(settings(args)):
+    for index, setting in enumerate(sweep):
         cache = sweep_cache(out, weights, setting, args)
         images, labels = generate(pipe, setting, args.num_samples, args.batch_size, args.seed, cache)
         rows.append({**setting, **judge.measure(images, labels)})
