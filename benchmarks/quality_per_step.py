@@ -4,6 +4,9 @@ DPM-Solver++(2M) on the same UNet, each beside the real-data floor at the same N
 
     python benchmarks/quality_per_step.py --pipeline checkpoints/mnist \
         --eval_classifier checkpoints/mnist-eval-classifier --num_samples 500 --output_dir eval/quality-per-step
+
+Rows run separately (1,000 steps take hours per row on a CPU) are drawn into one table and plot by
+`--combine RUN_DIR [RUN_DIR ...] --output_dir DIR`, which refuses runs of another model, seed, N or setting.
 """
 
 import argparse
@@ -30,12 +33,16 @@ SAMPLER_VARIANTS = {
     "dpm++": ("diffusers DPM-Solver++ (2M)", "dpm++", 0.0),
 }
 FD_METRICS = [("fd_own", "FD (own classifier)"), ("fd_efficientnet", "FD (EfficientNet-Lite0)")]
+TABLE_METRICS = [*FD_METRICS, ("accuracy", "accuracy"), ("saturated", "saturated px")]
+# what runs must share for their rows to share a table: the same samples per row, judged against the same floor
+SAME_IN_COMBINED_RUNS = ("pipeline", "eval_classifier", "dataset_name", "num_samples", "batch_size", "seed",
+                         "guidance_scale", "thresholding", "no_efficientnet")
 
 
 def parse_args(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--pipeline", help="required unless --replot")
-    parser.add_argument("--eval_classifier", help="required unless --replot")
+    parser.add_argument("--pipeline", help="required unless --replot or --combine")
+    parser.add_argument("--eval_classifier", help="required unless --replot or --combine")
     parser.add_argument("--dataset_name", default="mnist")
     parser.add_argument("--num_samples", type=int, default=500)
     parser.add_argument("--batch_size", type=int, default=100)
@@ -51,10 +58,13 @@ def parse_args(argv=None):
                         "the same settings and weights left in output_dir/samples (1,000 steps take hours per row on "
                         "a CPU)")  # fmt: skip
     parser.add_argument("--replot", action="store_true", help="only redraw the plot from output_dir/results.json")
+    parser.add_argument("--combine", nargs="+", metavar="RUN_DIR", help="no sampling: one table and plot in "
+                        "output_dir from the rows of these finished runs (same model, seed, N and setting)")  # fmt: skip
     args = parser.parse_args(argv)
-    if not args.replot and (args.pipeline is None or args.eval_classifier is None):
-        parser.error("--pipeline and --eval_classifier are required (unless --replot).")
-    if not args.replot:
+    sampling = not (args.replot or args.combine)
+    if sampling and (args.pipeline is None or args.eval_classifier is None):
+        parser.error("--pipeline and --eval_classifier are required (unless --replot or --combine).")
+    if sampling:
         args.device = str(sampling_device(args.device))  # a string, for results.json
     return args
 
@@ -63,6 +73,8 @@ def main(argv=None):
     args = parse_args(argv)
     if args.replot:
         return replot(args.output_dir)
+    if args.combine:
+        return combine(args.combine, args.output_dir)
     print(machine_line(), flush=True)
     pipe = GuidedDiffusionPipeline.from_pretrained(args.pipeline).to(args.device)
     pipe.set_progress_bar_config(disable=True)
@@ -89,12 +101,21 @@ def main(argv=None):
 
 
 def write_results(args, rows, floor) -> None:
-    out = Path(args.output_dir)
-    out.mkdir(parents=True, exist_ok=True)
     machine = machine_line()
-    (out / "results.json").write_text(json.dumps({"command": vars(args), "machine": machine, "real_data_floor": floor,
-                                                  "rows": rows}, indent=2))  # fmt: skip
-    metrics = [(key, name) for key, name in [*FD_METRICS, ("accuracy", "accuracy")] if key in floor]
+    command = shlex.join(["python", "benchmarks/quality_per_step.py", *sys.argv[1:]])  # as run from the repository root
+    header = f"```bash\n{command}\n```\n\n{machine}\n\n{setting_line(vars(args))}"
+    write_report(Path(args.output_dir), {"command": vars(args), "machine": machine}, header, rows, floor)
+
+
+def setting_line(command: dict) -> str:
+    return f"N = {command['num_samples']}, CFG w = {command['guidance_scale']}, thresholding {command['thresholding']}."
+
+
+def write_report(out: Path, record: dict, header: str, rows, floor) -> None:
+    """results.json (`record` + floor + rows), results.md (`header` + table) and the plot."""
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "results.json").write_text(json.dumps({**record, "real_data_floor": floor, "rows": rows}, indent=2))
+    metrics = [(key, name) for key, name in TABLE_METRICS if key in floor]
     lines = ["| sampler | steps | " + " | ".join(name for _, name in metrics) + " | s / image |",
              "| --- | --- |" + " --- |" * (len(metrics) + 1),
              "| real data (train vs test) | - | " + " | ".join(f"{floor[key]:.4g}" for key, _ in metrics) + " | - |"]  # fmt: skip
@@ -102,11 +123,42 @@ def write_results(args, rows, floor) -> None:
         lines.append(f"| {row['sampler']} | {row['steps']} | " + " | ".join(f"{row[key]:.4g}" for key, _ in metrics)
                      + f" | {row['seconds_per_image']:.3f} |")  # fmt: skip
     table = "\n".join(lines)
-    command = shlex.join(["python", "benchmarks/quality_per_step.py", *sys.argv[1:]])  # as run from the repository root
-    (out / "results.md").write_text(f"```bash\n{command}\n```\n\n{machine}\n\nN = {args.num_samples}, CFG w = "
-                                    f"{args.guidance_scale}, thresholding {args.thresholding}.\n\n{table}\n")  # fmt: skip
+    (out / "results.md").write_text(f"{header}\n\n{table}\n")
     print(table)
     plot(out, rows, floor, [m for m in FD_METRICS if m[0] in floor])
+
+
+def combine(run_dirs: list[str], output_dir: str) -> None:
+    """One table and plot from the rows of several finished runs, e.g. 1,000 steps run apart from 10-250. Rows can
+    share a table only if their runs drew the same samples per row and measured the same floor: any other model,
+    seed, N, batch size, guidance scale or thresholding is refused, as is a (sampler, steps) row run twice."""
+    reports = [json.loads((Path(run_dir) / "results.json").read_text()) for run_dir in run_dirs]
+    first = reports[0]["command"]
+    rows, source_of = [], {}
+    for run_dir, report in zip(run_dirs, reports):
+        differing = [key for key in SAME_IN_COMBINED_RUNS if report["command"].get(key) != first.get(key)]
+        if report["real_data_floor"] != reports[0]["real_data_floor"]:
+            differing.append("real_data_floor")
+        if differing:
+            raise SystemExit(f"--combine: {run_dir} differs from {run_dirs[0]} in {', '.join(differing)}; only runs "
+                             "of the same model, seed, N and setting can share a table.")  # fmt: skip
+        for row in report["rows"]:
+            key = (row["sampler"], row["steps"])
+            if key in source_of:
+                raise SystemExit(f"--combine: {key} is a row of both {source_of[key]} and {run_dir}; keep one.")
+            source_of[key] = run_dir
+            rows.append(row)
+    order = [label for label, _, _ in SAMPLER_VARIANTS.values()]
+    rows.sort(key=lambda row: (order.index(row["sampler"]), row["steps"]))
+    sources = [{"run_dir": run_dir, "command": report["command"], "machine": report["machine"]}
+               for run_dir, report in zip(run_dirs, reports)]  # fmt: skip
+    machines = "; ".join(dict.fromkeys(source["machine"] for source in sources))
+    print(f"{machines} (recorded with the rows)")
+    runs = "\n".join(f"- `{run_dir}`: {', '.join(dict.fromkeys(r['sampler'] for r in report['rows']))} at "
+                     f"{', '.join(map(str, sorted({r['steps'] for r in report['rows']})))} steps{run_command(run_dir)}"
+                     for run_dir, report in zip(run_dirs, reports))  # fmt: skip
+    header = f"Combined from these runs ({machines}):\n\n{runs}\n\n{setting_line(first)}"
+    write_report(Path(output_dir), {"sources": sources, "machine": machines}, header, rows, reports[0]["real_data_floor"])
 
 
 def plot(out: Path, rows, floor, metrics) -> None:
@@ -131,6 +183,12 @@ def plot(out: Path, rows, floor, metrics) -> None:
     figure.tight_layout()
     figure.savefig(out / "fd_vs_steps.png", dpi=110)
     plt.close(figure)
+
+
+def run_command(run_dir) -> str:
+    """`: <the command line>` from the run's results.md, where it wrote one."""
+    report = (Path(run_dir) / "results.md").read_text()
+    return f": `{report.split('```bash')[1].split('```')[0].strip()}`" if report.startswith("```bash") else ""
 
 
 def replot(output_dir: str) -> None:

@@ -58,3 +58,33 @@ def test_quality_per_step_writes_its_table_and_plot(tmp_path):
     (tmp_path / "out" / "fd_vs_steps.png").unlink()  # --replot redraws it from results.json alone
     bench("quality_per_step.py", "--replot", "--output_dir", tmp_path / "out")
     assert (tmp_path / "out" / "fd_vs_steps.png").is_file()
+
+
+def test_quality_per_step_combines_runs_of_the_same_setting_only(tmp_path):
+    model = write_tiny_model(tmp_path / "model")
+    NoiseAwareClassifier(**classifier_config("tiny", 28, 1, 10, "mean")).save_pretrained(tmp_path / "judge")
+    for steps, samplers in [(3, ["dpm2m", "ddim"]), (2, ["ddim"])]:
+        bench("quality_per_step.py", "--pipeline", model, "--eval_classifier", tmp_path / "judge", "--num_samples", 10,
+              "--batch_size", 10, "--steps", steps, "--no_efficientnet", "--samplers", *samplers,
+              "--output_dir", tmp_path / f"steps-{steps}")  # fmt: skip
+    runs = [tmp_path / "steps-3", tmp_path / "steps-2"]
+    bench("quality_per_step.py", "--combine", *runs, "--output_dir", tmp_path / "all")
+    combined = json.loads((tmp_path / "all" / "results.json").read_text())
+    rows = {(row["sampler"], row["steps"]): row for run in runs
+            for row in json.loads((run / "results.json").read_text())["rows"]}  # fmt: skip
+    # every row as measured, ordered by sampler then steps, against the runs' one floor; one plot of them all
+    assert [(row["sampler"], row["steps"]) for row in combined["rows"]] == [
+        ("ours DDIM eta=0", 2), ("ours DDIM eta=0", 3), ("ours DPM-Solver++ (2M)", 3)]
+    assert all(row == rows[row["sampler"], row["steps"]] for row in combined["rows"])
+    assert (tmp_path / "all" / "fd_vs_steps.png").is_file() and "steps-2" in (tmp_path / "all" / "results.md").read_text()
+    # a row run twice, or a run with other seeds (another floor, other samples), cannot share the table
+    refused = subprocess.run([sys.executable, "quality_per_step.py", "--combine", *runs, runs[0], "--output_dir",
+                              tmp_path / "twice"], cwd=REPO / "benchmarks", env=ENV, capture_output=True, text=True)  # fmt: skip
+    assert refused.returncode != 0 and "('ours DPM-Solver++ (2M)', 3) is a row of both" in refused.stderr
+    reseeded = json.loads((runs[1] / "results.json").read_text())
+    reseeded["command"]["seed"] = 1
+    (runs[1] / "results.json").write_text(json.dumps(reseeded))
+    refused = subprocess.run([sys.executable, "quality_per_step.py", "--combine", *runs, "--output_dir",
+                              tmp_path / "mixed"], cwd=REPO / "benchmarks", env=ENV, capture_output=True, text=True)  # fmt: skip
+    assert refused.returncode != 0 and "differs from" in refused.stderr and "seed" in refused.stderr
+    assert not (tmp_path / "twice").exists() and not (tmp_path / "mixed").exists()
