@@ -102,9 +102,12 @@ def main(argv=None):
 
 def write_results(args, rows, floor) -> None:
     machine = machine_line()
-    command = shlex.join(["python", "benchmarks/quality_per_step.py", *sys.argv[1:]])  # as run from the repository root
-    header = f"```bash\n{command}\n```\n\n{machine}\n\n{setting_line(vars(args))}"
+    header = f"```bash\n{command_line()}\n```\n\n{machine}\n\n{setting_line(vars(args))}"
     write_report(Path(args.output_dir), {"command": vars(args), "machine": machine}, header, rows, floor)
+
+
+def command_line() -> str:
+    return shlex.join(["python", "benchmarks/quality_per_step.py", *sys.argv[1:]])  # as run from the repository root
 
 
 def setting_line(command: dict) -> str:
@@ -157,7 +160,7 @@ def combine(run_dirs: list[str], output_dir: str) -> None:
     runs = "\n".join(f"- `{run_dir}`: {', '.join(dict.fromkeys(r['sampler'] for r in report['rows']))} at "
                      f"{', '.join(map(str, sorted({r['steps'] for r in report['rows']})))} steps{run_command(run_dir)}"
                      for run_dir, report in zip(run_dirs, reports))  # fmt: skip
-    header = f"Combined from these runs ({machines}):\n\n{runs}\n\n{setting_line(first)}"
+    header = f"```bash\n{command_line()}\n```\n\nCombined from these runs ({machines}):\n\n{runs}\n\n{setting_line(first)}"
     write_report(Path(output_dir), {"sources": sources, "machine": machines}, header, rows, reports[0]["real_data_floor"])
 
 
