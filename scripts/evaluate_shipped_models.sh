@@ -27,6 +27,9 @@
 #                        thresholding, static clipping and dynamic thresholding (training/evaluate_text_to_image.py)
 #   text-train-prompts   the same on the training split's prompts (150 x 2 images), w = 1, 3, 5, 10, no thresholding:
 #                        how much of the held-out gap is the unseen wording
+#   text-thresholding    static clipping against dynamic thresholding at each percentile p of |x0| in 0.5, 0.8, 0.9,
+#                        0.95, 0.995 (Imagen's), at the guidance scales of GUIDANCE_SCALES (default "10"), held-out
+#                        prompts: for a pixel-space model (the text recipe), where Imagen's claim applies
 set -euo pipefail
 cd "$(dirname "$0")/.."
 dataset=${1:?dataset: mnist or fashion_mnist}
@@ -43,6 +46,10 @@ python=${PYTHON:-.venv/bin/python}
 # <dataset>-latent-<sweep>
 thresholding=static
 if [ -d "$pipeline/vae" ]; then thresholding=none; name=$name-latent; fi
+# text pipelines: the shipped latent one writes <dataset>-text<-sweep>, a pixel-space one (the text recipe)
+# <dataset>-pixel-text<-sweep>, so that both fit in one EVAL_DIR
+text_name=${dataset//_/-}-text
+if [ ! -d "$pipeline/vae" ]; then text_name=${dataset//_/-}-pixel-text; fi
 judge=checkpoints/${dataset//_/-}-eval-classifier
 evaluate=("$python" training/evaluate.py --pipeline "$pipeline" --eval_classifier "$judge"
           --dataset_name "$dataset" --samplers ddim --num_inference_steps 50 --batch_size 100 --resume)
@@ -77,10 +84,15 @@ case "$sweep" in
       --output_dir "$eval_dir/$name-solvers" ;;
   text)
     exec "${evaluate_text[@]}" --guidance_scales 1 3 5 10 15 --thresholding none static dynamic --batch_size 120 \
-      --output_dir "$eval_dir/${dataset//_/-}-text" ;;
+      --output_dir "$eval_dir/$text_name" ;;
   text-train-prompts)
     exec "${evaluate_text[@]}" --prompt_split train --guidance_scales 1 3 5 10 --thresholding none --batch_size 150 \
-      --output_dir "$eval_dir/${dataset//_/-}-text-train-prompts" ;;
-  *) echo "sweep must be cfg, classifier-probe, classifier-guidance, thresholding, inversion, quality-per-step, solvers, text or text-train-prompts;" \
+      --output_dir "$eval_dir/$text_name-train-prompts" ;;
+  text-thresholding)
+    # shellcheck disable=SC2086
+    exec "${evaluate_text[@]}" --guidance_scales ${GUIDANCE_SCALES:-10} --thresholding static dynamic \
+      --dynamic_thresholding_ratios 0.5 0.8 0.9 0.95 0.995 --batch_size 120 \
+      --output_dir "$eval_dir/$text_name-thresholding" ;;
+  *) echo "sweep must be cfg, classifier-probe, classifier-guidance, thresholding, inversion, quality-per-step, solvers, text, text-train-prompts or text-thresholding;" \
        "got $sweep" >&2; exit 2 ;;
 esac

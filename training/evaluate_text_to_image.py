@@ -36,6 +36,8 @@ def parse_args(argv=None):
     parser.add_argument("--images_per_prompt", type=int, default=4)
     parser.add_argument("--guidance_scales", nargs="+", type=float, default=[1.0, 3.0, 5.0, 10.0, 15.0])
     parser.add_argument("--thresholding", nargs="+", default=["static", "dynamic"], choices=["none", "static", "dynamic"])
+    parser.add_argument("--dynamic_thresholding_ratios", nargs="+", type=float, default=None,
+                        help="percentiles p of |x0| for the dynamic rows, one row each (default: the scheduler's)")
     parser.add_argument("--num_inference_steps", type=int, default=50)
     parser.add_argument("--batch_size", type=int, default=50)
     parser.add_argument("--no_efficientnet", action="store_true")
@@ -45,6 +47,11 @@ def parse_args(argv=None):
     args = parser.parse_args(argv)
     if args.images_per_prompt < 1 or args.batch_size < 1 or args.num_inference_steps < 1:
         parser.error("--images_per_prompt, --batch_size and --num_inference_steps must be >= 1")
+    if args.dynamic_thresholding_ratios is not None:
+        if "dynamic" not in args.thresholding:
+            parser.error("--dynamic_thresholding_ratios needs 'dynamic' among --thresholding")
+        if not all(0 < ratio <= 1 for ratio in args.dynamic_thresholding_ratios):
+            parser.error(f"--dynamic_thresholding_ratios must lie in (0, 1]; got {args.dynamic_thresholding_ratios}")
     args.device = str(sampling_device(args.device))  # a string, for results.json
     return args
 
@@ -68,6 +75,7 @@ def generate(pipe, prompts, setting, args) -> torch.Tensor:
     for start in range(0, len(texts), args.batch_size):
         batch = texts[start : start + args.batch_size]
         out = pipe(batch, guidance_scale=setting["guidance_scale"], thresholding=setting["thresholding"],
+                   dynamic_thresholding_ratio=setting.get("dynamic_thresholding_ratio"),
                    num_inference_steps=args.num_inference_steps, output_type="pt",
                    generator=torch.Generator().manual_seed(args.seed + start))  # fmt: skip
         images.append(out.images.cpu() * 2 - 1)
@@ -104,13 +112,27 @@ def main(argv=None):
     floor = judge.measure(train, train_labels)
     rows = []
     Path(args.output_dir).mkdir(parents=True, exist_ok=True)
-    for index, (scale, mode) in enumerate(itertools.product(args.guidance_scales, args.thresholding)):
-        setting = {"guidance_scale": scale, "thresholding": mode}
+    for index, setting in enumerate(settings(args)):
         images = generate(pipe, prompts, setting, args)
         rows.append({**setting, **measure(judge, images, prompts, args.images_per_prompt)})
         save_grid(images, prompts, args.images_per_prompt, Path(args.output_dir, f"samples_{index}.png"))
         print(json.dumps(rows[-1]), flush=True)
     write_results(args, rows, floor, len(prompts))
+
+
+def settings(args) -> list[dict]:
+    """The rows: each guidance scale x thresholding, a dynamic one once per --dynamic_thresholding_ratios."""
+    rows = []
+    for scale, mode in itertools.product(args.guidance_scales, args.thresholding):
+        ratios = args.dynamic_thresholding_ratios if mode == "dynamic" and args.dynamic_thresholding_ratios else [None]
+        rows += [{"guidance_scale": scale, "thresholding": mode}
+                 | ({} if ratio is None else {"dynamic_thresholding_ratio": ratio}) for ratio in ratios]  # fmt: skip
+    return rows
+
+
+def thresholding_label(row: dict) -> str:
+    ratio = row.get("dynamic_thresholding_ratio")
+    return row["thresholding"] if ratio is None else f"{row['thresholding']} (p = {ratio:g})"
 
 
 def save_grid(images: torch.Tensor, prompts, images_per_prompt: int, path: Path, count: int = 20) -> None:
@@ -138,7 +160,7 @@ def write_results(args, rows, floor, num_prompts: int) -> None:
              "| real data (train vs test) | - | - | - | " + " | ".join(f"{floor[k]:.4g}" for k, _ in metrics[2:] if k in floor)
              + " |"]  # fmt: skip
     for row in rows:
-        lines.append(f"| {row['guidance_scale']:g} | {row['thresholding']} | " + " | ".join(
+        lines.append(f"| {row['guidance_scale']:g} | {thresholding_label(row)} | " + " | ".join(
             f"{row[key]:.1%}" if "alignment" in key else f"{row[key]:.4g}" for key, _ in metrics) + " |")  # fmt: skip
     table = "\n".join(lines)
     (out / "results.md").write_text(f"{num_prompts} {args.prompt_split} prompts x {args.images_per_prompt} images, "
@@ -154,8 +176,8 @@ def plot(out: Path, rows, metrics) -> None:
     import matplotlib.pyplot as plt
 
     figure, panels = plt.subplots(1, len(metrics), figsize=(3.4 * len(metrics), 3), squeeze=False)
-    for mode in sorted({row["thresholding"] for row in rows}):
-        members = sorted((row for row in rows if row["thresholding"] == mode), key=lambda row: row["guidance_scale"])
+    for mode in sorted({thresholding_label(row) for row in rows}):
+        members = sorted((row for row in rows if thresholding_label(row) == mode), key=lambda row: row["guidance_scale"])
         for panel, (key, name) in zip(panels[0], metrics):
             panel.plot([r["guidance_scale"] for r in members], [r[key] for r in members], marker="o", label=mode)
             panel.set(title=name, xlabel="guidance scale w")

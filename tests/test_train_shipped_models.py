@@ -1,0 +1,37 @@
+"""scripts/train_shipped_models.sh: the launch line takes the GPU where torch sees one and one CPU thread where not.
+ACCELERATE points at a stand-in launcher that prints its command line, and PYTHON at a stand-in interpreter that
+answers the script's "is there a GPU?" question, so nothing trains."""
+
+import os
+import subprocess
+from pathlib import Path
+
+import pytest
+
+SCRIPT = Path(__file__).resolve().parents[1] / "scripts" / "train_shipped_models.sh"
+
+
+def stand_in(path: Path, body: str) -> str:
+    path.write_text(f"#!/usr/bin/env bash\n{body}\n")
+    path.chmod(0o755)
+    return str(path)
+
+
+@pytest.mark.parametrize("gpu", [True, False])
+def test_launch_line_follows_the_device(tmp_path, gpu):
+    env = {**os.environ, "ACCELERATE": stand_in(tmp_path / "accelerate", 'printf "%s\\n" "$@"'),
+           "PYTHON": stand_in(tmp_path / "python", f"exit {0 if gpu else 1}")}  # fmt: skip
+    result = subprocess.run(["bash", str(SCRIPT), "mnist", "text", str(tmp_path / "runs")], capture_output=True,
+                            text=True, env=env)  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    argv = result.stdout.splitlines()
+    assert argv[:4] == ["launch", "--num_processes", "1", "--mixed_precision"] and argv[4] == "no"
+    assert ("--cpu" in argv) is not gpu and ("--num_cpu_threads_per_process" in argv) is not gpu
+    assert "training/train_text_to_image.py" in argv and argv[-1] == str(tmp_path / "runs" / "mnist-text")
+
+
+def test_an_unknown_model_is_refused_with_the_choices(tmp_path):
+    env = {**os.environ, "ACCELERATE": stand_in(tmp_path / "accelerate", "exit 0"),
+           "PYTHON": stand_in(tmp_path / "python", "exit 1")}  # fmt: skip
+    result = subprocess.run(["bash", str(SCRIPT), "mnist", "gan"], capture_output=True, text=True, env=env)
+    assert result.returncode == 2 and "model must be unet, classifier" in result.stderr and "got gan" in result.stderr
