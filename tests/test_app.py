@@ -54,12 +54,14 @@ def test_the_other_tabs_return_images_and_measurements(models):
     noised, text = app.forward_process(pipelines, datasets, "tiny-mnist", 3, 20)
     assert noised.size[0] > 28 * 4 and "abar_t" in text and "1.000" in text  # marginal variance stays 1
     for function, args, expected in [
-        (app.thresholding_comparison, ("tiny-mnist", "3", 15, 3, 0), "dynamic:"),
+        (app.thresholding_comparison, ("tiny-mnist", "3", 15, 3, 0), "dynamic (p = 99.5%):"),
         (app.sampler_comparison, ("tiny-mnist", "3", 3, 0), "ddim-3:"),
         (app.guidance_sweep, ("tiny-mnist", "3", "0 3", 0), "accuracy"),
     ]:
         image, text = function(pipelines, *args)
         assert image.size[0] > 0 and expected in text
+    _, text = app.thresholding_comparison(pipelines, "tiny-mnist", "3", 15, 3, 0, 80)
+    assert "dynamic (p = 80%)" in text  # the Thresholding tab's percentile reaches the dynamic row
 
 
 def test_inversion_tab_reconstructs_interpolates_and_varies(models):
