@@ -10,10 +10,13 @@ from guided_diffusers.training.captions import (
     NO_ITEM,
     PAIR_TEMPLATES,
     SINGLE_TEMPLATES,
+    SPLITS,
     CaptionedPairs,
     all_captions,
     evaluation_prompts,
+    evaluation_templates,
     pair_caption,
+    single_caption,
     with_article,
 )
 from guided_diffusers.training.data import load_image_dataset, to_tensors
@@ -101,6 +104,17 @@ def test_evaluation_prompts_cover_every_class_and_ordered_pair():
     for prompt, left, right in prompts:
         mentioned = words_in(prompt, "fashion_mnist")
         assert mentioned[:2] == ([left] if right == NO_ITEM else [left, right])
+
+
+@pytest.mark.parametrize("split", SPLITS)
+def test_each_evaluation_prompt_is_its_templates_wording(split):
+    prompts, templates = evaluation_prompts("mnist", split), evaluation_templates("mnist", split)
+    assert len(templates) == len(prompts)
+    assert set(templates) == set(SINGLE_TEMPLATES["mnist"][split]) | set(PAIR_TEMPLATES[split])
+    words = [ws[0] for ws in CLASS_WORDS["mnist"]]
+    for (prompt, left, right), template in zip(prompts, templates):
+        expected = single_caption(template, words[left]) if right == NO_ITEM else pair_caption(template, words[left], words[right])
+        assert prompt == expected
 
 
 def test_articles():

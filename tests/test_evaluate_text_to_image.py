@@ -84,5 +84,14 @@ def test_writes_alignment_fd_and_saturation_for_each_setting(tmp_path):
     for row in rows:
         assert 0 <= row["single_alignment"] <= 1 and 0 <= row["pair_alignment"] <= 1 and row["fd_own"] >= 0
     assert "two-item alignment" in (out / "results.md").read_text() and (out / "alignment.png").is_file()
+    # alignment by template: the 3 held-out one-item wordings and the 2 two-item ones, in every row and the table
+    templates = list(rows[0]["alignment_by_template"])
+    assert templates == ["a picture of the numeral {w}", "an image showing the digit {w}", "someone wrote {a}",
+                         "on the left {a_left}, on the right {a_right}", "{a_left} next to {a_right}, left to right"]
+    for row in rows:  # 10 one-item prompts per wording, 45 two-item prompts per wording: the means recombine
+        by_template = [row["alignment_by_template"][t] for t in templates]
+        assert abs(sum(by_template[:3]) / 3 - row["single_alignment"]) < 1e-6
+        assert abs(sum(by_template[3:]) / 2 - row["pair_alignment"]) < 1e-6
+    assert "| `someone wrote {a}` |" in (out / "results.md").read_text()
     # a grid per row, a row per prompt: the 10 one-item prompts, then 10 two-item ones (28x56 images, scale 2)
     assert Image.open(out / "samples_3.png").size == (2 * 56 + 2, 20 * 57 + 1)

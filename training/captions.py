@@ -143,9 +143,21 @@ class CaptionedPairs:
 def evaluation_prompts(dataset: str, split: str = "held_out") -> list[tuple[str, int, int]]:
     """(prompt, left class, right class or NO_ITEM): every class once per single template, and every ordered pair
     of distinct classes once, with the canonical words, for measuring prompt alignment."""
+    return [(prompt, left, right) for prompt, left, right, _ in templated_evaluation_prompts(dataset, split)]
+
+
+def evaluation_templates(dataset: str, split: str = "held_out") -> list[str]:
+    """The template each of evaluation_prompts(dataset, split) was made from, in the same order."""
+    return [template for *_, template in templated_evaluation_prompts(dataset, split)]
+
+
+def templated_evaluation_prompts(dataset: str, split: str) -> list[tuple[str, int, int, str]]:
+    """(prompt, left, right, template); the pair templates take turns over the ordered pairs."""
     words = [ws[0] for ws in CLASS_WORDS[dataset]]
-    prompts = [(single_caption(t, w), c, NO_ITEM) for t in SINGLE_TEMPLATES[dataset][split] for c, w in enumerate(words)]
+    prompts = [(single_caption(t, w), c, NO_ITEM, t) for t in SINGLE_TEMPLATES[dataset][split] for c, w in enumerate(words)]
     templates = PAIR_TEMPLATES[split]
     pairs = [(a, b) for a in range(len(words)) for b in range(len(words)) if a != b]
-    prompts += [(pair_caption(templates[i % len(templates)], words[a], words[b]), a, b) for i, (a, b) in enumerate(pairs)]
+    for i, (a, b) in enumerate(pairs):
+        template = templates[i % len(templates)]
+        prompts.append((pair_caption(template, words[a], words[b]), a, b, template))
     return prompts

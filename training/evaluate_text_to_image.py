@@ -21,7 +21,7 @@ import torch
 from guided_diffusers.models import NoiseAwareClassifier
 from guided_diffusers.pipelines import TextToImagePipeline
 from guided_diffusers.pipelines.image_utils import make_grid
-from guided_diffusers.training.captions import NO_ITEM, evaluation_prompts
+from guided_diffusers.training.captions import NO_ITEM, evaluation_prompts, evaluation_templates
 from guided_diffusers.training.evaluate import Judge, add_device_argument, real_images, sampling_device
 from guided_diffusers.training.features import center_crop
 from guided_diffusers.training.model_card import hardware
@@ -82,7 +82,9 @@ def generate(pipe, prompts, setting, args) -> torch.Tensor:
     return torch.cat(images)
 
 
-def measure(judge: Judge, images: torch.Tensor, prompts, images_per_prompt: int) -> dict:
+def measure(judge: Judge, images: torch.Tensor, prompts, images_per_prompt: int, templates=None) -> dict:
+    """The judge's metrics of the items, alignment (a one-item image: its class right; a two-item image: both right),
+    the saturated share and, given each prompt's template, the alignment per template."""
     left = torch.tensor([l for _, l, _ in prompts]).repeat_interleave(images_per_prompt)  # noqa: E741
     right = torch.tensor([r for _, _, r in prompts]).repeat_interleave(images_per_prompt)
     crops, owners = items(images, right)
@@ -94,9 +96,14 @@ def measure(judge: Judge, images: torch.Tensor, prompts, images_per_prompt: int)
     correct = (predicted == labels).float()
     per_image = torch.zeros(len(images)).index_add_(0, owners, correct) / torch.bincount(owners, minlength=len(images))
     single = right == NO_ITEM
-    result.update(single_alignment=per_image[single].mean().item(),  # the one class right
-                  pair_alignment=(per_image[~single] == 1).float().mean().item(),  # both positions right
+    aligned = torch.where(single, per_image, (per_image == 1).float())  # the one class right, or both positions
+    result.update(single_alignment=aligned[single].mean().item(), pair_alignment=aligned[~single].mean().item(),
                   saturated=(images.abs() > 0.99).float().mean().item())  # fmt: skip
+    if templates is not None:
+        image_templates = [template for template in templates for _ in range(images_per_prompt)]
+        result["alignment_by_template"] = {
+            template: aligned[[t == template for t in image_templates]].mean().item() for template in dict.fromkeys(templates)
+        }
     return result
 
 
@@ -105,6 +112,7 @@ def main(argv=None):
     pipe = TextToImagePipeline.from_pretrained(args.pipeline).to(args.device)
     pipe.set_progress_bar_config(disable=True)
     prompts = evaluation_prompts(args.dataset_name, args.prompt_split)
+    templates = evaluation_templates(args.dataset_name, args.prompt_split)
     count = len(prompts) * args.images_per_prompt
     real, _ = real_images(args.dataset_name, "test", count, args.seed, 28, 1)
     judge = Judge(NoiseAwareClassifier.from_pretrained(args.eval_classifier), real, not args.no_efficientnet, args.batch_size)
@@ -114,7 +122,7 @@ def main(argv=None):
     Path(args.output_dir).mkdir(parents=True, exist_ok=True)
     for index, setting in enumerate(settings(args)):
         images = generate(pipe, prompts, setting, args)
-        rows.append({**setting, **measure(judge, images, prompts, args.images_per_prompt)})
+        rows.append({**setting, **measure(judge, images, prompts, args.images_per_prompt, templates)})
         save_grid(images, prompts, args.images_per_prompt, Path(args.output_dir, f"samples_{index}.png"))
         print(json.dumps(rows[-1]), flush=True)
     write_results(args, rows, floor, len(prompts))
@@ -164,9 +172,21 @@ def write_results(args, rows, floor, num_prompts: int) -> None:
             f"{row[key]:.1%}" if "alignment" in key else f"{row[key]:.4g}" for key, _ in metrics) + " |")  # fmt: skip
     table = "\n".join(lines)
     (out / "results.md").write_text(f"{num_prompts} {args.prompt_split} prompts x {args.images_per_prompt} images, "
-                                    f"DDIM {args.num_inference_steps} steps.\n\n{table}\n")  # fmt: skip
+                                    f"DDIM {args.num_inference_steps} steps.\n\n{table}\n\n{template_table(rows)}")  # fmt: skip
     print(table)
     plot(out, rows, metrics)
+
+
+def template_table(rows) -> str:
+    """Alignment by prompt template (a column per row of the main table): which wordings the model reads."""
+    if "alignment_by_template" not in rows[0]:
+        return ""
+    lines = ["Alignment by template (one-item: the class right; two-item: both positions right):", "",
+             "| template | " + " | ".join(f"w = {row['guidance_scale']:g}, {thresholding_label(row)}" for row in rows) + " |",
+             "| --- |" + " --- |" * len(rows)]  # fmt: skip
+    for template in rows[0]["alignment_by_template"]:
+        lines.append(f"| `{template}` | " + " | ".join(f"{row['alignment_by_template'][template]:.1%}" for row in rows) + " |")
+    return "\n".join(lines) + "\n"
 
 
 def plot(out: Path, rows, metrics) -> None:
