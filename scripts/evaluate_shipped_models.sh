@@ -43,13 +43,11 @@ python=${PYTHON:-.venv/bin/python}
 # pixel models: static clipping, which beat real dynamic thresholding on every quality metric at CFG 8 on MNIST
 # (the thresholding sweep; MNIST is 83% saturated pixels, and dividing by s > 1 greys them). A latent model (a
 # vae/ folder) is evaluated without thresholding, which bounds pixels, not latents; its results go to
-# <dataset>-latent-<sweep>
+# <dataset>-latent-<sweep>. Text pipelines: the shipped latent one writes <dataset>-text<-sweep>, a pixel-space one
+# (the text recipe) <dataset>-pixel-text<-sweep>, so that both fit in one EVAL_DIR
 thresholding=static
-if [ -d "$pipeline/vae" ]; then thresholding=none; name=$name-latent; fi
-# text pipelines: the shipped latent one writes <dataset>-text<-sweep>, a pixel-space one (the text recipe)
-# <dataset>-pixel-text<-sweep>, so that both fit in one EVAL_DIR
-text_name=${dataset//_/-}-text
-if [ ! -d "$pipeline/vae" ]; then text_name=${dataset//_/-}-pixel-text; fi
+text_name=$name-pixel-text
+if [ -d "$pipeline/vae" ]; then thresholding=none; text_name=$name-text; name=$name-latent; fi
 judge=checkpoints/${dataset//_/-}-eval-classifier
 evaluate=("$python" training/evaluate.py --pipeline "$pipeline" --eval_classifier "$judge"
           --dataset_name "$dataset" --samplers ddim --num_inference_steps 50 --batch_size 100 --resume)
