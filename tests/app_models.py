@@ -65,11 +65,12 @@ def launch_app(root):
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
     import app
 
-    pipelines = app.load_pipelines(str(root))
+    from space.layout import build_demo
+    from space.models import load_models
+
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         port = probe.getsockname()[1]
-    demo = app.build_demo(pipelines, app.load_datasets(pipelines))
-    demo.queue(default_concurrency_limit=2, max_size=32).launch(server_name="127.0.0.1", server_port=port,
-                                                                prevent_thread_lock=True, quiet=True)  # fmt: skip
+    demo = build_demo(load_models(str(root)))
+    app.launch(demo, server_name="127.0.0.1", server_port=port, prevent_thread_lock=True, quiet=True)
     return demo, f"http://127.0.0.1:{port}/"

@@ -23,7 +23,8 @@ from guided_diffusers.models import NoiseAwareClassifier
 from guided_diffusers.pipelines import TextToImagePipeline, load_pipeline, pipeline_class
 from guided_diffusers.pipelines.samplers import default_thresholding
 from guided_diffusers.training.train_text_to_image import grid_prompts, sample_grid, samples_section, usage_section
-from guided_diffusers.training.model_card import read_model_card, write_model_card
+from guided_diffusers.training.demo_defaults import DEMO_KEY, measured_defaults
+from guided_diffusers.training.model_card import read_model_card, write_card_metadata, write_model_card
 
 
 def parse_args(argv=None):
@@ -36,6 +37,12 @@ def parse_args(argv=None):
     parser.add_argument("--classifier_scale", type=float, default=10.0,
                         help="the classifier-guidance scale of the card's example and the fp16 check (the best measured)")
     parser.add_argument("--check_steps", type=int, default=50, help="DDIM steps of the fp16 check")
+    parser.add_argument("--demo_guidance_sweep", default=None,
+                        help="the --evaluation folder name whose CFG sweep sets the demo's guidance scale "
+                             "(training/demo_defaults.py); without it the card records no demo defaults")
+    parser.add_argument("--demo_thresholding_sweep", default=None, help="the --evaluation comparing thresholding")
+    parser.add_argument("--demo_sampler", default="dpm2m", help="the sampler the demo starts from")
+    parser.add_argument("--demo_steps", type=int, default=20, help="the demo's default number of steps")
     parser.add_argument("--output_dir", required=True)
     args = parser.parse_args(argv)
     for flag, folder in [("unet_run", args.unet_run), ("classifier_run", args.classifier_run),
@@ -155,6 +162,10 @@ def main(argv=None):
     task = "text-to-image" if text else "class-conditional"
     title = f"guided-diffusers {dataset}: {task} {kind}" + ("" if text else " with guidance")
     write_model_card(out, title=title, metadata=metadata, sections=card)
+    if args.demo_guidance_sweep is not None:  # measured from the card just written: its evaluation sections
+        metadata[DEMO_KEY] = measured_defaults(read_model_card(out)[1], args.demo_guidance_sweep,
+                                               args.demo_thresholding_sweep, args.demo_sampler, args.demo_steps)  # fmt: skip
+        write_card_metadata(out, metadata)
     print(f"wrote {out}: {sum(f.stat().st_size for f in out.rglob('*') if f.is_file()) / 1e6:.1f} MB")
 
 

@@ -48,6 +48,14 @@ def write_model_card(folder, *, title: str, metadata: dict, sections: dict[str, 
     return path
 
 
+def write_card_metadata(folder, metadata: dict) -> Path:
+    """Replace a model card's YAML front matter, leaving its markdown body byte for byte."""
+    path = Path(folder) / "README.md"
+    _, body = read_model_card(folder)
+    path.write_text(f"---\n{yaml.safe_dump(metadata, sort_keys=False).strip()}\n---\n{body}")
+    return path
+
+
 def read_model_card(folder) -> tuple[dict, str]:
     """(metadata, markdown body) of a model card."""
     text = (Path(folder) / "README.md").read_text()

@@ -1,0 +1,263 @@
+"""The Space's actions: plain functions over the library's public API (no sampling math here), so that tests and
+the API call exactly what the buttons call. Each checks every control before any work, reports progress per
+denoising step, stops on Stop, and returns pictures as PNG files in a folder of its own request."""
+
+import random
+import time
+
+import gradio as gr
+import torch
+
+from guided_diffusers.pipelines import SAMPLERS, GuidedDiffusionPipeline, TextToImagePipeline, make_scheduler
+from guided_diffusers.pipelines.samplers import THRESHOLDING_MODES
+from guided_diffusers.schedulers import GuidedDDPMScheduler
+
+from .controls import (MAX_BATCH, MAX_SEED, MAX_STEPS, Steps, check_cost, choice, class_index, number,
+                       one_run_per_visitor, pick, refuse, request_folder, saved, user_facing)  # fmt: skip
+from .pictures import grid, labelled_rows, strip
+from .models import ServedModel
+
+ETA_SAMPLERS = ("ddim", "diffusers-ddim")  # the samplers whose step takes eta
+DPM_SAMPLERS = ("dpm2m", "dpm++")  # refuse num_inference_steps = num_train_timesteps (a repeated timestep)
+SATURATED = 0.99  # |x| above this in [-1, 1] counts as a saturated pixel
+
+
+def max_steps(model: ServedModel, sampler: str) -> int:
+    """The most steps `sampler` takes on this model: every training step, but one fewer for DPM-Solver."""
+    train = model.pipe.scheduler.config.num_train_timesteps
+    return min(MAX_STEPS, train - 1 if sampler in DPM_SAMPLERS else train)
+
+
+def for_request(model: ServedModel, steps: Steps, sampler: str | None = None):
+    """A pipeline sharing `model`'s networks with a scheduler of its own (concurrent requests never step each
+    other's), whose progress bar is `steps`: diffusers' loops iterate through `progress_bar`, so every loop of every
+    pipeline reports each step and stops on Stop."""
+    pipe = model.pipe
+    scheduler = make_scheduler(sampler, pipe.scheduler.config) if sampler else type(pipe.scheduler).from_config(
+        pipe.scheduler.config)  # fmt: skip
+    if isinstance(pipe, TextToImagePipeline):
+        own = TextToImagePipeline(pipe.tokenizer, pipe.text_encoder, pipe.unet, scheduler, pipe.config.text_encoder_id,
+                                  pipe.config.max_length, vae=pipe.vae)  # fmt: skip
+    else:
+        own = GuidedDiffusionPipeline(pipe.unet, scheduler, classifier=pipe.classifier, vae=pipe.vae,
+                                      null_class_label=pipe.config.null_class_label, class_names=pipe.config.class_names)  # fmt: skip
+    own.progress_bar = steps  # an instance attribute: the shared pipeline keeps its own
+    return own
+
+
+def guidance_options(model: ServedModel, label, guidance, classifier_scale) -> dict:
+    """Class, CFG scale and classifier scale as the pipeline takes them. Without a class, CFG and classifier
+    guidance do not apply (the UI disables them) and are not used."""
+    index = class_index(model, label)
+    pipe = model.pipe
+    guidance = number(guidance, "CFG scale", 0, 50)
+    classifier_scale = number(classifier_scale, "classifier guidance scale", 0, 100)
+    if index is None:
+        return dict(class_labels=None, guidance_scale=1.0, classifier_scale=0.0)
+    if classifier_scale > 0 and pipe.classifier is None:
+        raise refuse(f"{model.name} has no noise-aware classifier: set the classifier guidance scale to 0.")
+    return dict(class_labels=[index], guidance_scale=guidance if pipe.config.null_class_label is not None else 1.0,
+                classifier_scale=classifier_scale)  # fmt: skip
+
+
+def passes(options: dict) -> int:
+    """UNet-sized passes per image per step: 2 for CFG (conditional and unconditional), +1 for the classifier."""
+    cfg = 2 if options["class_labels"] is not None and options["guidance_scale"] not in (0, 1) else 1
+    return cfg + (1 if options.get("classifier_scale", 0) > 0 else 0)
+
+
+def sampling_options(model: ServedModel, label, sampler, steps, eta, guidance, classifier_scale, thresholding,
+                     percentile, batch) -> dict:  # fmt: skip
+    """The pipeline arguments of one sampling request, every control checked and the cost capped."""
+    sampler = choice(sampler, "sampler", list(SAMPLERS))
+    options = guidance_options(model, label, guidance, classifier_scale)
+    batch = number(batch, "batch size", 1, MAX_BATCH, integer=True)
+    options.update(
+        batch_size=batch,
+        class_labels=None if options["class_labels"] is None else options["class_labels"] * batch,
+        num_inference_steps=number(steps, f"steps (for {sampler})", 1, max_steps(model, sampler), integer=True),
+        eta=number(eta, "eta", 0, 1) if sampler in ETA_SAMPLERS else 0.0,
+        thresholding=choice(thresholding, "thresholding", THRESHOLDING_MODES),
+        dynamic_thresholding_ratio=number(percentile, "dynamic thresholding percentile", 50, 100) / 100,
+    )
+    check_cost(options["num_inference_steps"], batch, passes(options))
+    return options
+
+
+def generator(seed: int) -> torch.Generator:
+    return torch.Generator().manual_seed(seed)
+
+
+def saturated_share(images: torch.Tensor) -> float:
+    return (images.abs() > SATURATED).float().mean().item()
+
+
+# ------------------------------------------------------------------------------------------- Sample
+@user_facing
+def sample(models, model, label, sampler, steps, eta, guidance, classifier_scale, thresholding, percentile, seed,
+           randomize, batch, progress=gr.Progress(), request: gr.Request = None):  # fmt: skip
+    """Stream (x_t, predicted x0, samples, seed used, PNG download) as files, one update per step; the last
+    update carries every picture (API clients get files, never placeholders)."""
+    served = pick(models, model)
+    seed = random.randint(0, MAX_SEED) if randomize else number(seed, "seed", 0, MAX_SEED, integer=True)
+    options = sampling_options(served, label, sampler, steps, eta, guidance, classifier_scale, thresholding,
+                               percentile, batch)  # fmt: skip
+    folder = request_folder()
+    with one_run_per_visitor(request):
+        steps = Steps(progress, request, options["num_inference_steps"])
+        pipe = for_request(served, steps, sampler)
+        x_t = x0 = None
+        for i, _, latents, predicted in pipe.iterate(generator=generator(seed), **options):
+            with torch.inference_mode():  # a latent model decodes each preview
+                x_t = saved(grid(pipe.decode(latents)), folder, f"x_t-{i}")
+                x0 = x0 if predicted is None else saved(grid(pipe.decode(predicted)), folder, f"x0-{i}")
+            yield x_t, x0, None, seed, None
+        with torch.inference_mode():
+            final = grid(pipe.decode(latents))
+    download = saved(final, folder, f"guided-diffusers-{served.name}-{seed}", headroom=False)
+    yield x_t, x0, saved(final, folder, "samples"), seed, download
+
+
+# -------------------------------------------------------------------------------------- Forward process
+@user_facing
+def forward_process(models, model, index, timestep):
+    """x_t = sqrt(abar_t) x0 + sqrt(1 - abar_t) eps for one real image (four draws), with the marginal statistics."""
+    served = pick(models, model)
+    images = dataset_images(served)
+    index = number(index, "image index", 0, len(images) - 1, integer=True)
+    scheduler = GuidedDDPMScheduler.from_config(served.pipe.scheduler.config)
+    timestep = number(timestep, "t", 0, scheduler.config.num_train_timesteps - 1, integer=True)
+    x0 = images[index : index + 1].repeat(4, 1, 1, 1)
+    noise = torch.randn(x0.shape, generator=generator(index))
+    x_t = scheduler.add_noise(x0, noise, torch.full((4,), timestep))
+    abar = scheduler.alphas_cumprod[timestep].item()
+    standardised = (images - images.mean()) / images.std()  # Var[x_t] = abar Var[x0] + (1 - abar) stays 1
+    spread = scheduler.add_noise(standardised, torch.randn(images.shape, generator=generator(0)),
+                                 torch.full((len(images),), timestep)).var().item()  # fmt: skip
+    text = (f"- abar_t = {abar:.4f}\n- SNR = abar / (1 - abar) = {abar / (1 - abar):.4g}\n"
+            f"- x_t has mean sqrt(abar_t) x0 and variance 1 - abar_t\n"
+            f"- Var[x_t] over {len(images)} standardised images: {spread:.3f} (stays 1)")  # fmt: skip
+    return saved(strip(torch.cat([x0[:1], x_t])), request_folder(), "forward"), text
+
+
+def dataset_images(served: ServedModel) -> torch.Tensor:
+    if served.images is None:
+        raise refuse(f"No dataset images are available offline for {served.name}: upload an image instead.")
+    return served.images
+
+
+# --------------------------------------------------------------------------------- comparisons
+def rows_of_settings(served, settings, seed, progress, request):
+    """Sample the same noise once per (label, sampler, options) setting, one progress bar over all their steps."""
+    steps = Steps(progress, request, sum(options["num_inference_steps"] for _, _, options in settings))
+    rows = []
+    with one_run_per_visitor(request):
+        for _, sampler, options in settings:
+            pipe = for_request(served, steps, sampler)
+            rows.append(pipe(generator=generator(seed), output_type="pt", **options).images * 2 - 1)
+    return rows
+
+
+def check_total_cost(settings) -> None:
+    cost_steps = sum(options["num_inference_steps"] * passes(options) for _, _, options in settings)
+    check_cost(cost_steps, settings[0][2]["batch_size"], 1, "This comparison")
+
+
+def table(header: list[str], lines: list[list[str]]) -> str:
+    rows = [header, ["---"] * len(header), *lines]
+    return "\n".join("| " + " | ".join(row) + " |" for row in rows)
+
+
+@user_facing
+def guidance_sweep(models, model, label, scales, seed, progress=gr.Progress(), request: gr.Request = None):
+    """One seed, a row per CFG scale (the model's default sampler and thresholding), each labelled with its w,
+    with the noise-aware classifier's accuracy at t = 0 and the within-row diversity."""
+    served = pick(models, model)
+    if class_index(served, label) is None or served.pipe.config.null_class_label is None:
+        raise refuse("The guidance sweep needs a class and a model with a null class (classifier-free guidance).")
+    values = [number(v, "CFG scale", 0, 50) for v in str(scales).replace(",", " ").split()]
+    if not 1 <= len(values) <= 6:
+        raise refuse(f"CFG scales: give 1 to 6 numbers separated by spaces; got {scales!r}.")
+    seed, d = number(seed, "seed", 0, MAX_SEED, integer=True), served.defaults
+    settings = [(f"w = {w:g}", d["sampler"], sampling_options(served, label, d["sampler"], d["num_inference_steps"], 0,
+                                                               w, 0, d["thresholding"], 99.5, 8)) for w in values]  # fmt: skip
+    check_total_cost(settings)
+    rows = rows_of_settings(served, settings, seed, progress, request)
+    lines = []
+    for (name, _, options), images in zip(settings, rows):
+        flat = images.flatten(1)
+        line = [name, f"{torch.cdist(flat, flat).mean().item():.2f}"]
+        if served.pipe.classifier is not None:
+            with torch.no_grad():
+                predicted = served.pipe.classifier(images, torch.zeros(len(images), dtype=torch.long)).logits.argmax(1)
+            line.append(f"{(predicted == options['class_labels'][0]).float().mean().item():.0%}")
+        lines.append(line)
+    header = ["setting", "diversity (mean pixel distance)"] + (["accuracy (noise-aware classifier, t = 0)"]
+                                                              if served.pipe.classifier is not None else [])  # fmt: skip
+    picture = labelled_rows(rows, [name for name, _, _ in settings])
+    return saved(picture, request_folder(), "guidance-sweep"), table(header, lines)
+
+
+@user_facing
+def thresholding_comparison(models, model, label, guidance, steps, seed, percentile=80,
+                            progress=gr.Progress(), request: gr.Request = None):  # fmt: skip
+    """Same noise, one row per thresholding mode (none, static, dynamic at `percentile`), with each row's share of
+    saturated pixels. Fewer saturated pixels is not better images: see the model card's FD for that."""
+    served = pick(models, model)
+    seed, percentile = number(seed, "seed", 0, MAX_SEED, integer=True), number(percentile, "percentile", 50, 100)
+    names = {"none": "none", "static": "static", "dynamic": f"dynamic\np = {percentile:g}%"}
+    settings = [(names[mode], "ddim", sampling_options(served, label, "ddim", steps, 0, guidance, 0, mode, percentile, 4))
+                for mode in THRESHOLDING_MODES]  # fmt: skip
+    check_total_cost(settings)
+    rows = rows_of_settings(served, settings, seed, progress, request)
+    lines = [[name.replace("\n", ", "), f"{saturated_share(images):.1%}"] for (name, _, _), images in zip(settings, rows)]
+    picture = labelled_rows(rows, [name for name, _, _ in settings])
+    return saved(picture, request_folder(), "thresholding"), table(["thresholding", "saturated pixels"], lines)
+
+
+@user_facing
+def sampler_comparison(models, model, label, steps, seed, with_ddpm_1000=False, progress=gr.Progress(),
+                       request: gr.Request = None):  # fmt: skip
+    """DDPM-N, DDIM-N and DPM-Solver++(2M)-N from the same noise (and DDPM over every training step, if asked),
+    with time per image."""
+    served = pick(models, model)
+    seed = number(seed, "seed", 0, MAX_SEED, integer=True)
+    steps = number(steps, "steps", 1, max_steps(served, "dpm2m"), integer=True)
+    kinds = [("ddpm", steps), ("ddim", steps), ("dpm2m", steps)]
+    if with_ddpm_1000:
+        kinds.insert(0, ("ddpm", served.pipe.scheduler.config.num_train_timesteps))
+    settings = [(f"{sampler}\n{count} steps", sampler, sampling_options(served, label, sampler, count, 0, 1, 0, "static",
+                                                                          99.5, 4)) for sampler, count in kinds]  # fmt: skip
+    check_total_cost(settings)
+    rows, lines = [], []
+    for setting in settings:
+        start = time.perf_counter()
+        rows += rows_of_settings(served, [setting], seed, progress, request)
+        lines.append([setting[0].replace("\n", ", "), f"{(time.perf_counter() - start) / 4:.2f} s"])
+    picture = labelled_rows(rows, [name for name, _, _ in settings])
+    return saved(picture, request_folder(), "samplers"), table(["sampler", "time per image"], lines)
+
+
+# -------------------------------------------------------------------------------------------- Text
+@user_facing
+def text_to_image(models, model, prompt, negative_prompt, guidance, thresholding, steps, count, seed, compare,
+                  progress=gr.Progress(), request: gr.Request = None):  # fmt: skip
+    """Images for a prompt; with `compare`, one labelled row per thresholding mode, with saturated shares."""
+    served = pick(models, model, "text")
+    modes = list(THRESHOLDING_MODES) if compare else [choice(thresholding, "thresholding", THRESHOLDING_MODES)]
+    guidance = number(guidance, "CFG scale", 0, 50)
+    steps = number(steps, "steps", 1, max_steps(served, "ddim"), integer=True)
+    count = number(count, "images", 1, 8, integer=True)
+    seed = number(seed, "seed", 0, MAX_SEED, integer=True)
+    check_cost(steps * len(modes), count, 1 if guidance in (0, 1) else 2)
+    tracker = Steps(progress, request, steps * len(modes))
+    rows = []
+    with one_run_per_visitor(request):
+        for mode in modes:
+            pipe = for_request(served, tracker)
+            rows.append(pipe(prompt, negative_prompt=negative_prompt or None, guidance_scale=guidance,
+                             num_inference_steps=steps, num_images_per_prompt=count, thresholding=mode,
+                             generator=generator(seed), output_type="pt").images * 2 - 1)  # fmt: skip
+    lines = [[mode, f"{saturated_share(images):.1%}"] for mode, images in zip(modes, rows)]
+    picture = labelled_rows(rows, modes) if compare else grid(rows[0])
+    return saved(picture, request_folder(), "text"), table(["thresholding", "saturated pixels"], lines)

@@ -1,0 +1,309 @@
+"""The Space's page: one tab per idea, every control following the chosen model (its classes, its measured
+defaults, only the controls that apply), the main action and its result on one screen, Stop beside every run."""
+
+from functools import partial
+
+import gradio as gr
+
+from guided_diffusers.pipelines import SAMPLERS
+from guided_diffusers.pipelines.samplers import THRESHOLDING_MODES
+
+from . import actions, inversion_actions
+from .components import Number, Slider
+from .controls import MAX_BATCH, MAX_INVERSION_STEPS, request_stop
+from .models import UNCONDITIONAL, class_models, text_models
+
+SAMPLER_NAMES = {"ddpm": "DDPM (ours)", "ddim": "DDIM (ours)", "dpm2m": "DPM-Solver++(2M) (ours)",
+                 "dpm++": "DPM-Solver++ (diffusers)", "diffusers-ddim": "DDIM (diffusers)"}  # fmt: skip
+CSS = ".result img { image-rendering: pixelated; }"  # keep upscaled digits crisp if the browser rescales them
+
+
+def about(models) -> str:
+    cards = "\n".join(f"- **{name}**: `{model.folder}/README.md`" if model.folder else f"- **{name}**"
+                      for name, model in models.items())  # fmt: skip
+    return f"""
+**guided-diffusers** is a toolkit for *guided* diffusion sampling in the Hugging Face diffusers ecosystem: our own
+DDPM, DDIM and DPM-Solver++ schedulers, classifier-free and classifier guidance, Imagen's thresholding, DDIM
+inversion, and models trained by our own scripts on MNIST and Fashion-MNIST, all running here on a CPU.
+
+- **Sample**: a grid of one class, with x_t and the predicted x0 as it denoises. The defaults are each model's
+  measured best (its model card says how they were chosen).
+- **Guidance sweep**: one seed at several classifier-free guidance scales w: more w, more like the class, less varied.
+- **Thresholding**: none, static clipping and Imagen's dynamic thresholding from the same noise at high w.
+- **Samplers**: DDPM, DDIM and DPM-Solver++ at the same number of steps, with time per image.
+- **Forward process**: a real image noised to any t, and the noise schedules.
+- **Inversion**: DDIM run backwards to noise and forwards again, interpolation between two images, SDEdit variations.
+- **Text** (with a text-to-image model): a prompt drawn by an Imagen-style model on a frozen MiniLM encoder.
+
+Model cards (training command, data, hardware, time and every measurement):
+{cards}
+"""
+
+
+def follow_model(models, name, default_label=True):
+    """Updates for a tab's class dropdown when its model changes: that model's classes and default class."""
+    model = models[name]
+    keep_unconditional = not default_label and UNCONDITIONAL in model.class_choices
+    return gr.update(choices=model.class_choices, value=UNCONDITIONAL if keep_unconditional else model.default_class)
+
+
+def sample_controls(models, name):
+    """Every Sample-tab control that depends on the model: classes, the measured defaults, what applies."""
+    model, d = models[name], models[name].defaults
+    return (gr.update(choices=model.class_choices, value=model.default_class),
+            gr.update(value=d["sampler"]), gr.update(value=d["num_inference_steps"], maximum=actions.max_steps(model, d["sampler"])),
+            gr.update(value=d["guidance_scale"], visible=model.pipe.config.null_class_label is not None),
+            gr.update(value=d["classifier_scale"], visible=model.pipe.classifier is not None),
+            gr.update(value=d["thresholding"]))  # fmt: skip
+
+
+def class_applies(label):
+    on = label != UNCONDITIONAL
+    info = None if on else "needs a class"
+    return gr.update(interactive=on, info=info), gr.update(interactive=on, info=info)
+
+
+def sampler_controls(models, name, sampler, steps):
+    maximum = actions.max_steps(models[name], sampler) if sampler in SAMPLERS else 1000
+    return gr.update(visible=sampler in actions.ETA_SAMPLERS), gr.update(maximum=maximum, value=min(steps, maximum))
+
+
+def model_and_class(models, names):
+    first = models[names[0]]
+    model = gr.Dropdown(names, value=names[0], label="model")
+    label = gr.Dropdown(first.class_choices, value=first.default_class, label="class", allow_custom_value=True,
+                        info="a class name or its index")  # fmt: skip
+    model.change(partial(follow_model, models), model, label, api_visibility="private")
+    return model, label
+
+
+def result(label, **kwargs):
+    return gr.Image(label=label, type="filepath", format="png", interactive=False, elem_classes="result", **kwargs)
+
+
+def buttons(action: str):
+    """The action's button and a Stop beside it."""
+    with gr.Row():
+        return gr.Button(action, variant="primary"), gr.Button("Stop", variant="stop")
+
+
+def wire(run, stop, fn, inputs, outputs, api_name, progress_on=None):
+    """Run `fn` on click (all sampling shares one CPU queue); Stop ends it at its next denoising step. The progress
+    bar covers `progress_on` (default: the first output) only, so that streamed previews stay visible."""
+    event = run.click(fn, inputs, outputs, api_name=api_name, concurrency_id="cpu",
+                      show_progress_on=progress_on or outputs[0])  # fmt: skip
+    stop.click(request_stop, None, None, cancels=[event], api_visibility="private")
+
+
+def sample_tab(models, names):
+    first, bind = models[names[0]], lambda fn: partial(fn, models)
+    d = first.defaults
+    with gr.Row():
+        with gr.Column(scale=2, min_width=320):
+            model, label = model_and_class(models, names)
+            guidance = Slider(0, 20, value=d["guidance_scale"], step=0.5, label="CFG scale w",
+                                 info="0 unconditional, 1 conditional, > 1 guided")  # fmt: skip
+            run, stop = buttons("Sample")
+            with gr.Row():
+                seed = Number(0, precision=0, label="seed", minimum=0)
+                randomize = gr.Checkbox(False, label="random seed")
+            batch = Slider(1, MAX_BATCH, value=8, step=1, precision=0, label="batch size")
+            sampler = gr.Dropdown([(SAMPLER_NAMES[s], s) for s in SAMPLERS], value=d["sampler"], label="sampler")
+            steps = Slider(1, actions.max_steps(first, d["sampler"]), value=d["num_inference_steps"], step=1,
+                              precision=0, label="steps")  # fmt: skip
+            eta = Slider(0, 1, value=0, step=0.05, label="eta (DDIM: 0 deterministic, 1 as noisy as DDPM)",
+                            visible=d["sampler"] in actions.ETA_SAMPLERS)  # fmt: skip
+            classifier_scale = Slider(0, 20, value=0, step=0.5, label="classifier guidance scale s",
+                                         visible=first.pipe.classifier is not None)  # fmt: skip
+            thresholding = gr.Radio(list(THRESHOLDING_MODES), value=d["thresholding"], label="thresholding of x0")
+            percentile = Slider(50, 100, value=99.5, step=0.5, label="dynamic thresholding percentile",
+                                   visible=d["thresholding"] == "dynamic")  # fmt: skip
+        with gr.Column(scale=3):
+            final = result("samples", height=260)
+            with gr.Row():
+                current, predicted = result("x_t", height=200), result("predicted x0", height=200)
+            with gr.Row():
+                used_seed = Number(label="seed used", precision=0, interactive=False)
+                download = gr.File(label="download PNG", interactive=False)
+    inputs = [model, label, sampler, steps, eta, guidance, classifier_scale, thresholding, percentile, seed, randomize, batch]
+    wire(run, stop, bind(actions.sample), inputs, [current, predicted, final, used_seed, download], "sample", final)
+    model.change(partial(sample_controls, models), model, [label, sampler, steps, guidance, classifier_scale, thresholding],
+                 api_visibility="private")  # fmt: skip
+    label.change(class_applies, label, [guidance, classifier_scale], api_visibility="private")
+    sampler.change(partial(sampler_controls, models), [model, sampler, steps], [eta, steps], api_visibility="private")
+    thresholding.change(lambda mode: gr.update(visible=mode == "dynamic"), thresholding, percentile,
+                        api_visibility="private")  # fmt: skip
+
+
+def sweep_tab(models, names):
+    with gr.Row():
+        with gr.Column(scale=2, min_width=320):
+            model, label = model_and_class(models, names)
+            scales = gr.Textbox("0 1 3 5", label="CFG scales w (up to 6, separated by spaces)")
+            seed = Number(0, precision=0, label="seed", minimum=0)
+            run, stop = buttons("Sweep")
+            gr.Markdown("Each row: 8 samples from the same noise at one w, with the model's default sampler and "
+                        "thresholding.")  # fmt: skip
+        with gr.Column(scale=3):
+            picture, stats = result("a row per CFG scale"), gr.Markdown(label="statistics per row")
+    wire(run, stop, partial(actions.guidance_sweep, models), [model, label, scales, seed], [picture, stats],
+         "guidance_sweep")  # fmt: skip
+
+
+def thresholding_tab(models, names):
+    with gr.Row():
+        with gr.Column(scale=2, min_width=320):
+            model, label = model_and_class(models, names)
+            guidance = Slider(1, 50, value=8, step=1, label="CFG scale w (high, where thresholding matters)")
+            percentile = Slider(50, 100, value=80, step=0.5, label="dynamic thresholding percentile",
+                                   info="Imagen uses 99.5; on MNIST-like data about 80 keeps the digits")  # fmt: skip
+            steps = Slider(5, 200, value=25, step=1, precision=0, label="DDIM steps")
+            seed = Number(0, precision=0, label="seed", minimum=0)
+            run, stop = buttons("Compare")
+        with gr.Column(scale=3):
+            picture, stats = result("rows: none, static, dynamic"), gr.Markdown(label="saturated pixels per row")
+            gr.Markdown("Fewer saturated pixels is not better images; the model cards measure quality (FD). At w = 8, "
+                        "static clipping beats Imagen's 99.5th percentile on MNIST and Fashion-MNIST; on a pixel-space "
+                        "text model, a percentile of 80 beat static clipping at w = 10-15 (`checkpoints/mnist-text`).")  # fmt: skip
+    wire(run, stop, partial(actions.thresholding_comparison, models), [model, label, guidance, steps, seed, percentile],
+         [picture, stats], "thresholding")  # fmt: skip
+
+
+def samplers_tab(models, names):
+    with gr.Row():
+        with gr.Column(scale=2, min_width=320):
+            model, label = model_and_class(models, names)
+            steps = Slider(2, 200, value=20, step=1, precision=0, label="steps")
+            ddpm_1000 = gr.Checkbox(False, label="add DDPM over every training step (1000 steps: about a minute)")
+            seed = Number(0, precision=0, label="seed", minimum=0)
+            run, stop = buttons("Compare")
+        with gr.Column(scale=3):
+            picture, stats = result("a row per sampler, same noise"), gr.Markdown(label="time per image")
+    wire(run, stop, partial(actions.sampler_comparison, models), [model, label, steps, seed, ddpm_1000],
+         [picture, stats], "samplers")  # fmt: skip
+
+
+def forward_tab(models, names):
+    from .plots import schedule_plot
+
+    with gr.Row():
+        with gr.Column(scale=2, min_width=320):
+            model = gr.Dropdown(names, value=names[0], label="model")
+            index = Slider(0, 99, value=0, step=1, precision=0, label="dataset image")
+            timestep = Slider(0, 999, value=250, step=1, precision=0, label="t")
+            show = gr.Button("Show", variant="primary")
+        with gr.Column(scale=3):
+            picture, stats = result("x0 and four draws of x_t"), gr.Markdown(label="statistics")
+    gr.Plot(schedule_plot(), label="noise schedules")
+    show.click(partial(actions.forward_process, models), [model, index, timestep], [picture, stats], api_name="forward")
+
+
+def inversion_tab(models, names):
+    inv = inversion_actions
+    gr.Markdown("### Source image")
+    with gr.Row():
+        model = gr.Dropdown(names, value=names[0], label="model")
+        source = gr.Radio(list(inv.SOURCES), value="dataset image", label="start from")
+        index = Slider(0, 99, value=0, step=1, precision=0, label="dataset image")
+        upload = gr.Image(label="upload", type="filepath", sources=["upload"], height=140, visible=False)
+        polarity = gr.Radio(list(inv.POLARITIES), value="auto", label="upload polarity", visible=False,
+                            info="the data is light on dark; auto inverts a dark-on-light upload")  # fmt: skip
+    source.change(lambda s: (gr.update(visible=s == "upload"), gr.update(visible=s == "upload"),
+                             gr.update(visible=s != "upload")), source, [upload, polarity, index],
+                  api_visibility="private")  # fmt: skip
+    first = [model, source, index, upload, polarity]
+    gr.Markdown("### 1. Invert and reconstruct")
+    with gr.Row():
+        with gr.Column(scale=2, min_width=320):
+            label = class_menu(models, names, model, "class to invert with")
+            steps = Slider(2, MAX_INVERSION_STEPS, value=50, step=1, precision=0, label="DDIM steps")
+            guidance = Slider(0, 10, value=1, step=0.5, label="CFG scale (with a class)")
+            iterations = Slider(0, inv.MAX_FIXED_POINT, value=0, step=1, precision=0,
+                                   label="fixed-point iterations per step")  # fmt: skip
+            run, stop = buttons("Invert and reconstruct")
+        with gr.Column(scale=3):
+            picture, stats = result("x0 | x_T (divided by 3) | reconstruction"), gr.Markdown(label="inversion")
+    wire(run, stop, partial(inv.inversion, models), [*first, label, steps, guidance, iterations], [picture, stats],
+         "invert")  # fmt: skip
+    gr.Markdown("### 2. Interpolate to a second dataset image")
+    with gr.Row():
+        with gr.Column(scale=2, min_width=320):
+            index_b = Slider(0, 99, value=1, step=1, precision=0, label="second dataset image")
+            with gr.Row():
+                label_a = class_menu(models, names, model, "class of the first image", UNCONDITIONAL)
+                label_b = class_menu(models, names, model, "class of the second image", UNCONDITIONAL)
+            frames = Slider(3, inv.MAX_FRAMES, value=8, step=1, precision=0, label="frames")
+            steps_b = Slider(2, MAX_INVERSION_STEPS, value=50, step=1, precision=0, label="DDIM steps")
+            run, stop = buttons("Interpolate")
+        with gr.Column(scale=3):
+            frames_picture, gif = result("interpolation"), result("animated (there and back)")
+            described = gr.Markdown(label="images")
+    wire(run, stop, partial(inv.interpolation, models), [*first, index_b, label_a, label_b, frames, steps_b],
+         [frames_picture, gif, described], "interpolate")  # fmt: skip
+    gr.Markdown("### 3. Variations (SDEdit)")
+    with gr.Row():
+        with gr.Column(scale=2, min_width=320):
+            target = class_menu(models, names, model, "class to steer towards", UNCONDITIONAL)
+            strength = Slider(0.05, 1, value=0.5, step=0.05, label="strength (how much noise)")
+            guidance_v = Slider(0, 10, value=3, step=0.5, label="CFG scale (with a class)")
+            steps_v = Slider(2, MAX_INVERSION_STEPS, value=50, step=1, precision=0, label="DDIM steps")
+            seed = Number(0, precision=0, label="seed", minimum=0)
+            run, stop = buttons("Variations")
+        with gr.Column(scale=3):
+            varied, note = result("the source, then 8 variations"), gr.Markdown(label="variations")
+    wire(run, stop, partial(inv.variations, models), [*first, target, strength, guidance_v, steps_v, seed],
+         [varied, note], "variations")  # fmt: skip
+
+
+def class_menu(models, names, model, label, value=None):
+    """A class dropdown that follows `model`."""
+    first = models[names[0]]
+    value = value if value in first.class_choices else first.default_class
+    menu = gr.Dropdown(first.class_choices, value=value, label=label, allow_custom_value=True)
+    model.change(partial(follow_model, models, default_label=value != UNCONDITIONAL), model, menu,
+                 api_visibility="private")  # fmt: skip
+    return menu
+
+
+def text_tab(models, names):
+    first = models[names[0]]
+    d = first.defaults
+    with gr.Row():
+        with gr.Column(scale=2, min_width=320):
+            model = gr.Dropdown(names, value=names[0], label="text-to-image model")
+            prompt = gr.Textbox("a 4 to the left of a 9", label="prompt")
+            guidance = Slider(0, 30, value=d["guidance_scale"], step=0.5, label="CFG scale w")
+            run, stop = buttons("Generate")
+            negative = gr.Textbox("", label="negative prompt (replaces the empty caption in CFG)")
+            thresholding = gr.Radio(list(THRESHOLDING_MODES), value=d["thresholding"], label="thresholding of x0",
+                                    info="none for latent models: thresholding bounds pixels")  # fmt: skip
+            compare = gr.Checkbox(False, label="compare none / static / dynamic (a row each)")
+            steps = Slider(5, 200, value=d["num_inference_steps"], step=1, precision=0, label="steps")
+            with gr.Row():
+                count = Slider(1, 8, value=4, step=1, precision=0, label="images")
+                seed = Number(0, precision=0, label="seed", minimum=0)
+        with gr.Column(scale=3):
+            picture, stats = result("images"), gr.Markdown(label="saturated pixels")
+    wire(run, stop, partial(actions.text_to_image, models), [model, prompt, negative, guidance, thresholding, steps,
+                                                             count, seed, compare], [picture, stats], "text_to_image")  # fmt: skip
+    model.change(lambda name: (gr.update(value=models[name].defaults["thresholding"]),
+                               gr.update(value=models[name].defaults["guidance_scale"])), model, [thresholding, guidance],
+                 api_visibility="private")  # fmt: skip
+
+
+def build_demo(models: dict) -> gr.Blocks:
+    names, texts = class_models(models), text_models(models)
+    if not names:
+        raise SystemExit("No class-conditional or unconditional model to serve: the app needs at least one.")
+    with gr.Blocks(title="guided-diffusers", delete_cache=(300, 900)) as demo:
+        gr.Markdown("## guided-diffusers: guided diffusion sampling on our own models, on a CPU")
+        for title, tab in [("Sample", sample_tab), ("Guidance sweep", sweep_tab), ("Thresholding", thresholding_tab),
+                           ("Samplers", samplers_tab), ("Forward process", forward_tab), ("Inversion", inversion_tab)]:
+            with gr.Tab(title):
+                tab(models, names)
+        if texts:
+            with gr.Tab("Text"):
+                text_tab(models, texts)
+        with gr.Tab("About"):
+            gr.Markdown(about(models))
+    return demo
