@@ -57,12 +57,6 @@ def sample_controls(models, name):
             gr.update(value=d["thresholding"]))  # fmt: skip
 
 
-def class_applies(label):
-    on = label != UNCONDITIONAL
-    info = None if on else "needs a class"
-    return gr.update(interactive=on, info=info), gr.update(interactive=on, info=info)
-
-
 def sampler_controls(models, name, sampler, steps):
     maximum = actions.max_steps(models[name], sampler) if sampler in SAMPLERS else 1000
     return gr.update(visible=sampler in actions.ETA_SAMPLERS), gr.update(maximum=maximum, value=min(steps, maximum))
@@ -129,7 +123,7 @@ def sample_tab(models, names):
     wire(run, stop, bind(actions.sample), inputs, [current, predicted, final, used_seed, download], "sample", final)
     model.change(partial(sample_controls, models), model, [label, sampler, steps, guidance, classifier_scale, thresholding],
                  api_visibility="private")  # fmt: skip
-    label.change(class_applies, label, [guidance, classifier_scale], api_visibility="private")
+    disable_without_class(label, guidance, classifier_scale)
     sampler.change(partial(sampler_controls, models), [model, sampler, steps], [eta, steps], api_visibility="private")
     thresholding.change(lambda mode: gr.update(visible=mode == "dynamic"), thresholding, percentile,
                         api_visibility="private")  # fmt: skip
@@ -215,9 +209,10 @@ def inversion_tab(models, names):
     gr.Markdown("### 1. Invert and reconstruct")
     with gr.Row():
         with gr.Column(scale=2, min_width=320):
-            label = class_menu(models, names, model, "class to invert with")
+            label = class_menu(models, names, model, "class to invert with", UNCONDITIONAL)
             steps = Slider(2, MAX_INVERSION_STEPS, value=50, step=1, precision=0, label="DDIM steps")
-            guidance = Slider(0, 10, value=1, step=0.5, label="CFG scale (with a class)")
+            guidance = Slider(0, 10, value=1, step=0.5, label="CFG scale (with a class)", interactive=False,
+                              info="needs a class")
             iterations = Slider(0, inv.MAX_FIXED_POINT, value=0, step=1, precision=0,
                                    label="fixed-point iterations per step")  # fmt: skip
             run, stop = buttons("Invert and reconstruct")
@@ -225,6 +220,7 @@ def inversion_tab(models, names):
             picture, stats = result("x0 | x_T (divided by 3) | reconstruction"), gr.Markdown(label="inversion")
     wire(run, stop, partial(inv.inversion, models), [*first, label, steps, guidance, iterations], [picture, stats],
          "invert")  # fmt: skip
+    disable_without_class(label, guidance)
     gr.Markdown("### 2. Interpolate to a second dataset image")
     with gr.Row():
         with gr.Column(scale=2, min_width=320):
@@ -245,7 +241,8 @@ def inversion_tab(models, names):
         with gr.Column(scale=2, min_width=320):
             target = class_menu(models, names, model, "class to steer towards", UNCONDITIONAL)
             strength = Slider(0.05, 1, value=0.5, step=0.05, label="strength (how much noise)")
-            guidance_v = Slider(0, 10, value=3, step=0.5, label="CFG scale (with a class)")
+            guidance_v = Slider(0, 10, value=3, step=0.5, label="CFG scale (with a class)", interactive=False,
+                                info="needs a class")
             steps_v = Slider(2, MAX_INVERSION_STEPS, value=50, step=1, precision=0, label="DDIM steps")
             seed = Number(0, precision=0, label="seed", minimum=0)
             run, stop = buttons("Variations")
@@ -253,6 +250,17 @@ def inversion_tab(models, names):
             varied, note = result("the source, then 8 variations"), gr.Markdown(label="variations")
     wire(run, stop, partial(inv.variations, models), [*first, target, strength, guidance_v, steps_v, seed],
          [varied, note], "variations")  # fmt: skip
+    disable_without_class(target, guidance_v)
+
+
+def disable_without_class(label, *controls):
+    """Guidance controls that apply only with a class: disabled (and saying so) while the class is unconditional."""
+    def update(value):
+        on = value != UNCONDITIONAL
+        return [gr.update(interactive=on, info=None if on else "needs a class")] * len(controls)
+
+    label.change(update, label, list(controls), api_visibility="private")
+    return update
 
 
 def class_menu(models, names, model, label, value=None):

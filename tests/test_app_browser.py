@@ -1,4 +1,6 @@
-"""The app in a real browser: headless Debian Chromium driven by Playwright (no browser download: the system one)."""
+"""The app on the shipped models in a real browser: headless Debian Chromium driven by Playwright (no browser
+download: the system one), on a 1400x1000 screen. Screenshots of every tab go to a temporary folder (and to
+$APP_SCREENSHOTS, when set, for people to look at)."""
 
 import os
 import shutil
@@ -7,36 +9,84 @@ from pathlib import Path
 import pytest
 
 os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
-from app_models import launch_app, write_tiny_model  # noqa: E402
+from app_models import launch_app  # noqa: E402
 
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
+CHECKPOINTS = Path(__file__).resolve().parents[1] / "checkpoints"
 pytestmark = pytest.mark.skipif(not Path(CHROMIUM).exists(), reason="Debian package chromium is not installed")
 # as the workplace's own probe starts it: no sandbox as root, and no background connections on a closed network
 FLAGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking",
          "--disable-component-update", "--disable-sync"]  # fmt: skip
+# every tab's main action, run with its defaults
+ACTIONS = {"Guidance sweep": "Sweep", "Thresholding": "Compare", "Samplers": "Compare", "Forward process": "Show",
+           "Inversion": "Invert and reconstruct", "Text": "Generate"}  # fmt: skip
+NO_PROGRESS = "!document.querySelector('.progress-text, .eta-bar, .progress-level')"
 
 
-def test_clicking_sample_in_a_browser_shows_the_samples(tmp_path):
+@pytest.fixture(scope="module")
+def page(tmp_path_factory):
     from playwright.sync_api import sync_playwright
 
-    write_tiny_model(tmp_path / "models" / "tiny-mnist")
-    demo, url = launch_app(tmp_path / "models")
-    try:
-        with sync_playwright() as playwright:
-            browser = playwright.chromium.launch(executable_path=CHROMIUM, headless=True, args=FLAGS)
-            page = browser.new_page(viewport={"width": 1280, "height": 1400})
-            page.goto(url, wait_until="networkidle")
-            page.get_by_label("seed", exact=True).first.fill("5")
-            page.get_by_role("button", name="Sample", exact=True).click()
-            seed_used = page.get_by_label("seed used")
-            page.wait_for_function("el => el.value === '5'", arg=seed_used.element_handle(), timeout=60_000)
-            # x_t and predicted x0 stream in; the final samples image comes last
-            page.wait_for_function("document.querySelectorAll(\"img[src*='file=']\").length >= 3", timeout=60_000)
-            screenshot = tmp_path / "app.png"
-            page.screenshot(path=str(screenshot), full_page=True)
-            browser.close()
-        assert screenshot.stat().st_size > 10_000
-        if os.environ.get("APP_SCREENSHOT"):
-            shutil.copy(screenshot, os.environ["APP_SCREENSHOT"])
-    finally:
-        demo.close()
+    demo, url = launch_app(CHECKPOINTS)
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=CHROMIUM, headless=True, args=FLAGS)
+        page = browser.new_page(viewport={"width": 1400, "height": 1000})
+        page.goto(url, wait_until="networkidle")
+        yield page
+        browser.close()
+    demo.close()
+
+
+@pytest.fixture(scope="module")
+def shots(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("screenshots")
+    yield folder
+    if os.environ.get("APP_SCREENSHOTS"):
+        shutil.copytree(folder, os.environ["APP_SCREENSHOTS"], dirs_exist_ok=True)
+
+
+def choose(page, label: str, option: str):
+    page.get_by_label(label, exact=True).first.click()
+    page.get_by_role("option", name=option, exact=True).click()
+
+
+def class_options(page) -> list[str]:
+    page.get_by_label("class", exact=True).first.click()
+    options = page.get_by_role("option").all_inner_texts()
+    page.get_by_role("heading").first.click()  # closes the menu
+    return [option.replace("✓", "").strip() for option in options]  # the chosen one is ticked
+
+
+def errors_on(page) -> int:
+    return page.get_by_text("Error", exact=True).count()
+
+
+def test_the_class_list_follows_the_model_and_sampling_a_class_shows_its_grid(page, shots):
+    choose(page, "model", "mnist")
+    page.wait_for_timeout(500)
+    assert class_options(page) == [str(d) for d in range(10)] + ["unconditional"]
+    choose(page, "class", "7")
+    page.get_by_role("button", name="Sample", exact=True).click()
+    page.get_by_text("guided-diffusers-mnist-0").wait_for(timeout=120_000)  # the download arrives last
+    page.wait_for_function(NO_PROGRESS, timeout=30_000)
+    assert page.locator(".result img").count() >= 3 and errors_on(page) == 0  # samples, x_t, predicted x0
+    # the Sample button and the samples are on the first screen, without scrolling
+    for element in (page.get_by_role("button", name="Sample", exact=True), page.locator(".result img").first):
+        box = element.bounding_box()
+        assert box["y"] + box["height"] <= 1000
+    page.screenshot(path=str(shots / "sample-mnist.png"))
+    choose(page, "model", "fashion-mnist")
+    page.wait_for_timeout(500)
+    options = class_options(page)
+    assert "Trouser" in options and "7" not in options and options[-1] == "unconditional"
+
+
+@pytest.mark.parametrize("tab", list(ACTIONS))
+def test_every_tab_runs_its_main_action_with_its_defaults(page, shots, tab):
+    page.get_by_role("tab", name=tab, exact=True).click()
+    panel = page.get_by_role("tabpanel")
+    panel.get_by_role("button", name=ACTIONS[tab], exact=True).first.click()
+    panel.locator(".result img").first.wait_for(timeout=180_000)
+    page.wait_for_function(NO_PROGRESS, timeout=180_000)
+    assert errors_on(page) == 0
+    page.screenshot(path=str(shots / f"{tab.lower().replace(' ', '-')}.png"), full_page=True)
