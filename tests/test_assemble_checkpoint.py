@@ -108,3 +108,15 @@ def test_a_folder_without_results_is_refused_as_an_evaluation(runs, tmp_path):
     result = subprocess.run([sys.executable, SCRIPT, "--unet_run", str(runs / "unet"), "--evaluation", str(tmp_path),
                              "--output_dir", str(tmp_path / "o")], capture_output=True, text=True)  # fmt: skip
     assert result.returncode != 0 and "is not a finished evaluation folder" in result.stderr
+
+
+def test_the_assembly_records_the_demo_defaults_measured_by_its_evaluations(runs, tmp_path):
+    header = "| sampler | guidance_scale | classifier_scale | thresholding | FD (own classifier) | accuracy |\n| --- | --- | --- | --- | --- | --- |\n"
+    real = "| real data (train vs test) | | | | 0.2 | 0.95 |\n"
+    cfg = fake_evaluation(tmp_path / "cfg", header + real + "| ddim | 1.0 | 0.0 | static | 0.2 | 0.9 |\n"
+                                                           "| ddim | 3.0 | 0.0 | static | 0.3 | 0.99 |\n")  # fmt: skip
+    out = runs / "shipped"
+    subprocess.run([sys.executable, SCRIPT, "--unet_run", str(runs / "unet"), "--evaluation", str(cfg),
+                    "--demo_guidance_sweep", "cfg", "--output_dir", str(out)], check=True, capture_output=True)  # fmt: skip
+    demo = read_model_card(out)[0]["demo"]
+    assert demo["guidance_scale"] == 3.0 and demo["thresholding"] == "static" and demo["sampler"] == "dpm2m"
