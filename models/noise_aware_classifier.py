@@ -10,6 +10,8 @@ from diffusers.models.unets.unet_2d_blocks import UNetMidBlock2D, get_down_block
 from diffusers.utils import BaseOutput
 from torch import nn
 
+from .safetensors_only import SafetensorsOnly
+
 SCHEDULE_KEYS = ("num_train_timesteps", "beta_schedule", "beta_start", "beta_end", "trained_betas",
                  "rescale_betas_zero_snr")  # fmt: skip
 
@@ -35,7 +37,7 @@ class AttentionPool2d(nn.Module):
         return summary[:, 0]
 
 
-class NoiseAwareClassifier(ModelMixin, ConfigMixin):
+class NoiseAwareClassifier(SafetensorsOnly, ModelMixin, ConfigMixin):
     """The encoder half of a UNet (same sinusoidal timestep embedding, ResNet down blocks, middle block), pooled
     (attention or mean) to logits over `num_classes`. Trained on x_t = q_sample(x0, t), it gives the gradient
     grad_x log p(y | x_t, t) that classifier guidance adds to the diffusion model's score.

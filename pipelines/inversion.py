@@ -15,6 +15,10 @@ from .image_utils import images_to_model_range
 from .inference import ordinary
 from .samplers import editable_config
 
+# upper bounds that keep one call finite: each fixed-point iteration is one more network call per step, each frame
+# one more image to reconstruct (beyond these, a typo like 1e9 would hang or exhaust memory)
+MAX_FIXED_POINT_ITERATIONS, MAX_FRAMES = 50, 1024
+
 
 @dataclass
 class InversionOutput(BaseOutput):
@@ -78,8 +82,8 @@ class InversionMixin:
     def _invert_latents(self, x, class_labels, num_inference_steps, guidance_scale, fixed_point_iterations,
                         return_trajectory=False) -> InversionOutput:  # fmt: skip
         """`invert` from what the UNet diffuses (images in [-1, 1], or scaled latents)."""
-        check_range("num_inference_steps", num_inference_steps, low=1)
-        check_range("fixed_point_iterations", fixed_point_iterations, low=0)
+        check_range("num_inference_steps", num_inference_steps, low=1, integer=True)
+        check_range("fixed_point_iterations", fixed_point_iterations, low=0, high=MAX_FIXED_POINT_ITERATIONS, integer=True)
         labels = self.check_inputs(len(x), class_labels, guidance_scale, 0.0, "pt")
         scheduler = self.inversion_scheduler()
         scheduler.set_timesteps(num_inference_steps, device=self.device)
@@ -105,9 +109,9 @@ class InversionMixin:
         `num_inference_steps`, `class_labels` and `guidance_scale` the inversion used. `class_labels` may be
         float class weights (interpolation)."""
         labels = self.check_inputs(len(latents), class_labels, guidance_scale, 0.0, output_type)
+        x = self.checked_latents(latents, len(latents))  # the UNet's size: not silently another image size
         scheduler = self.inversion_scheduler()
         scheduler.set_timesteps(num_inference_steps, device=self.device)
-        x = latents.to(self.device, self.unet.dtype)
         for _, _, x, _ in self.denoising_loop(scheduler, x, scheduler.timesteps, labels, guidance_scale, 0.0, {"eta": 0.0}):
             pass
         return self.postprocess(self.decode(x), output_type)
@@ -120,7 +124,7 @@ class InversionMixin:
         label, if given), slerp the latents, linearly interpolate the class embeddings
         e(l) = (1 - l) E[start_label] + l E[end_label], and decode each frame with DDIM. The first and last frames
         are the two reconstructions."""
-        check_range("num_frames", num_frames, low=2)
+        check_range("num_frames", num_frames, low=2, high=MAX_FRAMES, integer=True)
         pair = torch.cat([self.preprocess(start_image), self.preprocess(end_image)])
         if len(pair) != 2:
             raise ValueError(f"`start_image` and `end_image` must be one image each; got {len(pair)} in all.")

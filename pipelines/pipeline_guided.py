@@ -12,6 +12,7 @@ from diffusers.utils.torch_utils import randn_tensor
 # module here so that `GuidedDiffusionPipeline.from_pretrained` finds the `classifier/` of a saved folder
 from ..models import noise_aware_classifier  # noqa: F401
 from ..models.mixed_class_embedding import with_mixed_class_embedding
+from ..models.safetensors_only import SafetensorsOnly
 from ..schedulers.validation import check_choice, check_range
 from .guidance import classifier_free_guidance, classifier_gradient, guide_mean, guide_score
 from .image_utils import latents_to_images
@@ -27,7 +28,7 @@ class GuidedPipelineOutput(ImagePipelineOutput):
     trajectory: list | None = None
 
 
-class GuidedDiffusionPipeline(InversionMixin, DiffusionPipeline):
+class GuidedDiffusionPipeline(SafetensorsOnly, InversionMixin, DiffusionPipeline):
     """Sampling from a `UNet2DModel`, optionally guided.
 
     - A class-conditional UNet trained with label dropout has a null class ("no label", `null_class_label`, the
@@ -71,7 +72,7 @@ class GuidedDiffusionPipeline(InversionMixin, DiffusionPipeline):
     # ------------------------------------------------------------------------------------------- checks
     def check_inputs(self, batch_size, class_labels, guidance_scale, classifier_scale, output_type):
         """Every bad argument raises ValueError here, before any sampling. Returns the labels as a tensor."""
-        check_range("batch_size", batch_size, low=1)
+        check_range("batch_size", batch_size, low=1, integer=True)
         check_range("guidance_scale", guidance_scale, low=0)
         check_range("classifier_scale", classifier_scale, low=0)
         check_choice("output_type", output_type, ("pil", "np", "pt"))
@@ -90,7 +91,11 @@ class GuidedDiffusionPipeline(InversionMixin, DiffusionPipeline):
             raise ValueError("`class_labels` given, but the UNet is unconditional and there is no classifier guidance.")
         if torch.is_tensor(class_labels) and class_labels.is_floating_point():
             return self._check_class_weights(class_labels, batch_size, classifier_scale)
-        labels = torch.as_tensor(class_labels, dtype=torch.long).reshape(-1)
+        labels = torch.as_tensor(class_labels)
+        if labels.ndim > 1 or labels.is_floating_point() or labels.dtype == torch.bool:
+            raise ValueError(f"`class_labels` must be integer class indices (a list or 1-D tensor), or a float "
+                             f"tensor of class weights; got {class_labels!r}.")  # fmt: skip
+        labels = labels.to(torch.long).reshape(-1)
         labels = labels.expand(batch_size) if len(labels) == 1 else labels
         if len(labels) != batch_size:
             raise ValueError(f"`class_labels` must have 1 or `batch_size`={batch_size} entries; got {len(labels)}.")
@@ -109,8 +114,8 @@ class GuidedDiffusionPipeline(InversionMixin, DiffusionPipeline):
         if weights.ndim != 2 or weights.shape[1] != self.num_classes or len(weights) not in (1, batch_size):
             raise ValueError(f"Float `class_labels` (class weights) must have shape (1 or {batch_size}, {self.num_classes}); "
                              f"got {tuple(weights.shape)}.")  # fmt: skip
-        if weights.min() < 0:
-            raise ValueError("Float `class_labels` (class weights) must be non-negative.")
+        if not torch.isfinite(weights).all() or weights.min() < 0:
+            raise ValueError("Float `class_labels` (class weights) must be finite and non-negative.")
         weights = weights.expand(batch_size, -1).to(self.device, torch.float32)
         if self.config.null_class_label is not None:
             weights = torch.cat([weights, weights.new_zeros(batch_size, 1)], dim=1)
@@ -197,14 +202,16 @@ class GuidedDiffusionPipeline(InversionMixin, DiffusionPipeline):
         """Sample step by step: yields (i, t, latents, pred_original_sample) after every step, for streaming.
         Arguments as for `__call__`; all checked before the first step."""
         class_labels = self.check_inputs(batch_size, class_labels, guidance_scale, classifier_scale, "pt")
+        check_range("eta", eta, low=0)  # checked here too: schedulers without eta (DDPM, DPM-Solver) never see it
+        if isinstance(generator, list) and len(generator) != batch_size:
+            raise ValueError(f"`generator` is a list of {len(generator)} generators; it must have one per image, "
+                             f"`batch_size`={batch_size}.")  # fmt: skip
         scheduler = self.scheduler_for_call(thresholding, dynamic_thresholding_ratio)
-        config = self.unet.config
-        shape = (batch_size, config.in_channels, config.sample_size, config.sample_size)
         if latents is None:
+            config = self.unet.config
+            shape = (batch_size, config.in_channels, config.sample_size, config.sample_size)
             latents = randn_tensor(shape, generator=generator, device=self.device, dtype=self.unet.dtype)
-        elif tuple(latents.shape) != shape:
-            raise ValueError(f"`latents` must have shape {shape}; got {tuple(latents.shape)}.")
-        latents = latents.to(self.device) * scheduler.init_noise_sigma
+        latents = self.checked_latents(latents, batch_size) * scheduler.init_noise_sigma
         set_distinct_timesteps(scheduler, num_inference_steps, self.device)
         step_kwargs = self._step_kwargs(scheduler, generator, eta, use_clipped_model_output)
         yield from self.denoising_loop(scheduler, latents, scheduler.timesteps, class_labels, guidance_scale,
@@ -250,6 +257,18 @@ class GuidedDiffusionPipeline(InversionMixin, DiffusionPipeline):
         if not return_dict:
             return (images,)
         return GuidedPipelineOutput(images=images, trajectory=trajectory if return_trajectory else None)
+
+    def checked_latents(self, latents, batch_size: int) -> torch.Tensor:
+        """Latents given by a caller, on the pipeline's device and dtype: a floating torch tensor of the UNet's
+        shape (any float dtype is cast; NumPy arrays, integer tensors and other shapes are refused)."""
+        config = self.unet.config
+        shape = (batch_size, config.in_channels, config.sample_size, config.sample_size)
+        if not torch.is_tensor(latents) or not latents.is_floating_point():
+            raise ValueError(f"`latents` must be a floating-point torch.Tensor of shape {shape}; got "
+                             f"{type(latents).__name__}{'' if not torch.is_tensor(latents) else ' of ' + str(latents.dtype)}.")  # fmt: skip
+        if tuple(latents.shape) != shape:
+            raise ValueError(f"`latents` must have shape {shape}; got {tuple(latents.shape)}.")
+        return latents.to(self.device, self.unet.dtype)
 
     # ------------------------------------------------------------------------------------ latent space
     def encode(self, images: torch.Tensor) -> torch.Tensor:

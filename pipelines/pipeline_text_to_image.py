@@ -7,6 +7,7 @@ import torch
 from diffusers import DiffusionPipeline, ImagePipelineOutput, UNet2DConditionModel
 from diffusers.utils.torch_utils import randn_tensor
 
+from ..models.safetensors_only import safetensors_kwargs
 from ..schedulers.validation import check_choice, check_range
 from .guidance import classifier_free_guidance
 from .image_utils import latents_to_images
@@ -56,6 +57,7 @@ class TextToImagePipeline(DiffusionPipeline):
         if not has_encoder and "text_encoder" not in kwargs:
             config = cls.load_config(pretrained_model_name_or_path)
             kwargs["tokenizer"], kwargs["text_encoder"] = load_text_encoder(config.get("text_encoder_id", DEFAULT_TEXT_ENCODER))
+        kwargs = safetensors_kwargs(pretrained_model_name_or_path, kwargs)
         pipe = super().from_pretrained(pretrained_model_name_or_path, **kwargs)
         pipe.text_encoder.requires_grad_(False).eval()
         return pipe
@@ -74,7 +76,7 @@ class TextToImagePipeline(DiffusionPipeline):
             [negative_prompt] * len(prompts) if isinstance(negative_prompt, str) else list(negative_prompt)  # fmt: skip
         if len(negatives) != len(prompts):
             raise ValueError(f"`negative_prompt` must be one string or {len(prompts)} (one per prompt); got {len(negatives)}.")
-        check_range("num_images_per_prompt", num_images_per_prompt, low=1)
+        check_range("num_images_per_prompt", num_images_per_prompt, low=1, integer=True)
         check_range("guidance_scale", guidance_scale, low=0)
         check_choice("output_type", output_type, ("pil", "np", "pt"))
         if self.text_encoder is None or self.tokenizer is None:

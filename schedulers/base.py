@@ -19,6 +19,9 @@ from .timesteps import TIMESTEP_SPACINGS, checked_custom_timesteps, spaced_times
 from .validation import check_choice, check_range
 
 
+BOOLEAN_FLAGS = ("clip_sample", "thresholding", "rescale_betas_zero_snr", "set_alpha_to_one", "lower_order_final")
+
+
 @dataclass
 class SchedulerStepOutput(BaseOutput):
     """`prev_sample`: x_{t_prev}, the next input of the sampling loop; `pred_original_sample`: the predicted x0
@@ -42,10 +45,13 @@ class DiscreteDiffusionScheduler(SchedulerMixin, ConfigMixin):
         T = config.num_train_timesteps
         if isinstance(T, bool) or not isinstance(T, int) or T < 1:
             raise ValueError(f"`num_train_timesteps` must be a positive integer; got {T!r}.")
+        for flag in BOOLEAN_FLAGS:  # JSON written by hand may say "false", which Python would take as true
+            if flag in config and not isinstance(config[flag], bool):
+                raise ValueError(f"`{flag}` must be true or false (a boolean); got {config[flag]!r}.")
         check_choice("prediction_type", config.prediction_type, PREDICTION_TYPES)
         check_choice("timestep_spacing", config.timestep_spacing, TIMESTEP_SPACINGS)
         check_range("dynamic_thresholding_ratio", config.dynamic_thresholding_ratio, 0, 1, low_open=True)
-        check_range("sample_max_value", config.sample_max_value, low=1)
+        check_range("sample_max_value", config.sample_max_value, low=1, allow_inf=True)
         check_range("clip_sample_range", config.clip_sample_range, low=0, low_open=True)
         self.betas = make_betas(
             T,
@@ -115,6 +121,9 @@ class DiscreteDiffusionScheduler(SchedulerMixin, ConfigMixin):
     def _alpha_prod_at(self, timesteps, like: torch.Tensor) -> torch.Tensor:
         """abar_t for a batch of integer timesteps, on `like`'s device and in its dtype."""
         timesteps = torch.as_tensor(timesteps, device=like.device)
+        T = self.config.num_train_timesteps
+        if timesteps.is_floating_point() or timesteps.numel() == 0 or timesteps.min() < 0 or timesteps.max() >= T:
+            raise ValueError(f"`timesteps` must be integers in [0, {T - 1}]; got {timesteps.tolist()}.")
         return self.alphas_cumprod.to(like.device)[timesteps].to(like.dtype).flatten()
 
     def add_noise(self, original_samples: torch.Tensor, noise: torch.Tensor, timesteps) -> torch.Tensor:

@@ -62,6 +62,7 @@ def make_betas(
             betas = cosine_betas(T)
         else:  # sigmoid (GeoDiff, Xu 2022): a sigmoid over [-6, 6] scaled into [beta_start, beta_end]
             betas = torch.sigmoid(torch.linspace(-6, 6, T)) * (beta_end - beta_start) + beta_start
-    if ((betas <= 0) | (betas > 1)).any():
-        raise ValueError("every beta must lie in (0, 1]; check `beta_start`, `beta_end` or `trained_betas`.")
+    if not ((betas > 0) & (betas <= 1)).all():  # written so that NaN (which compares false) fails too
+        raise ValueError("every beta must be a number in (0, 1]; check `beta_start`, `beta_end` or `trained_betas` "
+                         f"(got values from {betas.min().item()} to {betas.max().item()}).")
     return rescale_zero_terminal_snr(betas) if rescale_betas_zero_snr else betas

@@ -58,7 +58,8 @@ class GuidedDDIMScheduler(DiscreteDiffusionScheduler):
         if self.num_inference_steps is None:
             raise ValueError("`num_inference_steps` is not set: call `set_timesteps` before `step`.")
         t = int(timestep)
-        return t, self._alpha_prod(t), self._alpha_prod(self.previous_timestep(t))
+        previous = self.previous_timestep(t)  # first: it refuses a timestep outside the schedule
+        return t, self._alpha_prod(t), self._alpha_prod(previous)
 
     def step(
         self,

@@ -21,7 +21,7 @@ def dynamic_threshold(x0: torch.Tensor, ratio: float = 0.995, max_value: float =
     guidance), saturated pixels are pushed inwards instead of piling up at +-1.
     """
     check_range("dynamic_thresholding_ratio", ratio, 0, 1, low_open=True)
-    check_range("sample_max_value", max_value, low=1)
+    check_range("sample_max_value", max_value, low=1, allow_inf=True)
     dtype = x0.dtype
     # quantile needs float32/64 (and clamp has no CPU half kernel)
     flat = x0.reshape(x0.shape[0], -1)

@@ -48,8 +48,13 @@ RUN = [
     ("--save_images_steps", dict(type=int, default=1000)),
     ("--push_to_hub", dict(action="store_true")),
     ("--hub_model_id", dict(default=None)),
-    ("--hub_token", dict(default=None)),
+    ("--hub_token", dict(default=None, help="prefer `hf auth login` or the HF_TOKEN variable, which huggingface_hub "
+                                           "reads itself; a token given here is used for the upload and never "
+                                           "written to any file (model card, logs, hparams)")),
 ]
+
+SECRET_FLAGS = ("--hub_token",)  # values never recorded: redacted in commands, left out of logged hyperparameters
+REDACTED = "REDACTED"  # no shell metacharacters: the recorded command stays unquoted
 
 DIFFUSION = [
     ("--model_config", dict(default="small", help="a preset (tiny, small, base) or a UNet2DModel JSON file")),
@@ -70,6 +75,35 @@ DIFFUSION = [
 LATENT = [("--vae", dict(default=None, help="an AutoencoderKL folder (train_vae.py): work on its latents"))]
 
 
+def redacted(argv: list[str]) -> list[str]:
+    """Command-line arguments with the values of SECRET_FLAGS replaced, in both `--flag value` and `--flag=value`."""
+    out, hide_next = [], False
+    for arg in argv:
+        flag = arg.split("=", 1)[0]
+        if hide_next:
+            out.append(REDACTED)
+        elif flag in SECRET_FLAGS and "=" in arg:
+            out.append(f"{flag}={REDACTED}")
+        else:
+            out.append(arg)
+        hide_next = not hide_next and arg in SECRET_FLAGS
+    return out
+
+
+def recorded_command(launcher: str, script: str, argv=None) -> str:
+    """The command as model cards and results record it: the launcher, the script and its arguments, secrets
+    redacted."""
+    import shlex
+    import sys
+
+    return f"{launcher} {script} " + shlex.join(redacted(list(sys.argv[1:] if argv is None else argv)))
+
+
+def recordable(args) -> dict:
+    """The flags as they may be written down (results.json, TensorBoard hparams): without secrets."""
+    return {key: value for key, value in vars(args).items() if f"--{key}" not in SECRET_FLAGS}
+
+
 def build_parser(description: str, *groups) -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(description=description)
     for group in groups:
@@ -86,6 +120,19 @@ def check_common(args) -> None:
                  "logging_steps", "save_images_steps", "num_epochs"):  # fmt: skip
         if getattr(args, flag) < 1:
             raise ValueError(f"--{flag} must be a positive integer; got {getattr(args, flag)}.")
+    samples = 1 if args.max_train_samples is None else args.max_train_samples
+    for flag, value in {"eval_batch_size": getattr(args, "eval_batch_size", 1), "max_train_samples": samples}.items():
+        if value < 1:
+            raise ValueError(f"--{flag} must be a positive integer; got {value}.")
+    if args.lr_warmup_steps < 0:
+        raise ValueError(f"--lr_warmup_steps must be 0 or more; got {args.lr_warmup_steps}.")
+    if not 0 < args.learning_rate < float("inf"):
+        raise ValueError(f"--learning_rate must be a positive number; got {args.learning_rate}.")
+    if not 0 < args.ema_max_decay <= 1:
+        raise ValueError(f"--ema_max_decay must lie in (0, 1]; got {args.ema_max_decay}.")
+    snr_gamma = getattr(args, "snr_gamma", None)
+    if snr_gamma is not None and not 0 < snr_gamma < float("inf"):  # a negative weight would train on -loss
+        raise ValueError(f"--snr_gamma must be a positive number (5 is usual); got {snr_gamma}.")
     if args.max_train_steps is not None and args.max_train_steps < 1:
         raise ValueError(f"--max_train_steps must be a positive integer; got {args.max_train_steps}.")
     if args.checkpoints_total_limit is not None and args.checkpoints_total_limit < 1:

@@ -64,6 +64,8 @@ def save_checkpoint(accelerator, output_dir, step: int, state: dict, ema=None, t
 
 
 def load_checkpoint(accelerator, folder: Path, ema=None) -> dict:
+    if not any(folder.glob("model*.safetensors")):  # accelerate would fall back to a pickled pytorch_model.bin
+        raise ValueError(f"{folder}: no model*.safetensors; this project resumes from safetensors weights only.")
     accelerator.load_state(str(folder))
     state = json.loads((folder / STATE_FILE).read_text())
     if ema is not None:

@@ -12,8 +12,6 @@ row per class) and one PNG plot per swept setting to --output_dir.
 import argparse
 import itertools
 import json
-import shlex
-import sys
 import time
 from pathlib import Path
 
@@ -24,6 +22,7 @@ from guided_diffusers.models import NoiseAwareClassifier
 from guided_diffusers.pipelines import SAMPLERS, GuidedDiffusionPipeline, make_scheduler
 from guided_diffusers.pipelines.samplers import set_distinct_timesteps
 from guided_diffusers.pipelines.image_utils import make_grid
+from guided_diffusers.training.args import recordable, recorded_command
 from guided_diffusers.training.data import load_image_dataset, to_model_range, to_tensors
 from guided_diffusers.training.features import ClassifierFeatures, EfficientNetLite0Features
 from guided_diffusers.training.metrics import class_accuracy, diversity, frechet_distance_of, precision_recall
@@ -76,7 +75,7 @@ def parse_args(argv=None):
     if args.num_samples < 2 or args.batch_size < 1:
         raise ValueError("--num_samples must be at least 2 and --batch_size at least 1.")
     args.device = str(sampling_device(args.device))  # a string, for results.json
-    args.command = shlex.join(["python", "training/evaluate.py", *(sys.argv[1:] if argv is None else argv)])
+    args.command = recorded_command("python", "training/evaluate.py", argv)
     return args
 
 
@@ -225,7 +224,7 @@ FD_RATIOS = [("fd_own", "FD (own) / floor"), ("fd_efficientnet", "FD (EffNet) / 
 
 def write_results(args, rows: list[dict], floor: dict) -> None:
     out = Path(args.output_dir)  # made by main() before the first sample grid
-    arguments = {key: value for key, value in vars(args).items() if key != "command"}
+    arguments = {key: value for key, value in recordable(args).items() if key != "command"}
     (out / "results.json").write_text(json.dumps({"command": args.command, "arguments": arguments,
                                                   "real_data_floor": floor, "rows": rows}, indent=2))  # fmt: skip
     metrics = [(key, name) for key, name in METRICS if key in floor]

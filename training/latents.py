@@ -7,6 +7,7 @@ from dataclasses import dataclass
 import torch
 from diffusers import AutoencoderKL
 
+from ..models.safetensors_only import safetensors_kwargs
 from .data import to_model_range
 
 
@@ -24,7 +25,7 @@ class LatentCache:
 
 def load_vae(path: str) -> AutoencoderKL:
     """A trained autoencoder (train_vae.py output), frozen, in eval mode."""
-    return AutoencoderKL.from_pretrained(path).eval().requires_grad_(False)
+    return AutoencoderKL.from_pretrained(path, **safetensors_kwargs(path, {})).eval().requires_grad_(False)
 
 
 def latent_size(vae_config, resolution: int) -> tuple[int, int]:

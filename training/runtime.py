@@ -9,6 +9,7 @@ from accelerate.utils import ProjectConfiguration
 from diffusers.optimization import get_scheduler
 from diffusers.training_utils import EMAModel
 
+from .args import recordable
 from .checkpointing import load_checkpoint
 from .data import load_image_dataset, to_tensors
 from .loop import LoopState
@@ -61,7 +62,7 @@ def prepare_training(args, accelerator, model, num_samples: int, project_name: s
         state = LoopState(saved["step"], saved["train_seconds"], saved["last_loss"], saved["history"])
         accelerator.print(f"resumed from {args.resume_path} at step {state.step}")
     if accelerator.is_main_process:
-        scalars = {k: v for k, v in vars(args).items() if isinstance(v, (int, float, str, bool))}
+        scalars = {k: v for k, v in recordable(args).items() if isinstance(v, (int, float, str, bool))}
         accelerator.init_trackers(project_name, config=scalars)
     return model, optimizer, lr_scheduler, ema, state
 

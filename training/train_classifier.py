@@ -9,8 +9,6 @@ Reports held-out accuracy per timestep bucket, saves the classifier (safetensors
 """
 
 import json
-import shlex
-import sys
 from pathlib import Path
 
 import torch
@@ -69,7 +67,7 @@ def parse_args(argv=None):
     classifier_config(args.model_config, args.diffused_size, args.diffused_channels)  # bad preset or size: fail now
     args.noise = load_noise_scheduler(args)
     args.resume_path = resolve_resume(args.resume_from_checkpoint, args.output_dir)
-    args.command = "accelerate launch training/train_classifier.py " + shlex.join(sys.argv[1:] if argv is None else argv)
+    args.command = flags.recorded_command("accelerate launch", "training/train_classifier.py", argv)
     return args
 
 

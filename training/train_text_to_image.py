@@ -9,8 +9,6 @@ loop, checkpoints, EMA and logging as train_unet.py; the output folder is a Text
 encoder's weights (`from_pretrained` finds them by `--text_encoder`).
 """
 
-import shlex
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -71,7 +69,7 @@ def parse_args(argv=None):
     args.diffused_shape = (args.diffused_size, 2 * args.diffused_size) if args.vae else (28, 56)
     text_unet_config(args.model_config, *args.diffused_shape, args.diffused_channels, 8)  # a bad preset fails now
     args.resume_path = resolve_resume(args.resume_from_checkpoint, args.output_dir)
-    args.command = "accelerate launch training/train_text_to_image.py " + shlex.join(sys.argv[1:] if argv is None else argv)
+    args.command = flags.recorded_command("accelerate launch", "training/train_text_to_image.py", argv)
     return args
 
 

@@ -7,7 +7,6 @@ The output folder becomes a complete pipeline (model_index.json, unet/ with the 
 model card; `checkpoint-N/` folders beside it let an interrupted run continue with --resume_from_checkpoint latest.
 """
 
-import shlex
 import sys
 from pathlib import Path
 
@@ -42,7 +41,7 @@ def parse_args(argv=None):
     flags.check_latent(args)
     unet_config(args.model_config, args.diffused_size, args.diffused_channels)  # bad preset or size: fail now
     args.resume_path = resolve_resume(args.resume_from_checkpoint, args.output_dir)
-    args.command = "accelerate launch training/train_unet.py " + shlex.join(sys.argv[1:] if argv is None else argv)
+    args.command = flags.recorded_command("accelerate launch", "training/train_unet.py", argv)
     return args
 
 

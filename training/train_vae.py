@@ -13,8 +13,6 @@ giving the held-out reconstruction error.
 """
 
 import json
-import shlex
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -48,7 +46,7 @@ def parse_args(argv=None):
     if args.kl_weight < 0:
         raise ValueError(f"--kl_weight must be >= 0; got {args.kl_weight}.")
     args.resume_path = resolve_resume(args.resume_from_checkpoint, args.output_dir)
-    args.command = "accelerate launch training/train_vae.py " + shlex.join(sys.argv[1:] if argv is None else argv)
+    args.command = flags.recorded_command("accelerate launch", "training/train_vae.py", argv)
     return args
 
 
