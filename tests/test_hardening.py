@@ -101,6 +101,7 @@ def test_a_checkpoint_with_pickled_model_weights_is_not_resumed(tmp_path):
     run_script("training/train_unet.py", *TINY_UNET, "--max_train_steps", "2", "--logger", "none", "--output_dir", out)
     checkpoint = out / "checkpoint-2"
     (checkpoint / "model.safetensors").rename(checkpoint / "pytorch_model.bin")
+    (checkpoint / "checksums.json").unlink()  # a checkpoint from elsewhere, not damaged: pickled
     result = run_script("training/train_unet.py", *TINY_UNET, "--max_train_steps", "4", "--logger", "none",
                         "--resume_from_checkpoint", "latest", "--output_dir", out, check=False)  # fmt: skip
     assert result.returncode != 0 and "safetensors weights only" in result.stderr
@@ -244,3 +245,98 @@ def test_bad_training_flags_fail_before_training(case):
     with pytest.raises(ValueError) as error:
         parse_args([*TINY_UNET, "--output_dir", "/tmp/never-written", *extra])
     assert message in str(error.value)
+
+
+# ------------------------------------------------------------------------------------------ lost or mixed runs
+def train(out, *extra, check=True):
+    return run_script("training/train_unet.py", *TINY_UNET, "--logger", "none", *extra, "--output_dir", out, check=check)
+
+
+def unet_weights(folder):
+    from safetensors.torch import load_file
+
+    return load_file(Path(folder) / "unet" / "diffusion_pytorch_model.safetensors")
+
+
+LONG = ["--max_train_steps", "60", "--checkpointing_steps", "20"]  # outlasts the second run's start-up
+
+
+def test_a_second_run_into_a_folder_in_use_is_refused_and_the_first_is_untouched(tmp_path):
+    import subprocess
+    import time
+
+    from script_runner import ENV
+
+    out = tmp_path / "shared"
+    first = subprocess.Popen([sys.executable, str(REPO / "training" / "train_unet.py"), *TINY_UNET, "--logger", "none",
+                              *LONG, "--output_dir", str(out)], env=ENV, stdout=subprocess.PIPE,
+                             stderr=subprocess.STDOUT, text=True)  # fmt: skip
+    deadline = time.time() + 120
+    while not (out / ".run.lock").exists() and time.time() < deadline:
+        time.sleep(0.05)
+    second = train(out, "--max_train_steps", "4", check=False)
+    assert second.returncode != 0 and f"is in use by another run (pid {first.pid})" in second.stderr
+    output, _ = first.communicate(timeout=300)
+    assert first.returncode == 0, output[-2000:]
+    alone = tmp_path / "alone"
+    train(alone, *LONG)
+    ours, reference = unet_weights(out), unet_weights(alone)
+    assert all((ours[k] - reference[k]).abs().max().item() == 0 for k in ours)  # nothing of the second run in it
+
+
+def test_a_fresh_run_over_another_runs_checkpoints_needs_overwrite_output_dir(tmp_path):
+    out = tmp_path / "run"
+    train(out, "--max_train_steps", "2")
+    refused = train(out, "--max_train_steps", "2", check=False)
+    assert refused.returncode != 0 and "holds another run's checkpoints (checkpoint-2)" in refused.stderr
+    train(out, "--max_train_steps", "3", "--checkpointing_steps", "3", "--overwrite_output_dir")
+    assert sorted(p.name for p in out.glob("checkpoint-*")) == ["checkpoint-3"]  # the other run's are gone
+
+
+def test_an_output_dir_that_is_a_file_fails_before_training(tmp_path):
+    path = tmp_path / "a-file"
+    path.write_text("not a folder")
+    result = train(path, "--max_train_steps", "2", check=False)
+    assert result.returncode != 0 and "is a file, not a folder" in result.stderr and "step" not in result.stdout
+
+
+def test_latest_skips_a_damaged_newest_checkpoint_and_resumes_to_the_uninterrupted_weights(tmp_path):
+    whole, damaged = tmp_path / "whole", tmp_path / "damaged"
+    train(whole, "--max_train_steps", "6")
+    train(damaged, "--max_train_steps", "4")  # checkpoints at steps 2 and 4
+    model = damaged / "checkpoint-4" / "model.safetensors"
+    model.write_bytes(model.read_bytes()[:100])  # truncated
+    from guided_diffusers.training.checkpointing import resolve_resume
+
+    with pytest.raises(ValueError, match="checkpoint-4' is damaged: model.safetensors"):
+        resolve_resume(str(damaged / "checkpoint-4"), damaged)
+    resumed = train(damaged, "--max_train_steps", "6", "--resume_from_checkpoint", "latest")
+    assert "skipping" in resumed.stdout and "damaged model.safetensors" in resumed.stdout
+    assert "at step 2" in resumed.stdout + resumed.stderr
+    ours, reference = unet_weights(damaged), unet_weights(whole)
+    assert max((ours[k] - reference[k]).abs().max().item() for k in ours) <= 1e-6
+
+
+def test_disk_full_while_saving_removes_the_partial_checkpoint_and_keeps_the_previous(tmp_path):
+    import errno
+
+    from guided_diffusers.training.checkpointing import save_checkpoint
+
+    class FullDisk:
+        is_main_process = True
+
+        def wait_for_everyone(self):
+            pass
+
+        def save_state(self, folder):
+            Path(folder).mkdir(parents=True)
+            (Path(folder) / "model.safetensors").write_bytes(b"partial")
+            raise RuntimeError("[enforce fail at inline_container.cc:664] . unexpected pos 64 vs 0")
+
+    previous = tmp_path / "checkpoint-2"
+    previous.mkdir()
+    (previous / "training_state.json").write_text("{}")
+    with pytest.raises(OSError, match="No space left on the device while saving checkpoint 4") as error:
+        save_checkpoint(FullDisk(), tmp_path, 4, {"step": 4})
+    assert error.value.errno == errno.ENOSPC
+    assert not (tmp_path / ".tmp-checkpoint-4").exists() and (previous / "training_state.json").is_file()

@@ -42,6 +42,9 @@ RUN = [
     ("--checkpointing_steps", dict(type=int, default=500)),
     ("--checkpoints_total_limit", dict(type=int, default=3)),
     ("--resume_from_checkpoint", dict(default=None, help="a checkpoint folder, or 'latest' in --output_dir")),
+    ("--overwrite_output_dir", dict(action="store_true",
+                                    help="start a fresh run in a folder that holds another run's checkpoints "
+                                         "(they are removed)")),
     ("--logger", dict(default="tensorboard", choices=["tensorboard", "none"])),
     ("--logging_dir", dict(default="logs", help="under --output_dir")),
     ("--logging_steps", dict(type=int, default=20, help="how often the loss is read back and logged")),

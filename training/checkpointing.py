@@ -1,8 +1,12 @@
 """Checkpoints that survive a kill: written to a temporary folder and renamed when complete, so `latest` never
 picks a half-written one. Contents: accelerate's `save_state` (model as safetensors; optimizer and RNG states
-loaded back with `weights_only=True`), the EMA weights as safetensors, and the step and LR schedule as JSON.
+loaded back with `weights_only=True`), the EMA weights as safetensors, the step and LR schedule as JSON, and the
+sha256 of every file (`checksums.json`), so that a checkpoint damaged later is named and `latest` falls back to the
+newest one that verifies. Disk full while saving: the partial folder is removed, the previous checkpoint kept.
 Nothing is registered with accelerate as a custom object, because those are loaded back with pickle."""
 
+import errno
+import hashlib
 import json
 import os
 import re
@@ -15,6 +19,7 @@ from safetensors.torch import load_file, save_file
 
 PREFIX = "checkpoint-"
 STATE_FILE = "training_state.json"
+CHECKSUMS_FILE = "checksums.json"
 EMA_FILE = "ema.safetensors"
 
 
@@ -29,16 +34,55 @@ def complete_checkpoints(output_dir) -> list[tuple[int, Path]]:
 
 
 def resolve_resume(resume_from_checkpoint, output_dir) -> Path | None:
-    """The folder to resume from: an explicit path (must exist), or 'latest' (None when there is none yet)."""
+    """The folder to resume from: an explicit path (must exist and verify), or 'latest': the newest checkpoint that
+    verifies, skipping damaged ones with a warning (None when there is none yet)."""
     if resume_from_checkpoint is None:
         return None
     if resume_from_checkpoint == "latest":
         checkpoints = complete_checkpoints(output_dir)
-        return checkpoints[-1][1] if checkpoints else None
+        for _, path in reversed(checkpoints):
+            damaged = damaged_files(path)
+            if not damaged:
+                return path
+            print(f"warning: skipping {path}: damaged {', '.join(damaged)} (checksum mismatch)", flush=True)
+        if checkpoints:  # asked to resume, and every checkpoint is damaged: starting over would be a surprise
+            raise ValueError(f"--resume_from_checkpoint latest: every checkpoint in {str(output_dir)!r} is damaged "
+                             f"({', '.join(p.name for _, p in checkpoints)}); start over with --overwrite_output_dir.")
+        return None
     path = Path(resume_from_checkpoint)
     if not (path / STATE_FILE).is_file():
         raise ValueError(f"--resume_from_checkpoint {resume_from_checkpoint!r} is not a complete checkpoint folder.")
+    damaged = damaged_files(path)
+    if damaged:
+        raise ValueError(f"--resume_from_checkpoint {resume_from_checkpoint!r} is damaged: {', '.join(damaged)} "
+                         "(missing, or not the bytes that were saved).")  # fmt: skip
     return path
+
+
+def sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as file:
+        for block in iter(lambda: file.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def record_checksums(folder: Path) -> None:
+    files = sorted(p for p in folder.rglob("*") if p.is_file() and p.name != CHECKSUMS_FILE)
+    _write_json_durably(folder / CHECKSUMS_FILE, {p.relative_to(folder).as_posix(): sha256(p) for p in files})
+
+
+def damaged_files(folder: Path) -> list[str]:
+    """Files of a checkpoint that are missing or differ from the checksums recorded when it was published (none
+    for a checkpoint written before checksums were recorded)."""
+    recorded = folder / CHECKSUMS_FILE
+    if not recorded.is_file():
+        return []
+    try:
+        expected = json.loads(recorded.read_text())
+    except ValueError:
+        return [CHECKSUMS_FILE]
+    return [name for name, digest in expected.items() if not (folder / name).is_file() or sha256(folder / name) != digest]
 
 
 def save_checkpoint(accelerator, output_dir, step: int, state: dict, ema=None, total_limit=None) -> Path:
@@ -48,19 +92,42 @@ def save_checkpoint(accelerator, output_dir, step: int, state: dict, ema=None, t
     if accelerator.is_main_process and temporary.exists():
         shutil.rmtree(temporary)  # left by a run killed while saving
     accelerator.wait_for_everyone()
-    accelerator.save_state(str(temporary))
+    with cleaned_up_when_full(temporary, step):
+        accelerator.save_state(str(temporary))
     accelerator.wait_for_everyone()  # every process's files are in before the folder is published
     if accelerator.is_main_process:
-        if ema is not None:
-            save_file({f"shadow.{i}": p.contiguous() for i, p in enumerate(ema.shadow_params)}, temporary / EMA_FILE)
-            state = {**state, "ema_optimization_step": ema.optimization_step}
-        _write_json_durably(temporary / STATE_FILE, state)
+        with cleaned_up_when_full(temporary, step):
+            if ema is not None:
+                save_file({f"shadow.{i}": p.contiguous() for i, p in enumerate(ema.shadow_params)}, temporary / EMA_FILE)
+                state = {**state, "ema_optimization_step": ema.optimization_step}
+            _write_json_durably(temporary / STATE_FILE, state)
+            record_checksums(temporary)
         if final.exists():
             shutil.rmtree(final)
         os.replace(temporary, final)
         _prune(output_dir, total_limit)
     accelerator.wait_for_everyone()
     return final
+
+
+class cleaned_up_when_full:
+    """Disk full while saving (torch says "unexpected pos", Python ENOSPC): remove the partial folder, keep the
+    earlier checkpoints, and say so plainly."""
+
+    def __init__(self, temporary: Path, step: int):
+        self.temporary, self.step = temporary, step
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, kind, error, traceback):
+        full = isinstance(error, OSError) and error.errno == errno.ENOSPC or (
+            isinstance(error, RuntimeError) and "unexpected pos" in str(error))  # fmt: skip
+        if not full:
+            return False
+        shutil.rmtree(self.temporary, ignore_errors=True)
+        raise OSError(errno.ENOSPC, f"No space left on the device while saving checkpoint {self.step}; the partial "
+                                    f"folder was removed and the earlier checkpoints are kept") from error
 
 
 def load_checkpoint(accelerator, folder: Path, ema=None) -> dict:

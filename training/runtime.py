@@ -11,14 +11,17 @@ from diffusers.training_utils import EMAModel
 
 from .args import recordable
 from .checkpointing import load_checkpoint
+from .run_folder import claim_output_dir
 from .data import load_image_dataset, to_tensors
 from .loop import LoopState
 from .model_card import write_model_card
 
 
 def make_accelerator(args) -> Accelerator:
-    """An Accelerator from the shared flags. Several processes on a machine with no GPU need `cpu=True`, or
-    accelerate would start independent single processes instead of one gloo group."""
+    """An Accelerator from the shared flags, once the output folder is claimed for this run (run_folder.py). Several
+    processes on a machine with no GPU need `cpu=True`, or accelerate would start independent single processes
+    instead of one gloo group."""
+    args.output_lock = claim_output_dir(args)  # held (open) for the whole run
     several_processes = int(os.environ.get("WORLD_SIZE", "1")) > 1
     has_device = torch.accelerator.is_available() if hasattr(torch, "accelerator") else torch.cuda.is_available()
     return Accelerator(
