@@ -1,0 +1,1 @@
+"""The Gradio Space: `app.py` starts it; see each module's docstring."""

@@ -148,14 +148,16 @@ def dataset_images(served: ServedModel) -> torch.Tensor:
 
 # --------------------------------------------------------------------------------- comparisons
 def rows_of_settings(served, settings, seed, progress, request):
-    """Sample the same noise once per (label, sampler, options) setting, one progress bar over all their steps."""
+    """Sample the same noise once per (label, sampler, options) setting, one progress bar over all their steps.
+    Returns the rows and the seconds each took."""
     steps = Steps(progress, request, sum(options["num_inference_steps"] for _, _, options in settings))
-    rows = []
+    rows, seconds = [], []
     with one_run_per_visitor(request):
         for _, sampler, options in settings:
-            pipe = for_request(served, steps, sampler)
+            start, pipe = time.perf_counter(), for_request(served, steps, sampler)
             rows.append(pipe(generator=generator(seed), output_type="pt", **options).images * 2 - 1)
-    return rows
+            seconds.append(time.perf_counter() - start)
+    return rows, seconds
 
 
 def check_total_cost(settings) -> None:
@@ -182,7 +184,7 @@ def guidance_sweep(models, model, label, scales, seed, progress=gr.Progress(), r
     settings = [(f"w = {w:g}", d["sampler"], sampling_options(served, label, d["sampler"], d["num_inference_steps"], 0,
                                                                w, 0, d["thresholding"], 99.5, 8)) for w in values]  # fmt: skip
     check_total_cost(settings)
-    rows = rows_of_settings(served, settings, seed, progress, request)
+    rows, _ = rows_of_settings(served, settings, seed, progress, request)
     lines = []
     for (name, _, options), images in zip(settings, rows):
         flat = images.flatten(1)
@@ -209,7 +211,7 @@ def thresholding_comparison(models, model, label, guidance, steps, seed, percent
     settings = [(names[mode], "ddim", sampling_options(served, label, "ddim", steps, 0, guidance, 0, mode, percentile, 4))
                 for mode in THRESHOLDING_MODES]  # fmt: skip
     check_total_cost(settings)
-    rows = rows_of_settings(served, settings, seed, progress, request)
+    rows, _ = rows_of_settings(served, settings, seed, progress, request)
     lines = [[name.replace("\n", ", "), f"{saturated_share(images):.1%}"] for (name, _, _), images in zip(settings, rows)]
     picture = labelled_rows(rows, [name for name, _, _ in settings])
     return saved(picture, request_folder(), "thresholding"), table(["thresholding", "saturated pixels"], lines)
@@ -229,11 +231,8 @@ def sampler_comparison(models, model, label, steps, seed, with_ddpm_1000=False, 
     settings = [(f"{sampler}\n{count} steps", sampler, sampling_options(served, label, sampler, count, 0, 1, 0, "static",
                                                                           99.5, 4)) for sampler, count in kinds]  # fmt: skip
     check_total_cost(settings)
-    rows, lines = [], []
-    for setting in settings:
-        start = time.perf_counter()
-        rows += rows_of_settings(served, [setting], seed, progress, request)
-        lines.append([setting[0].replace("\n", ", "), f"{(time.perf_counter() - start) / 4:.2f} s"])
+    rows, seconds = rows_of_settings(served, settings, seed, progress, request)
+    lines = [[name.replace("\n", ", "), f"{took / 4:.2f} s"] for (name, _, _), took in zip(settings, seconds)]
     picture = labelled_rows(rows, [name for name, _, _ in settings])
     return saved(picture, request_folder(), "samplers"), table(["sampler", "time per image"], lines)
 

@@ -269,3 +269,28 @@ def test_thirty_streamed_runs_in_a_row_send_no_broken_image(served):
         job.result()
         for update in job.outputs():
             assert all(is_png(path) for path in (update[0], update[1]) if path)
+
+
+def test_input_errors_are_logged_as_one_line_without_a_traceback(models, caplog):
+    with pytest.raises(gr.Error):
+        run_sample(models, steps=0)
+    refused = [record for record in caplog.records if record.getMessage().startswith("refused:")]
+    assert len(refused) == 1 and refused[0].exc_info is None and "\n" not in refused[0].getMessage()
+
+
+def test_one_visitor_runs_one_action_at_a_time(models):
+    class Visitor:
+        session_hash = "visitor-1"
+
+    with controls.one_run_per_visitor(Visitor()):
+        with pytest.raises(gr.Error, match="already have a run in progress"):
+            next(actions.sample(models, "tiny-mnist", **SAMPLE, progress=NO_PROGRESS, request=Visitor()))
+    assert is_png(list(actions.sample(models, "tiny-mnist", **SAMPLE, progress=NO_PROGRESS, request=Visitor()))[-1][4])
+
+
+def test_uploads_over_the_size_limit_are_refused(served):
+    import httpx
+
+    too_big = b"\x89PNG" + bytes(3 * 1024 * 1024)
+    response = httpx.post(f"{served}gradio_api/upload", files={"files": ("big.png", too_big, "image/png")})
+    assert response.status_code == 413

@@ -96,13 +96,26 @@ def test_a_pickle_only_folder_is_refused_on_every_loading_path(pickle_only_model
     assert result.returncode != 0 and "pickle format only" in result.stderr
 
 
-def test_a_checkpoint_with_pickled_model_weights_is_not_resumed(tmp_path):
-    out = tmp_path / "run"
-    run_script("training/train_unet.py", *TINY_UNET, "--max_train_steps", "2", "--logger", "none", "--output_dir", out)
-    checkpoint = out / "checkpoint-2"
+@pytest.fixture(scope="module")
+def finished_run(tmp_path_factory):
+    """A finished 4-step run with checkpoints at steps 2 and 4; tests work on copies of it."""
+    out = tmp_path_factory.mktemp("finished") / "run"
+    run_script("training/train_unet.py", *TINY_UNET, "--max_train_steps", "4", "--logger", "none", "--output_dir", out)
+    return out
+
+
+def copy_of(run, tmp_path) -> Path:
+    import shutil
+
+    return Path(shutil.copytree(run, tmp_path / "run"))
+
+
+def test_a_checkpoint_with_pickled_model_weights_is_not_resumed(finished_run, tmp_path):
+    out = copy_of(finished_run, tmp_path)
+    checkpoint = out / "checkpoint-4"
     (checkpoint / "model.safetensors").rename(checkpoint / "pytorch_model.bin")
     (checkpoint / "checksums.json").unlink()  # a checkpoint from elsewhere, not damaged: pickled
-    result = run_script("training/train_unet.py", *TINY_UNET, "--max_train_steps", "4", "--logger", "none",
+    result = run_script("training/train_unet.py", *TINY_UNET, "--max_train_steps", "6", "--logger", "none",
                         "--resume_from_checkpoint", "latest", "--output_dir", out, check=False)  # fmt: skip
     assert result.returncode != 0 and "safetensors weights only" in result.stderr
 
@@ -284,11 +297,10 @@ def test_a_second_run_into_a_folder_in_use_is_refused_and_the_first_is_untouched
     assert all((ours[k] - reference[k]).abs().max().item() == 0 for k in ours)  # nothing of the second run in it
 
 
-def test_a_fresh_run_over_another_runs_checkpoints_needs_overwrite_output_dir(tmp_path):
-    out = tmp_path / "run"
-    train(out, "--max_train_steps", "2")
+def test_a_fresh_run_over_another_runs_checkpoints_needs_overwrite_output_dir(finished_run, tmp_path):
+    out = copy_of(finished_run, tmp_path)
     refused = train(out, "--max_train_steps", "2", check=False)
-    assert refused.returncode != 0 and "holds another run's checkpoints (checkpoint-2)" in refused.stderr
+    assert refused.returncode != 0 and "holds another run's checkpoints (checkpoint-2, checkpoint-4)" in refused.stderr
     train(out, "--max_train_steps", "3", "--checkpointing_steps", "3", "--overwrite_output_dir")
     assert sorted(p.name for p in out.glob("checkpoint-*")) == ["checkpoint-3"]  # the other run's are gone
 
@@ -300,10 +312,9 @@ def test_an_output_dir_that_is_a_file_fails_before_training(tmp_path):
     assert result.returncode != 0 and "is a file, not a folder" in result.stderr and "step" not in result.stdout
 
 
-def test_latest_skips_a_damaged_newest_checkpoint_and_resumes_to_the_uninterrupted_weights(tmp_path):
-    whole, damaged = tmp_path / "whole", tmp_path / "damaged"
+def test_latest_skips_a_damaged_newest_checkpoint_and_resumes_to_the_uninterrupted_weights(finished_run, tmp_path):
+    whole, damaged = tmp_path / "whole", copy_of(finished_run, tmp_path)  # checkpoints at steps 2 and 4
     train(whole, "--max_train_steps", "6")
-    train(damaged, "--max_train_steps", "4")  # checkpoints at steps 2 and 4
     model = damaged / "checkpoint-4" / "model.safetensors"
     model.write_bytes(model.read_bytes()[:100])  # truncated
     from guided_diffusers.training.checkpointing import resolve_resume
