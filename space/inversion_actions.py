@@ -126,4 +126,4 @@ def variations(models, model, source, index, upload, polarity, label, strength, 
         images = pipe.variations(image.repeat(8, 1, 1, 1), strength=strength, generator=generator(seed),
                                  output_type="pt", **options)  # fmt: skip
     picture = strip(torch.cat([image, images]) * 2 - 1)
-    return saved(picture, request_folder(), "variations"), f"source: {described}; 8 variations at strength {strength:g}"
+    return saved(picture, request_folder(), "variations"), f"- source: {described}\n- 8 variations at strength {strength:g}"

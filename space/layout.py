@@ -257,7 +257,8 @@ def disable_without_class(label, *controls):
     """Guidance controls that apply only with a class: disabled (and saying so) while the class is unconditional."""
     def update(value):
         on = value != UNCONDITIONAL
-        return [gr.update(interactive=on, info=None if on else "needs a class")] * len(controls)
+        updates = [gr.update(interactive=on, info="" if on else "needs a class") for _ in controls]  # None: unchanged
+        return updates[0] if len(updates) == 1 else tuple(updates)  # one output takes one update, not a list
 
     label.change(update, label, list(controls), api_visibility="private")
     return update

@@ -90,3 +90,28 @@ def test_every_tab_runs_its_main_action_with_its_defaults(page, shots, tab):
     page.wait_for_function(NO_PROGRESS, timeout=180_000)
     assert errors_on(page) == 0
     page.screenshot(path=str(shots / f"{tab.lower().replace(' ', '-')}.png"), full_page=True)
+
+
+def test_an_upload_steered_to_a_class_gives_variations_without_error(page, shots, tmp_path):
+    """The Inversion tab from an upload (a dark-on-light 7, which "auto" inverts to the data's light-on-dark), with a
+    class chosen for the variations: choosing the class enables its CFG scale, and Variations runs."""
+    from PIL import Image, ImageDraw
+
+    drawing = Image.new("L", (200, 200), 255)
+    ImageDraw.Draw(drawing).line((60, 40, 140, 40, 90, 170), fill=0, width=18)
+    drawing.save(tmp_path / "seven.png")
+    page.get_by_role("tab", name="Inversion", exact=True).click()
+    panel = page.get_by_role("tabpanel")
+    panel.get_by_label("model", exact=True).click()
+    page.get_by_role("option", name="mnist", exact=True).click()
+    panel.get_by_label("upload", exact=True).check()
+    panel.locator("input[type=file]").first.set_input_files(str(tmp_path / "seven.png"))
+    page.wait_for_timeout(1500)
+    panel.get_by_label("class to steer towards").click()
+    page.get_by_role("option", name="7", exact=True).click()
+    page.wait_for_timeout(500)
+    panel.get_by_role("button", name="Variations", exact=True).click()
+    page.get_by_text("upload inverted").wait_for(timeout=120_000)
+    page.wait_for_function(NO_PROGRESS, timeout=120_000)
+    assert errors_on(page) == 0
+    page.screenshot(path=str(shots / "inversion-upload.png"), full_page=True)
