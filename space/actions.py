@@ -9,7 +9,7 @@ import gradio as gr
 import torch
 
 from guided_diffusers.pipelines import SAMPLERS, GuidedDiffusionPipeline, TextToImagePipeline, make_scheduler
-from guided_diffusers.pipelines.samplers import THRESHOLDING_MODES
+from guided_diffusers.pipelines.samplers import THRESHOLDING_MODES, editable_config
 from guided_diffusers.schedulers import GuidedDDPMScheduler
 
 from .controls import (MAX_BATCH, MAX_SEED, MAX_STEPS, Steps, check_cost, choice, class_index, number,
@@ -33,8 +33,8 @@ def for_request(model: ServedModel, steps: Steps, sampler: str | None = None):
     other's), whose progress bar is `steps`: diffusers' loops iterate through `progress_bar`, so every loop of every
     pipeline reports each step and stops on Stop."""
     pipe = model.pipe
-    scheduler = make_scheduler(sampler, pipe.scheduler.config) if sampler else type(pipe.scheduler).from_config(
-        pipe.scheduler.config)  # fmt: skip
+    config = editable_config(pipe.scheduler.config)
+    scheduler = make_scheduler(sampler, config) if sampler else type(pipe.scheduler).from_config(config)
     if isinstance(pipe, TextToImagePipeline):
         own = TextToImagePipeline(pipe.tokenizer, pipe.text_encoder, pipe.unet, scheduler, pipe.config.text_encoder_id,
                                   pipe.config.max_length, vae=pipe.vae)  # fmt: skip
@@ -160,9 +160,17 @@ def rows_of_settings(served, settings, seed, progress, request):
     return rows, seconds
 
 
-def check_total_cost(settings) -> None:
+def compared(served, settings, seed, progress, request, file_name: str, header: list[str], statistics):
+    """The comparison tabs' shared shape: every setting from the same noise (cost checked first), a picture with a
+    labelled row per setting, and a table with a line per setting: its name, then `statistics(options, images,
+    seconds)`."""
     cost_steps = sum(options["num_inference_steps"] * passes(options) for _, _, options in settings)
     check_cost(cost_steps, settings[0][2]["batch_size"], 1, "This comparison")
+    rows, seconds = rows_of_settings(served, settings, seed, progress, request)
+    lines = [[name.replace("\n", ", "), *statistics(options, images, took)]
+             for (name, _, options), images, took in zip(settings, rows, seconds)]  # fmt: skip
+    picture = labelled_rows(rows, [name for name, _, _ in settings])
+    return saved(picture, request_folder(), file_name), table(header, lines)
 
 
 def table(header: list[str], lines: list[list[str]]) -> str:
@@ -183,21 +191,20 @@ def guidance_sweep(models, model, label, scales, seed, progress=gr.Progress(), r
     seed, d = number(seed, "seed", 0, MAX_SEED, integer=True), served.defaults
     settings = [(f"w = {w:g}", d["sampler"], sampling_options(served, label, d["sampler"], d["num_inference_steps"], 0,
                                                                w, 0, d["thresholding"], 99.5, 8)) for w in values]  # fmt: skip
-    check_total_cost(settings)
-    rows, _ = rows_of_settings(served, settings, seed, progress, request)
-    lines = []
-    for (name, _, options), images in zip(settings, rows):
+    classifier = served.pipe.classifier
+
+    def statistics(options, images, _):
         flat = images.flatten(1)
-        line = [name, f"{torch.cdist(flat, flat).mean().item():.2f}"]
-        if served.pipe.classifier is not None:
+        cells = [f"{torch.cdist(flat, flat).mean().item():.2f}"]
+        if classifier is not None:
             with torch.no_grad():
-                predicted = served.pipe.classifier(images, torch.zeros(len(images), dtype=torch.long)).logits.argmax(1)
-            line.append(f"{(predicted == options['class_labels'][0]).float().mean().item():.0%}")
-        lines.append(line)
+                predicted = classifier(images, torch.zeros(len(images), dtype=torch.long)).logits.argmax(1)
+            cells.append(f"{(predicted == options['class_labels'][0]).float().mean().item():.0%}")
+        return cells
+
     header = ["setting", "diversity (mean pixel distance)"] + (["accuracy (noise-aware classifier, t = 0)"]
-                                                              if served.pipe.classifier is not None else [])  # fmt: skip
-    picture = labelled_rows(rows, [name for name, _, _ in settings])
-    return saved(picture, request_folder(), "guidance-sweep"), table(header, lines)
+                                                              if classifier is not None else [])  # fmt: skip
+    return compared(served, settings, seed, progress, request, "guidance-sweep", header, statistics)
 
 
 @user_facing
@@ -210,11 +217,8 @@ def thresholding_comparison(models, model, label, guidance, steps, seed, percent
     names = {"none": "none", "static": "static", "dynamic": f"dynamic\np = {percentile:g}%"}
     settings = [(names[mode], "ddim", sampling_options(served, label, "ddim", steps, 0, guidance, 0, mode, percentile, 4))
                 for mode in THRESHOLDING_MODES]  # fmt: skip
-    check_total_cost(settings)
-    rows, _ = rows_of_settings(served, settings, seed, progress, request)
-    lines = [[name.replace("\n", ", "), f"{saturated_share(images):.1%}"] for (name, _, _), images in zip(settings, rows)]
-    picture = labelled_rows(rows, [name for name, _, _ in settings])
-    return saved(picture, request_folder(), "thresholding"), table(["thresholding", "saturated pixels"], lines)
+    return compared(served, settings, seed, progress, request, "thresholding", ["thresholding", "saturated pixels"],
+                    lambda options, images, seconds: [f"{saturated_share(images):.1%}"])
 
 
 @user_facing
@@ -230,11 +234,8 @@ def sampler_comparison(models, model, label, steps, seed, with_ddpm_1000=False, 
         kinds.insert(0, ("ddpm", served.pipe.scheduler.config.num_train_timesteps))
     settings = [(f"{sampler}\n{count} steps", sampler, sampling_options(served, label, sampler, count, 0, 1, 0, "static",
                                                                           99.5, 4)) for sampler, count in kinds]  # fmt: skip
-    check_total_cost(settings)
-    rows, seconds = rows_of_settings(served, settings, seed, progress, request)
-    lines = [[name.replace("\n", ", "), f"{took / 4:.2f} s"] for (name, _, _), took in zip(settings, seconds)]
-    picture = labelled_rows(rows, [name for name, _, _ in settings])
-    return saved(picture, request_folder(), "samplers"), table(["sampler", "time per image"], lines)
+    return compared(served, settings, seed, progress, request, "samplers", ["sampler", "time per image"],
+                    lambda options, images, seconds: [f"{seconds / len(images):.2f} s"])
 
 
 # -------------------------------------------------------------------------------------------- Text

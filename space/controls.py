@@ -15,6 +15,7 @@ from pathlib import Path
 import gradio as gr
 
 from .models import UNCONDITIONAL, ServedModel
+from .pictures import with_headroom
 
 MAX_STEPS, MAX_BATCH, MAX_SEED, MAX_INVERSION_STEPS = 1000, 16, 2**31 - 1, 250
 # the most image evaluations (UNet passes x images) one request may cost: about a minute on the 2-core CPU, so one
@@ -195,8 +196,6 @@ def request_folder() -> Path:
 def saved(image, folder: Path, name: str, headroom: bool = True) -> str:
     """A PIL image written as PNG into the request's folder (with a band on top for the app's label and toolbar,
     unless it is a download); its path (Gradio serves files, not update dicts)."""
-    from .pictures import with_headroom
-
     path = folder / f"{name}.png"
     (with_headroom(image) if headroom else image).save(path)
     return str(path)
