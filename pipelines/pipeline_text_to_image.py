@@ -1,23 +1,26 @@
 """Imagen-style text-to-image (Saharia 2022): a frozen pretrained text encoder, a UNet that attends to its token
 states through cross-attention, classifier-free guidance with dynamic thresholding."""
 
+from collections import Counter
 from pathlib import Path
 
 import torch
-from diffusers import DiffusionPipeline, ImagePipelineOutput, UNet2DConditionModel
+from diffusers import DiffusionPipeline, UNet2DConditionModel
 from diffusers.utils.torch_utils import randn_tensor
 
 from ..models.safetensors_only import safetensors_kwargs
 from ..schedulers.validation import check_choice, check_range
-from .guidance import classifier_free_guidance
+from ..guiders import PREDICTIONS, Guider, guider_for_call
+from .denoising import Conditioning, denoise, needed_anywhere, plan, run
 from .image_utils import latents_to_images
 from .latent_space import from_latents
-from .samplers import editable_config, set_distinct_timesteps, step_kwargs, with_thresholding
+from .pipeline_guided import GuidedPipelineOutput
+from .samplers import private_scheduler, set_distinct_timesteps, step_kwargs
 from .text_encoding import DEFAULT_TEXT_ENCODER, encode_prompts, hidden_size, load_text_encoder
 
 class TextToImagePipeline(DiffusionPipeline):
-    """(tokenizer, text_encoder, unet, scheduler). The unconditional branch of CFG is the empty caption "" (what
-    caption dropout trains on) or `negative_prompt`.
+    """(tokenizer, text_encoder, unet, scheduler). The unconditional prediction (CFG's and every guider's) is the
+    empty caption "" (what caption dropout trains on) or `negative_prompt`.
 
     `save_pretrained(folder)` leaves the frozen encoder out and records its name (`text_encoder_id`);
     `from_pretrained` loads it from the installed package or the Hub by that name. A folder saved with
@@ -67,7 +70,7 @@ class TextToImagePipeline(DiffusionPipeline):
         """(token states, attention mask) of the prompts."""
         return encode_prompts(self.tokenizer, self.text_encoder, prompts, self.config.max_length)
 
-    def check_inputs(self, prompt, negative_prompt, num_images_per_prompt, guidance_scale, output_type):
+    def check_inputs(self, prompt, negative_prompt, num_images_per_prompt, output_type):
         """Every bad argument raises ValueError before any network runs. Returns (prompts, negative prompts)."""
         prompts = [prompt] if isinstance(prompt, str) else list(prompt) if prompt is not None else []
         if not prompts or not all(isinstance(p, str) and p.strip() for p in prompts):
@@ -77,55 +80,55 @@ class TextToImagePipeline(DiffusionPipeline):
         if len(negatives) != len(prompts):
             raise ValueError(f"`negative_prompt` must be one string or {len(prompts)} (one per prompt); got {len(negatives)}.")
         check_range("num_images_per_prompt", num_images_per_prompt, low=1, integer=True)
-        check_range("guidance_scale", guidance_scale, low=0)
         check_choice("output_type", output_type, ("pil", "np", "pt"))
         if self.text_encoder is None or self.tokenizer is None:
             raise ValueError("This pipeline has no text encoder: load it with `from_pretrained`, or pass one.")
         return prompts, negatives
 
-    def conditioning(self, prompts, negatives, num_images_per_prompt: int, guidance_scale: float):
-        """Cross-attention context and mask for the UNet: [unconditional; conditional] stacked for CFG (one batched
-        call), only the needed half when w is 0 or 1."""
-        wanted = {0: [negatives], 1: [prompts]}.get(guidance_scale, [negatives, prompts])
-        states, mask = self.encode([text for texts in wanted for text in texts])
-        return states.repeat_interleave(num_images_per_prompt, 0), mask.repeat_interleave(num_images_per_prompt, 0)
+    def conditioning(self, prompts, negatives, num_images_per_prompt: int, needed: set) -> Conditioning:
+        """Cross-attention context and mask per prediction: the prompts for the conditional one, the negative
+        prompts ("" by default) for the unconditional one; only the needed texts are encoded, in one call."""
+        texts = {"pred_uncond": negatives, "pred_cond": prompts}
+        wanted = [name for name in PREDICTIONS if name in needed]
+        states, mask = self.encode([text for name in wanted for text in texts[name]])
+        branches = {}
+        for name, name_states, name_mask in zip(wanted, states.chunk(len(wanted)), mask.chunk(len(wanted))):
+            branches[name] = {"encoder_hidden_states": name_states.repeat_interleave(num_images_per_prompt, 0),
+                              "encoder_attention_mask": name_mask.repeat_interleave(num_images_per_prompt, 0)}  # fmt: skip
+        return Conditioning(self.unet, branches)
 
     # ------------------------------------------------------------------------------------------ sample
     @torch.inference_mode()
-    def __call__(self, prompt, negative_prompt=None, num_images_per_prompt: int = 1, guidance_scale: float = 5.0,
+    def __call__(self, prompt, negative_prompt=None, num_images_per_prompt: int = 1, guidance_scale: float | None = None,
                  num_inference_steps: int = 50, eta: float = 0.0, thresholding: str | None = None,
                  dynamic_thresholding_ratio: float | None = None, generator=None, latents: torch.Tensor | None = None,
-                 output_type: str = "pil", return_dict: bool = True, callback_on_step_end=None):  # fmt: skip
-        """Images for `prompt` (one string or a list). CFG (Ho & Salimans 2022):
-        eps = eps(x, "") + w (eps(x, prompt) - eps(x, "")), or `negative_prompt` in place of "". `thresholding`
-        ("none", "static", "dynamic") overrides the scheduler's x0 clipping for this call; Imagen pairs large w with
-        "dynamic". `callback_on_step_end(pipe, i, t, {"latents", "pred_original_sample"})` runs after each step."""
-        prompts, negatives = self.check_inputs(prompt, negative_prompt, num_images_per_prompt, guidance_scale, output_type)
-        # with_thresholding checks `thresholding`, still before any network runs
-        scheduler = with_thresholding(self.scheduler, thresholding, dynamic_thresholding_ratio)
-        if scheduler is self.scheduler:  # a private copy: concurrent calls must not share timesteps
-            scheduler = type(scheduler).from_config(editable_config(scheduler.config))
+                 output_type: str = "pil", return_dict: bool = True, callback_on_step_end=None, guider=None):  # fmt: skip
+        """Images for `prompt` (one string or a list). Guidance: `guider` (ours or diffusers'), or the shorthand
+        `guidance_scale` w (default 5), CFG (Ho & Salimans 2022): eps = eps(x, "") + w (eps(x, prompt) - eps(x, "")),
+        with `negative_prompt` in place of "". `thresholding` ("none", "static", "dynamic") overrides the scheduler's
+        x0 clipping for this call; Imagen pairs large w with "dynamic". `callback_on_step_end(pipe, i, t,
+        {"latents", "pred_original_sample"})` runs after each step. The output's `evaluations` counts the network
+        evaluations made."""
+        guider = guider_for_call(guider, guidance_scale, default_guidance_scale=5.0)
+        prompts, negatives = self.check_inputs(prompt, negative_prompt, num_images_per_prompt, output_type)
+        check_range("eta", eta, low=0)
+        # private_scheduler checks `thresholding`, still before any network runs
+        scheduler = private_scheduler(self.scheduler, thresholding, dynamic_thresholding_ratio)
+        if isinstance(guider, Guider):
+            guider.check(scheduler, has_classifier=False)
         set_distinct_timesteps(scheduler, num_inference_steps, self.device)  # checks the step count before the encoder
-        context, mask = self.conditioning(prompts, negatives, num_images_per_prompt, guidance_scale)
+        every_prediction = Conditioning(self.unet, dict.fromkeys(PREDICTIONS))
+        steps = plan(guider, every_prediction, scheduler, scheduler.timesteps)
+        conditioning = self.conditioning(prompts, negatives, num_images_per_prompt, needed_anywhere(steps))
         batch = len(prompts) * num_images_per_prompt
         latents = self.prepare_latents(batch, generator, latents) * scheduler.init_noise_sigma
         options = step_kwargs(scheduler, generator, eta, True)
-        for i, t in enumerate(self.progress_bar(scheduler.timesteps)):
-            model_input = scheduler.scale_model_input(latents, t)
-            both = guidance_scale not in (0, 1)
-            output = self.unet(torch.cat([model_input] * 2) if both else model_input, t, encoder_hidden_states=context,
-                               encoder_attention_mask=mask).sample  # fmt: skip
-            if both:
-                output = classifier_free_guidance(*output.chunk(2), guidance_scale)
-            step = scheduler.step(output, t, latents, **options)
-            latents = step.prev_sample
-            if callback_on_step_end is not None:
-                returned = callback_on_step_end(self, i, t, {"latents": latents,
-                                                             "pred_original_sample": getattr(step, "pred_original_sample", None)})  # fmt: skip
-                if isinstance(returned, dict) and "latents" in returned:
-                    latents = returned["latents"]
-        images = latents_to_images(from_latents(self.vae, latents), output_type)
-        return ImagePipelineOutput(images=images) if return_dict else (images,)
+        evaluations = Counter()
+        loop = denoise(guider, conditioning, scheduler, latents, scheduler.timesteps, options, self.progress_bar, evaluations)
+        images = latents_to_images(from_latents(self.vae, run(self, loop, callback_on_step_end)), output_type)
+        if not return_dict:
+            return (images,)
+        return GuidedPipelineOutput(images=images, evaluations=dict(evaluations))
 
     def prepare_latents(self, batch: int, generator, latents):
         size = self.unet.config.sample_size

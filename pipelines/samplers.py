@@ -82,6 +82,13 @@ def with_thresholding(scheduler, thresholding: str | None, dynamic_thresholding_
     return type(scheduler).from_config(config)
 
 
+def private_scheduler(scheduler, thresholding: str | None = None, dynamic_thresholding_ratio: float | None = None):
+    """A copy of `scheduler` for one sampling call, with that call's thresholding if given: timesteps and solver
+    history live on a scheduler, so two calls sharing one would disturb each other."""
+    own = with_thresholding(scheduler, thresholding, dynamic_thresholding_ratio)
+    return type(own).from_config(editable_config(own.config)) if own is scheduler else own
+
+
 def default_thresholding(pipe) -> str:
     """"dynamic" for a pixel model, "none" for a latent one: thresholding bounds x0 to the pixel range [-1, 1],
     and a latent model's x0 is a latent (unit variance, no such range)."""

@@ -8,7 +8,9 @@ import torch
 from diffusers import DDIMScheduler, DPMSolverMultistepScheduler, EulerDiscreteScheduler, UNet2DModel
 from diffusers.utils.torch_utils import randn_tensor
 
+from guided_diffusers.guiders import StepContext, from_scales
 from guided_diffusers.models import NoiseAwareClassifier, schedule_of
+from guided_diffusers.pipelines.denoising import guided_output
 from guided_diffusers.pipelines import GuidedDiffusionPipeline, classifier_gradient, guide_mean, guide_score
 from guided_diffusers.pipelines.samplers import with_thresholding
 from guided_diffusers.schedulers import GuidedDDIMScheduler, GuidedDDPMScheduler
@@ -167,18 +169,20 @@ def test_classifier_scale_zero_is_no_guidance_bit_for_bit():
     assert torch.equal(with_classifier, without)
 
 
-def test_classifier_free_output_is_the_cfg_formula_in_one_batched_call():
+def test_the_cfg_guided_output_is_the_formula_in_one_batched_call():
     pipe = pipeline()
     x, t = torch.randn(4, 1, SIZE, SIZE, generator=torch.Generator().manual_seed(7)), torch.tensor(50)
     calls = []
     pipe.unet.register_forward_hook(lambda module, args, output: calls.append(args[0].shape[0]))
-    guided = pipe.classifier_free_output(x, t, LABELS, 3.0)
+    _, conditioning = pipe.check_inputs(4, LABELS, from_scales(3.0), "pt")
+    context = lambda: StepContext(0, 1, t, pipe.scheduler, x)  # noqa: E731
+    guided = guided_output(from_scales(3.0), conditioning, context())
     assert calls == [8]  # both halves in one call
     cond = pipe.unet(x, t, class_labels=LABELS).sample
     uncond = pipe.unet(x, t, class_labels=torch.full((4,), CLASSES)).sample
     torch.testing.assert_close(guided, uncond + 3.0 * (cond - uncond), atol=1e-5, rtol=1e-5)
     calls.clear()
-    assert torch.equal(pipe.classifier_free_output(x, t, LABELS, 0.0), uncond) and calls == [4]
+    assert torch.equal(guided_output(from_scales(0.0), conditioning, context()), uncond) and calls == [4]
 
 
 def test_classifier_guidance_costs_one_classifier_call_and_no_extra_unet_call():

@@ -1,0 +1,31 @@
+"""Guidance methods as small guider objects, each one file, compatible with diffusers' `BaseGuidance` and applied
+by the pipelines' one denoising loop (`pipelines/denoising.py`). A new method: one file here plus its line below."""
+
+from .classifier import ClassifierGuidance, classifier_gradient, guide_mean, guide_score
+from .classifier_free import ClassifierFreeGuidance, classifier_free_guidance
+from .combined import CombinedGuidance
+from .context import StepContext
+from .diffusers_api import PREDICTIONS, BaseGuidance, GuiderOutput
+from .guider import Guider
+from .shorthands import from_scales, guider_for_call
+
+# our guiders by class name (what a saved `guider_config.json` names)
+GUIDERS = {cls.__name__: cls for cls in (ClassifierFreeGuidance, ClassifierGuidance, CombinedGuidance)}
+
+__all__ = [
+    "GUIDERS",
+    "PREDICTIONS",
+    "BaseGuidance",
+    "ClassifierFreeGuidance",
+    "ClassifierGuidance",
+    "CombinedGuidance",
+    "Guider",
+    "GuiderOutput",
+    "StepContext",
+    "classifier_free_guidance",
+    "classifier_gradient",
+    "from_scales",
+    "guide_mean",
+    "guide_score",
+    "guider_for_call",
+]

@@ -1,0 +1,90 @@
+"""Several guidance methods at once: the first guider combines the network's predictions, each later one corrects
+that result (ADM's classifier-free + classifier guidance: CFG's output, then the classifier's correction)."""
+
+from . import diffusers_api
+from .diffusers_api import BaseGuidance
+from .guider import Guider
+
+
+def guider_class(name: str) -> type:
+    """A guider class by name: ours first (they read diffusers' configs of the same name), then diffusers'."""
+    from . import GUIDERS  # the package's registry of our classes
+
+    found = GUIDERS.get(name) or diffusers_api.diffusers_guider(name)
+    if found is None:
+        raise ValueError(f"Unknown guider {name!r}; ours are {', '.join(GUIDERS)}, or any class in diffusers.guiders.")
+    return found
+
+
+def described(guider: BaseGuidance) -> dict:
+    """A member as JSON: its class name and config."""
+    return {"_class_name": type(guider).__name__, **{k: v for k, v in guider.config.items() if not k.startswith("_")}}
+
+
+def built(member) -> BaseGuidance:
+    if isinstance(member, BaseGuidance):
+        return member
+    if isinstance(member, dict) and "_class_name" in member:
+        config = dict(member)
+        return guider_class(config.pop("_class_name")).from_config(config)
+    raise ValueError(f"A `CombinedGuidance` member must be a guider or its saved config; got {member!r}.")
+
+
+class CombinedGuidance(Guider):
+    """`CombinedGuidance([ClassifierFreeGuidance(guidance_scale=3), ClassifierGuidance(classifier_scale=1)])`.
+    The first member may be any guider (ours or diffusers'); the later ones must correct a guided output
+    (ours: `ClassifierGuidance`). Saved as one `guider_config.json` listing the members' configs."""
+
+    def __init__(self, guiders: list, start: float = 0.0, stop: float = 1.0, enabled: bool = True):
+        members = [built(member) for member in guiders] if isinstance(guiders, (list, tuple)) else []
+        if not members:
+            raise ValueError(f"`guiders` must be a non-empty list of guiders; got {guiders!r}.")
+        for later in members[1:]:
+            if type(later).correct is Guider.correct:
+                raise ValueError(f"{type(later).__name__} cannot follow another guider: only a guider that corrects a "
+                                 f"guided output (ClassifierGuidance) can; put it first.")  # fmt: skip
+        super().__init__(start, stop, enabled)
+        self.guiders = members
+        self.register_to_config(guiders=[described(member) for member in members], start=start, stop=stop,
+                                enabled=enabled)  # fmt: skip
+
+    @property
+    def needs_classifier(self) -> bool:
+        return any(getattr(member, "needs_classifier", False) for member in self.guiders)
+
+    def check(self, scheduler, has_classifier: bool) -> None:
+        for member in self.guiders:
+            if isinstance(member, Guider):
+                member.check(scheduler, has_classifier)
+
+    def set_context(self, context) -> None:
+        super().set_context(context)
+        for member in self.guiders:
+            if isinstance(member, Guider):
+                member.set_context(context)
+
+    def set_state(self, step, num_inference_steps, timestep) -> None:
+        """The members' step state too; the first member's needs are this step's needs."""
+        super().set_state(step, num_inference_steps, timestep)
+        first, *_ = [diffusers_api.step_predictions(member, step, num_inference_steps, timestep) for member in self.guiders]
+        self._first_needs = first
+
+    def needed_predictions(self) -> list[str]:
+        return self._first_needs if self.in_window() and self._step is not None else ["pred_cond"]
+
+    def forward(self, pred_cond=None, pred_uncond=None):
+        if not self.in_window():
+            return self.output(pred_cond, pred_cond)
+        given = {"pred_cond": pred_cond, "pred_uncond": pred_uncond}
+        guided = diffusers_api.combine(self.guiders[0], {name: given[name] for name in self._first_needs})
+        for member in self.guiders[1:]:
+            guided = member.correct(guided)
+        return self.output(guided, pred_cond, pred_uncond)
+
+    def after_step(self, prev_sample, output):
+        if not self.in_window():
+            return prev_sample
+        for member in self.guiders:
+            if isinstance(member, Guider):
+                prev_sample = member.after_step(prev_sample, output)
+        return prev_sample

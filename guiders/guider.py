@@ -1,0 +1,73 @@
+"""`Guider`, the base of our guidance methods: a diffusers `BaseGuidance` (config, `guider_config.json`,
+`save_pretrained` / `from_pretrained`, `new(**overrides)`, `start` / `stop` / `enabled`) that also sees the
+step's `StepContext`, and may correct the guided output or the sampler's step.
+
+A subclass sets `_input_predictions`, records its arguments with `@register_to_config`, and writes
+- `needed_predictions()`: the predictions it needs at this step (fewer when it is idle: no second half computed);
+- `forward(pred_cond=None, pred_uncond=None)`: the paper's equation, returning a `GuiderOutput`;
+- optionally `correct(output)`, a change to a guided output (used when it follows another guider in a
+  `CombinedGuidance`), and `after_step(prev_sample, output)`, a change to the sampler's result;
+- optionally `check(scheduler, has_classifier)`: refuse, before any network runs, what it cannot do.
+"""
+
+import torch
+
+from .context import StepContext
+from .diffusers_api import BaseGuidance, GuiderOutput, quiet_construction
+
+
+class Guider(BaseGuidance):
+    _input_predictions = ["pred_cond", "pred_uncond"]
+    needs_classifier = False
+
+    def __init__(self, start: float = 0.0, stop: float = 1.0, enabled: bool = True):
+        with quiet_construction():
+            super().__init__(start, stop, enabled)
+        self.context: StepContext | None = None
+
+    def set_context(self, context: StepContext) -> None:
+        self.context = context
+
+    # ------------------------------------------------------------------------------- which predictions
+    def in_window(self) -> bool:
+        """Enabled, and the step inside [start, stop) as a fraction of the steps (diffusers' rule)."""
+        if not self._enabled:
+            return False
+        if self._num_inference_steps is None:
+            return True
+        steps = self._num_inference_steps
+        return int(self._start * steps) <= self._step < int(self._stop * steps)
+
+    def needed_predictions(self) -> list[str]:
+        return list(self._input_predictions)
+
+    def prepare_inputs(self, data: dict) -> list:
+        """diffusers' protocol: one batch per needed prediction; tuple fields give index 0 to the conditional
+        batch and 1 to the unconditional one."""
+        return [self._prepare_batch(data, int(name == "pred_uncond"), name) for name in self.needed_predictions()]
+
+    def prepare_inputs_from_block_state(self, data, input_fields: dict) -> list:
+        return [self._prepare_batch_from_block_state(input_fields, data, int(name == "pred_uncond"), name)
+                for name in self.needed_predictions()]  # fmt: skip
+
+    @property
+    def num_conditions(self) -> int:
+        return len(self.needed_predictions())
+
+    @property
+    def is_conditional(self) -> bool:
+        return self._count_prepared == 1
+
+    # ------------------------------------------------------------------------------- applying it
+    def correct(self, output: torch.Tensor) -> torch.Tensor:
+        return output
+
+    def after_step(self, prev_sample: torch.Tensor, output: torch.Tensor) -> torch.Tensor:
+        return prev_sample
+
+    def check(self, scheduler, has_classifier: bool) -> None:
+        pass
+
+    @staticmethod
+    def output(pred, pred_cond=None, pred_uncond=None) -> GuiderOutput:
+        return GuiderOutput(pred=pred, pred_cond=pred_cond, pred_uncond=pred_uncond)
