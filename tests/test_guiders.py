@@ -5,11 +5,13 @@ import threading
 
 import pytest
 import torch
-from diffusers import DDIMScheduler, UNet2DModel
+from diffusers import DDIMScheduler
 from diffusers.guiders import (
     AdaptiveProjectedGuidance, ClassifierFreeGuidance as DiffusersCFG, ClassifierFreeZeroStarGuidance,
     FrequencyDecoupledGuidance, MagnitudeAwareGuidance, PerturbedAttentionGuidance, TangentialClassifierFreeGuidance,
 )  # fmt: skip
+
+from test_guidance import tiny_unet  # the same tiny class-conditional UNet (4 classes + null, 8x8)
 
 from guided_diffusers.guiders import ClassifierFreeGuidance, ClassifierGuidance, CombinedGuidance, from_scales
 from guided_diffusers.pipelines import GuidedDiffusionPipeline
@@ -18,15 +20,6 @@ from guided_diffusers.schedulers import GuidedDDIMScheduler, GuidedDDPMScheduler
 SIZE, CLASSES, STEPS = 8, 4, 5
 LABELS = torch.tensor([0, 1, 2, 3])
 NULL = torch.full((4,), CLASSES)
-
-
-def tiny_unet(num_class_embeds=CLASSES + 1):
-    torch.manual_seed(0)
-    return UNet2DModel(
-        sample_size=SIZE, in_channels=1, out_channels=1, layers_per_block=1, block_out_channels=(8, 16),
-        down_block_types=("DownBlock2D",) * 2, up_block_types=("UpBlock2D",) * 2, norm_num_groups=4,
-        num_class_embeds=num_class_embeds,
-    ).eval()  # fmt: skip
 
 
 def pipeline(scheduler=None, classifier=None, null_class_label=CLASSES, **unet_kwargs):
