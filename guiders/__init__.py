@@ -5,7 +5,7 @@ from .classifier import ClassifierGuidance, classifier_gradient, guide_mean, gui
 from .classifier_free import ClassifierFreeGuidance, classifier_free_guidance
 from .combined import CombinedGuidance
 from .context import StepContext
-from .diffusers_api import PREDICTIONS, BaseGuidance, GuiderOutput
+from .diffusers_api import PREDICTIONS, BaseGuidance, GuiderOutput, planned_predictions
 from .guider import Guider
 from .shorthands import from_scales, guider_for_call
 
@@ -28,4 +28,5 @@ __all__ = [
     "guide_mean",
     "guide_score",
     "guider_for_call",
+    "planned_predictions",
 ]

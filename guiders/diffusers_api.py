@@ -56,3 +56,9 @@ def diffusers_guider(name: str) -> type | None:
     """diffusers' guider class of that name, or None."""
     found = getattr(diffusers.guiders, name, None)
     return found if isinstance(found, type) and issubclass(found, BaseGuidance) else None
+
+
+def planned_predictions(guider: BaseGuidance, num_inference_steps: int) -> list[list[str]]:
+    """The predictions a guider will ask for at each of `num_inference_steps` steps (for cost estimates; a
+    pipeline plans with each step's full context instead)."""
+    return [step_predictions(guider, step, num_inference_steps, None) for step in range(num_inference_steps)]

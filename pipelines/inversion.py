@@ -70,7 +70,8 @@ class InversionMixin:
 
     @torch.inference_mode()
     def invert(self, images, class_labels=None, num_inference_steps: int = 50, guidance_scale: float | None = None,
-               fixed_point_iterations: int = 0, return_trajectory: bool = False, guider=None) -> InversionOutput:  # fmt: skip
+               fixed_point_iterations: int = 0, return_trajectory: bool = False, guider=None,
+               callback_on_step_end=None) -> InversionOutput:  # fmt: skip
         """x0 -> latents, DDIM (eta = 0) run backwards over the timesteps t_1 < ... < t_N of `num_inference_steps`:
 
             x0_hat = (x_prev - sqrt(1 - abar_prev) eps) / sqrt(abar_prev),  x_t = sqrt(abar_t) x0_hat + sqrt(1 - abar_t) eps
@@ -78,12 +79,13 @@ class InversionMixin:
         with eps the network's prediction (guided by `guider`, or CFG-combined for `guidance_scale` != 1, towards
         `class_labels`) at (x_prev, t), the usual estimate of eps(x_t, t). `fixed_point_iterations` k > 0
         re-evaluates eps at the new x_t k times (k more network calls per step); at convergence x_t solves the
-        sampler's own step exactly, so `reconstruct` returns the images up to how far the iteration converged."""
+        sampler's own step exactly, so `reconstruct` returns the images up to how far the iteration converged.
+        `callback_on_step_end(pipe, i, t, {"latents"})` is called after each step (progress, cancelling)."""
         return self._invert_latents(self.preprocess(images), class_labels, num_inference_steps, guidance_scale,
-                                    fixed_point_iterations, return_trajectory, guider)  # fmt: skip
+                                    fixed_point_iterations, return_trajectory, guider, callback_on_step_end)  # fmt: skip
 
     def _invert_latents(self, x, class_labels, num_inference_steps, guidance_scale, fixed_point_iterations,
-                        return_trajectory=False, guider=None) -> InversionOutput:  # fmt: skip
+                        return_trajectory=False, guider=None, callback_on_step_end=None) -> InversionOutput:  # fmt: skip
         """`invert` from what the UNet diffuses (images in [-1, 1], or scaled latents)."""
         guider = guider_for_call(guider, guidance_scale)
         check_range("num_inference_steps", num_inference_steps, low=1, integer=True)
@@ -98,6 +100,8 @@ class InversionMixin:
             x = self._inversion_step(scheduler, x, t, guider, conditioning, fixed_point_iterations, i, len(timesteps))
             if return_trajectory:
                 trajectory.append(ordinary(x.cpu()))
+            if callback_on_step_end is not None:
+                callback_on_step_end(self, i, t, {"latents": x})
         return InversionOutput(latents=ordinary(x), trajectory=trajectory)
 
     def _inversion_step(self, scheduler, x_prev, t, guider, conditioning, fixed_point_iterations, step, num_steps):
@@ -111,27 +115,30 @@ class InversionMixin:
 
     @torch.inference_mode()
     def reconstruct(self, latents: torch.Tensor, class_labels=None, num_inference_steps: int = 50,
-                    guidance_scale: float | None = None, output_type: str = "pt", guider=None):  # fmt: skip
+                    guidance_scale: float | None = None, output_type: str = "pt", guider=None,
+                    callback_on_step_end=None):  # fmt: skip
         """Latents from `invert` -> images, by DDIM with eta = 0 and no clipping over the same timesteps: pass the
         `num_inference_steps`, `class_labels` and guidance the inversion used. `class_labels` may be float class
-        weights (interpolation)."""
+        weights (interpolation). `callback_on_step_end` as for sampling."""
         guider = guider_for_call(guider, guidance_scale)
         scheduler = self.inversion_scheduler()
         _, conditioning = self.check_inputs(len(latents), class_labels, guider, output_type, scheduler)
         x = self.checked_latents(latents, len(latents))  # the UNet's size: not silently another image size
         scheduler.set_timesteps(num_inference_steps, device=self.device)
         plan(guider, conditioning, scheduler, scheduler.timesteps)
-        x = run(self, denoise(guider, conditioning, scheduler, x, scheduler.timesteps, {"eta": 0.0}, self.progress_bar))
+        steps = denoise(guider, conditioning, scheduler, x, scheduler.timesteps, {"eta": 0.0}, self.progress_bar)
+        x = run(self, steps, callback_on_step_end)
         return self.postprocess(self.decode(x), output_type)
 
     @torch.inference_mode()
     def interpolate(self, start_image, end_image, num_frames: int = 8, start_label: int | None = None,
                     end_label: int | None = None, num_inference_steps: int = 50, guidance_scale: float | None = None,
-                    fixed_point_iterations: int = 0, output_type: str = "pil", guider=None):  # fmt: skip
+                    fixed_point_iterations: int = 0, output_type: str = "pil", guider=None,
+                    callback_on_step_end=None):  # fmt: skip
         """A smooth sequence of `num_frames` images from one real image to another: invert both (each with its own
         label, if given), slerp the latents, linearly interpolate the class embeddings
         e(l) = (1 - l) E[start_label] + l E[end_label], and decode each frame with DDIM. The first and last frames
-        are the two reconstructions."""
+        are the two reconstructions. `callback_on_step_end` is called after every inversion and decoding step."""
         check_range("num_frames", num_frames, low=2, high=MAX_FRAMES, integer=True)
         guider_for_call(guider, guidance_scale)  # checked before the images are encoded
         pair = torch.cat([self.preprocess(start_image), self.preprocess(end_image)])
@@ -141,23 +148,25 @@ class InversionMixin:
             raise ValueError("Pass both `start_label` and `end_label`, or neither.")
         labels = None if start_label is None else [start_label, end_label]
         inverted = self._invert_latents(pair, labels, num_inference_steps, guidance_scale, fixed_point_iterations,
-                                        guider=guider)  # fmt: skip
+                                        guider=guider, callback_on_step_end=callback_on_step_end)  # fmt: skip
         lam = torch.linspace(0, 1, num_frames, device=self.device)
         latents = slerp(inverted.latents[0], inverted.latents[1], lam)
         weights = None
         if labels is not None:
             one_hot = torch.nn.functional.one_hot(torch.tensor(labels), self.num_classes).float().to(self.device)
             weights = (1 - lam)[:, None] * one_hot[0] + lam[:, None] * one_hot[1]
-        return self.reconstruct(latents, weights, num_inference_steps, guidance_scale, output_type, guider=guider)
+        return self.reconstruct(latents, weights, num_inference_steps, guidance_scale, output_type, guider=guider,
+                                callback_on_step_end=callback_on_step_end)  # fmt: skip
 
     @torch.inference_mode()
     def variations(self, images, strength: float = 0.5, class_labels=None, guidance_scale: float | None = None,
                    classifier_scale: float | None = None, num_inference_steps: int = 50, eta: float = 0.0,
-                   thresholding: str | None = None, generator=None, output_type: str = "pil", guider=None):  # fmt: skip
+                   thresholding: str | None = None, generator=None, output_type: str = "pil", guider=None,
+                   callback_on_step_end=None):  # fmt: skip
         """SDEdit (Meng 2022): noise the images to t0 = the first of the last `strength` x `num_inference_steps`
         timesteps, x_t0 = sqrt(abar_t0) x0 + sqrt(1 - abar_t0) eps, and denoise from there with the pipeline's
         scheduler, optionally guided towards `class_labels` ("turn this 3 into an 8"). Small strengths keep the
-        image, strength 1 keeps little more than its layout."""
+        image, strength 1 keeps little more than its layout. `callback_on_step_end` as for sampling."""
         guider = guider_for_call(guider, guidance_scale, classifier_scale)
         check_range("strength", strength, low=0, high=1, low_open=True)
         scheduler = self.scheduler_for_call(thresholding, None)
@@ -175,5 +184,5 @@ class InversionMixin:
         noise = randn_tensor(x0.shape, generator=generator, device=self.device, dtype=x0.dtype)
         x = scheduler.add_noise(x0, noise, timesteps[:1].repeat(len(x0)))
         options = step_kwargs(scheduler, generator, eta, True)
-        x = run(self, denoise(guider, conditioning, scheduler, x, timesteps, options, self.progress_bar))
+        x = run(self, denoise(guider, conditioning, scheduler, x, timesteps, options, self.progress_bar), callback_on_step_end)
         return self.postprocess(self.decode(x), output_type)

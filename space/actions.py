@@ -8,12 +8,14 @@ import time
 import gradio as gr
 import torch
 
-from guided_diffusers.pipelines import SAMPLERS, GuidedDiffusionPipeline, TextToImagePipeline, make_scheduler
-from guided_diffusers.pipelines.samplers import THRESHOLDING_MODES, editable_config
+from guided_diffusers.guiders import guider_for_call, planned_predictions
+from guided_diffusers.pipelines import SAMPLERS
+from guided_diffusers.pipelines.samplers import THRESHOLDING_MODES
 from guided_diffusers.schedulers import GuidedDDPMScheduler
 
 from .controls import (MAX_BATCH, MAX_SEED, MAX_STEPS, Steps, check_cost, choice, class_index, number,
                        one_run_per_visitor, pick, refuse, request_folder, saved, user_facing)  # fmt: skip
+from .guidance_methods import METHODS, method_guider
 from .pictures import grid, labelled_rows, strip
 from .models import ServedModel
 
@@ -28,49 +30,33 @@ def max_steps(model: ServedModel, sampler: str) -> int:
     return min(MAX_STEPS, train - 1 if sampler in DPM_SAMPLERS else train)
 
 
-def for_request(model: ServedModel, steps: Steps, sampler: str | None = None):
-    """A pipeline sharing `model`'s networks with a scheduler of its own (concurrent requests never step each
-    other's), whose progress bar is `steps`: diffusers' loops iterate through `progress_bar`, so every loop of every
-    pipeline reports each step and stops on Stop."""
-    pipe = model.pipe
-    config = editable_config(pipe.scheduler.config)
-    scheduler = make_scheduler(sampler, config) if sampler else type(pipe.scheduler).from_config(config)
-    if isinstance(pipe, TextToImagePipeline):
-        own = TextToImagePipeline(pipe.tokenizer, pipe.text_encoder, pipe.unet, scheduler, pipe.config.text_encoder_id,
-                                  pipe.config.max_length, vae=pipe.vae)  # fmt: skip
-    else:
-        own = GuidedDiffusionPipeline(pipe.unet, scheduler, classifier=pipe.classifier, vae=pipe.vae,
-                                      null_class_label=pipe.config.null_class_label, class_names=pipe.config.class_names)  # fmt: skip
-    own.progress_bar = steps  # an instance attribute: the shared pipeline keeps its own
-    return own
-
-
-def guidance_options(model: ServedModel, label, guidance, classifier_scale) -> dict:
-    """Class, CFG scale and classifier scale as the pipeline takes them. Without a class, CFG and classifier
-    guidance do not apply (the UI disables them) and are not used."""
+def guidance_options(model: ServedModel, label, guidance, classifier_scale, method="cfg", extra=None) -> dict:
+    """Class and guider as the pipeline takes them: the guidance method at CFG scale w (forced to 1 on a model
+    without a null class), then classifier guidance at scale s if s > 0. Without a class, guidance does not apply
+    (the UI disables it) and is not used."""
     index = class_index(model, label)
     pipe = model.pipe
     guidance = number(guidance, "CFG scale", 0, 50)
     classifier_scale = number(classifier_scale, "classifier guidance scale", 0, 100)
-    if index is None:
-        return dict(class_labels=None, guidance_scale=1.0, classifier_scale=0.0)
-    if classifier_scale > 0 and pipe.classifier is None:
+    if index is not None and classifier_scale > 0 and pipe.classifier is None:
         raise refuse(f"{model.name} has no noise-aware classifier: set the classifier guidance scale to 0.")
-    return dict(class_labels=[index], guidance_scale=guidance if pipe.config.null_class_label is not None else 1.0,
-                classifier_scale=classifier_scale)  # fmt: skip
+    guidance = guidance if pipe.config.null_class_label is not None else 1.0
+    guider = method_guider(method, guidance, classifier_scale, extra or {}, class_given=index is not None)
+    return dict(class_labels=None if index is None else [index], guider=guider)
 
 
 def passes(options: dict) -> int:
-    """UNet-sized passes per image per step: 2 for CFG (conditional and unconditional), +1 for the classifier."""
-    cfg = 2 if options["class_labels"] is not None and options["guidance_scale"] not in (0, 1) else 1
-    return cfg + (1 if options.get("classifier_scale", 0) > 0 else 0)
+    """Network passes per image per step at most: the guider's predictions (2 for CFG), +1 for a classifier."""
+    guider = guider_for_call(options.get("guider"), options.get("guidance_scale"), options.get("classifier_scale"))
+    per_step = planned_predictions(guider, options["num_inference_steps"])
+    return max(map(len, per_step)) + (1 if getattr(guider, "needs_classifier", False) else 0)
 
 
 def sampling_options(model: ServedModel, label, sampler, steps, eta, guidance, classifier_scale, thresholding,
-                     percentile, batch) -> dict:  # fmt: skip
+                     percentile, batch, method="cfg", extra=None) -> dict:  # fmt: skip
     """The pipeline arguments of one sampling request, every control checked and the cost capped."""
     sampler = choice(sampler, "sampler", list(SAMPLERS))
-    options = guidance_options(model, label, guidance, classifier_scale)
+    options = guidance_options(model, label, guidance, classifier_scale, method, extra)
     batch = number(batch, "batch size", 1, MAX_BATCH, integer=True)
     options.update(
         batch_size=batch,
@@ -95,19 +81,24 @@ def saturated_share(images: torch.Tensor) -> float:
 # ------------------------------------------------------------------------------------------- Sample
 @user_facing
 def sample(models, model, label, sampler, steps, eta, guidance, classifier_scale, thresholding, percentile, seed,
-           randomize, batch, progress=gr.Progress(), request: gr.Request = None):  # fmt: skip
+           randomize, batch, method="cfg", cfg_rescale=0.0, apg_eta=0.0, apg_threshold=15.0, apg_momentum=-0.5,
+           zero_init_steps=1, progress=gr.Progress(), request: gr.Request = None):  # fmt: skip
     """Stream (x_t, predicted x0, samples, seed used, PNG download) as files, one update per step; the last
-    update carries every picture (API clients get files, never placeholders)."""
+    update carries every picture (API clients get files, never placeholders). `method` is a key of
+    `guidance_methods.METHODS`; the arguments after it are the methods' own controls."""
     served = pick(models, model)
     seed = random.randint(0, MAX_SEED) if randomize else number(seed, "seed", 0, MAX_SEED, integer=True)
+    extra = dict(cfg_rescale=cfg_rescale, apg_eta=apg_eta, apg_threshold=apg_threshold, apg_momentum=apg_momentum,
+                 zero_init_steps=zero_init_steps)  # fmt: skip
     options = sampling_options(served, label, sampler, steps, eta, guidance, classifier_scale, thresholding,
-                               percentile, batch)  # fmt: skip
+                               percentile, batch, method, extra)  # fmt: skip
     folder = request_folder()
     with one_run_per_visitor(request):
         steps = Steps(progress, request, options["num_inference_steps"])
-        pipe = for_request(served, steps, sampler)
+        pipe = served.with_sampler(sampler)
         x_t = x0 = None
         for i, _, latents, predicted in pipe.iterate(generator=generator(seed), **options):
+            steps.tick()
             with torch.inference_mode():  # a latent model decodes each preview
                 x_t = saved(grid(pipe.decode(latents)), folder, f"x_t-{i}")
                 x0 = x0 if predicted is None else saved(grid(pipe.decode(predicted)), folder, f"x0-{i}")
@@ -149,26 +140,27 @@ def dataset_images(served: ServedModel) -> torch.Tensor:
 # --------------------------------------------------------------------------------- comparisons
 def rows_of_settings(served, settings, seed, progress, request):
     """Sample the same noise once per (label, sampler, options) setting, one progress bar over all their steps.
-    Returns the rows and the seconds each took."""
+    Returns the rows and, per row, its seconds and network evaluations."""
     steps = Steps(progress, request, sum(options["num_inference_steps"] for _, _, options in settings))
-    rows, seconds = [], []
+    rows, runs = [], []
     with one_run_per_visitor(request):
         for _, sampler, options in settings:
-            start, pipe = time.perf_counter(), for_request(served, steps, sampler)
-            rows.append(pipe(generator=generator(seed), output_type="pt", **options).images * 2 - 1)
-            seconds.append(time.perf_counter() - start)
-    return rows, seconds
+            start, pipe = time.perf_counter(), served.with_sampler(sampler)
+            output = pipe(generator=generator(seed), output_type="pt", callback_on_step_end=steps.callback, **options)
+            rows.append(output.images * 2 - 1)
+            runs.append({"seconds": time.perf_counter() - start, "evaluations": output.evaluations})
+    return rows, runs
 
 
 def compared(served, settings, seed, progress, request, file_name: str, header: list[str], statistics):
     """The comparison tabs' shared shape: every setting from the same noise (cost checked first), a picture with a
     labelled row per setting, and a table with a line per setting: its name, then `statistics(options, images,
-    seconds)`."""
+    run)`, `run` holding the row's seconds and network evaluations."""
     cost_steps = sum(options["num_inference_steps"] * passes(options) for _, _, options in settings)
     check_cost(cost_steps, settings[0][2]["batch_size"], 1, "This comparison")
-    rows, seconds = rows_of_settings(served, settings, seed, progress, request)
-    lines = [[name.replace("\n", ", "), *statistics(options, images, took)]
-             for (name, _, options), images, took in zip(settings, rows, seconds)]  # fmt: skip
+    rows, runs = rows_of_settings(served, settings, seed, progress, request)
+    lines = [[name.replace("\n", ", "), *statistics(options, images, run)]
+             for (name, _, options), images, run in zip(settings, rows, runs)]  # fmt: skip
     picture = labelled_rows(rows, [name for name, _, _ in settings])
     return saved(picture, request_folder(), file_name), table(header, lines)
 
@@ -179,9 +171,10 @@ def table(header: list[str], lines: list[list[str]]) -> str:
 
 
 @user_facing
-def guidance_sweep(models, model, label, scales, seed, progress=gr.Progress(), request: gr.Request = None):
-    """One seed, a row per CFG scale (the model's default sampler and thresholding), each labelled with its w,
-    with the noise-aware classifier's accuracy at t = 0 and the within-row diversity."""
+def guidance_sweep(models, model, label, scales, seed, method="cfg", progress=gr.Progress(), request: gr.Request = None):
+    """One seed, a row per scale w of the chosen guidance method (its other controls at their defaults; the model's
+    default sampler and thresholding), each labelled with its w, with the UNet evaluations it took, the
+    within-row diversity and the noise-aware classifier's accuracy at t = 0."""
     served = pick(models, model)
     if class_index(served, label) is None or served.pipe.config.null_class_label is None:
         raise refuse("The guidance sweep needs a class and a model with a null class (classifier-free guidance).")
@@ -190,20 +183,21 @@ def guidance_sweep(models, model, label, scales, seed, progress=gr.Progress(), r
         raise refuse(f"CFG scales: give 1 to 6 numbers separated by spaces; got {scales!r}.")
     seed, d = number(seed, "seed", 0, MAX_SEED, integer=True), served.defaults
     settings = [(f"w = {w:g}", d["sampler"], sampling_options(served, label, d["sampler"], d["num_inference_steps"], 0,
-                                                               w, 0, d["thresholding"], 99.5, 8)) for w in values]  # fmt: skip
+                                                               w, 0, d["thresholding"], 99.5, 8, method))
+                for w in values]  # fmt: skip
     classifier = served.pipe.classifier
 
-    def statistics(options, images, _):
+    def statistics(options, images, run):
         flat = images.flatten(1)
-        cells = [f"{torch.cdist(flat, flat).mean().item():.2f}"]
+        cells = [str(run["evaluations"]["unet"]), f"{torch.cdist(flat, flat).mean().item():.2f}"]
         if classifier is not None:
             with torch.no_grad():
                 predicted = classifier(images, torch.zeros(len(images), dtype=torch.long)).logits.argmax(1)
             cells.append(f"{(predicted == options['class_labels'][0]).float().mean().item():.0%}")
         return cells
 
-    header = ["setting", "diversity (mean pixel distance)"] + (["accuracy (noise-aware classifier, t = 0)"]
-                                                              if classifier is not None else [])  # fmt: skip
+    header = [f"{METHODS[method].title}", "UNet evaluations", "diversity (mean pixel distance)"] + (
+        ["accuracy (noise-aware classifier, t = 0)"] if classifier is not None else [])  # fmt: skip
     return compared(served, settings, seed, progress, request, "guidance-sweep", header, statistics)
 
 
@@ -218,7 +212,7 @@ def thresholding_comparison(models, model, label, guidance, steps, seed, percent
     settings = [(names[mode], "ddim", sampling_options(served, label, "ddim", steps, 0, guidance, 0, mode, percentile, 4))
                 for mode in THRESHOLDING_MODES]  # fmt: skip
     return compared(served, settings, seed, progress, request, "thresholding", ["thresholding", "saturated pixels"],
-                    lambda options, images, seconds: [f"{saturated_share(images):.1%}"])
+                    lambda options, images, run: [f"{saturated_share(images):.1%}"])
 
 
 @user_facing
@@ -235,7 +229,7 @@ def sampler_comparison(models, model, label, steps, seed, with_ddpm_1000=False, 
     settings = [(f"{sampler}\n{count} steps", sampler, sampling_options(served, label, sampler, count, 0, 1, 0, "static",
                                                                           99.5, 4)) for sampler, count in kinds]  # fmt: skip
     return compared(served, settings, seed, progress, request, "samplers", ["sampler", "time per image"],
-                    lambda options, images, seconds: [f"{seconds / len(images):.2f} s"])
+                    lambda options, images, run: [f"{run['seconds'] / len(images):.2f} s"])
 
 
 # -------------------------------------------------------------------------------------------- Text
@@ -254,10 +248,10 @@ def text_to_image(models, model, prompt, negative_prompt, guidance, thresholding
     rows = []
     with one_run_per_visitor(request):
         for mode in modes:
-            pipe = for_request(served, tracker)
-            rows.append(pipe(prompt, negative_prompt=negative_prompt or None, guidance_scale=guidance,
-                             num_inference_steps=steps, num_images_per_prompt=count, thresholding=mode,
-                             generator=generator(seed), output_type="pt").images * 2 - 1)  # fmt: skip
+            rows.append(served.pipe(prompt, negative_prompt=negative_prompt or None, guidance_scale=guidance,
+                                    num_inference_steps=steps, num_images_per_prompt=count, thresholding=mode,
+                                    generator=generator(seed), output_type="pt", callback_on_step_end=tracker.callback
+                                    ).images * 2 - 1)  # fmt: skip
     lines = [[mode, f"{saturated_share(images):.1%}"] for mode, images in zip(modes, rows)]
     picture = labelled_rows(rows, modes) if compare else grid(rows[0])
     return saved(picture, request_folder(), "text"), table(["thresholding", "saturated pixels"], lines)

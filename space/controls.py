@@ -134,17 +134,15 @@ def request_stop(request: gr.Request = None):
 
 class Steps:
     """Progress over every denoising step of one action (several runs count as one bar): "step i of n" with the
-    elapsed time, and a check for Stop before each step. Installed as the per-request pipeline's `progress_bar`,
-    the hook every pipeline loop of diffusers (and ours) iterates through."""
+    elapsed time, and a check for Stop at each step. Passed to the pipelines as `callback_on_step_end`
+    (`Steps.callback`), or ticked by a loop over `iterate`."""
 
     def __init__(self, progress, request, total: int, what: str = "step"):
         self.progress, self.session, self.total, self.what = progress, session_of(request), max(total, 1), what
         self.done, self.started = 0, time.monotonic()
 
-    def __call__(self, iterable=None, total=None):
-        for item in iterable:
-            self.tick()
-            yield item
+    def callback(self, pipe, step, timestep, tensors):
+        self.tick()
 
     def tick(self):
         if _stop_requests.get(self.session, 0) > self.started:

@@ -6,7 +6,7 @@ import torch
 
 from guided_diffusers.training.data import fit_image
 
-from .actions import dataset_images, for_request, generator, guidance_options, passes
+from .actions import dataset_images, generator, guidance_options, passes
 from .controls import (MAX_INVERSION_STEPS, MAX_SEED, Steps, check_cost, class_index, number, one_run_per_visitor,
                        pick, refuse, request_folder, saved, user_facing)  # fmt: skip
 from .pictures import dark_background, strip, to_data_polarity
@@ -60,8 +60,7 @@ def dark_background_of(images: torch.Tensor) -> bool:
 
 def inversion_options(served, label, steps, guidance) -> dict:
     options = guidance_options(served, label, number(guidance, "CFG scale", 0, 20), 0)
-    return dict(class_labels=options["class_labels"], guidance_scale=options["guidance_scale"],
-                num_inference_steps=number(steps, "DDIM steps", 2, MAX_INVERSION_STEPS, integer=True))  # fmt: skip
+    return dict(**options, num_inference_steps=number(steps, "DDIM steps", 2, MAX_INVERSION_STEPS, integer=True))
 
 
 @user_facing
@@ -73,11 +72,11 @@ def inversion(models, model, source, index, upload, polarity, label, steps, guid
     options = inversion_options(served, label, steps, guidance)
     iterations = number(iterations, "fixed-point iterations", 0, MAX_FIXED_POINT, integer=True)
     count = options["num_inference_steps"]
-    check_cost(count * (2 + iterations), 1, passes({**options, "classifier_scale": 0}))
+    check_cost(count * (2 + iterations), 1, passes(options))
     with one_run_per_visitor(request):
-        pipe = for_request(served, Steps(progress, request, 2 * count))
-        latents = pipe.invert(image, fixed_point_iterations=iterations, **options).latents
-        rebuilt = pipe.reconstruct(latents, **options)
+        pipe, steps = served.pipe, Steps(progress, request, 2 * count)
+        latents = pipe.invert(image, fixed_point_iterations=iterations, callback_on_step_end=steps.callback, **options).latents
+        rebuilt = pipe.reconstruct(latents, callback_on_step_end=steps.callback, **options)
     mse = ((rebuilt - image) * 2).pow(2).mean().item()
     noise = [] if served.latent else [(latents / 3).clamp(-1, 1)]  # a latent model's x_T is no picture
     picture = strip(torch.cat([image * 2 - 1, *noise, rebuilt * 2 - 1]))
@@ -100,9 +99,9 @@ def interpolation(models, model, source, index, upload, polarity, index_b, label
         raise refuse("Interpolation takes a class for both images, or for neither (both 'unconditional').")
     check_cost(steps, frames + 2, 1)
     with one_run_per_visitor(request):
-        pipe = for_request(served, Steps(progress, request, 2 * steps))
-        images = pipe.interpolate(start, end, num_frames=frames, start_label=labels[0], end_label=labels[1],
-                                  num_inference_steps=steps, output_type="pt")  # fmt: skip
+        tracker = Steps(progress, request, 2 * steps)
+        images = served.pipe.interpolate(start, end, num_frames=frames, start_label=labels[0], end_label=labels[1],
+                                         num_inference_steps=steps, output_type="pt", callback_on_step_end=tracker.callback)  # fmt: skip
     folder = request_folder()
     cells = [strip(frame[None] * 2 - 1) for frame in images]
     gif = folder / "interpolation.gif"
@@ -120,10 +119,10 @@ def variations(models, model, source, index, upload, polarity, label, strength, 
     strength = number(strength, "strength", 0.01, 1)
     seed = number(seed, "seed", 0, MAX_SEED, integer=True)
     count = options["num_inference_steps"]
-    check_cost(count, 8, passes({**options, "classifier_scale": 0}))
+    check_cost(count, 8, passes(options))
     with one_run_per_visitor(request):
-        pipe = for_request(served, Steps(progress, request, max(1, int(count * strength))))
-        images = pipe.variations(image.repeat(8, 1, 1, 1), strength=strength, generator=generator(seed),
-                                 output_type="pt", **options)  # fmt: skip
+        tracker = Steps(progress, request, max(1, int(count * strength)))
+        images = served.pipe.variations(image.repeat(8, 1, 1, 1), strength=strength, generator=generator(seed),
+                                        output_type="pt", callback_on_step_end=tracker.callback, **options)  # fmt: skip
     picture = strip(torch.cat([image, images]) * 2 - 1)
     return saved(picture, request_folder(), "variations"), f"- source: {described}\n- 8 variations at strength {strength:g}"

@@ -11,6 +11,7 @@ from guided_diffusers.pipelines.samplers import THRESHOLDING_MODES
 from . import actions, inversion_actions
 from .components import Number, Slider
 from .controls import MAX_BATCH, MAX_INVERSION_STEPS, request_stop
+from .guidance_methods import METHODS
 from .models import UNCONDITIONAL, class_models, text_models
 
 SAMPLER_NAMES = {"ddpm": "DDPM (ours)", "ddim": "DDIM (ours)", "dpm2m": "DPM-Solver++(2M) (ours)",
@@ -26,9 +27,11 @@ def about(models) -> str:
 DDPM, DDIM and DPM-Solver++ schedulers, classifier-free and classifier guidance, Imagen's thresholding, DDIM
 inversion, and models trained by our own scripts on MNIST and Fashion-MNIST, all running here on a CPU.
 
-- **Sample**: a grid of one class, with x_t and the predicted x0 as it denoises. The defaults are each model's
+- **Sample**: a grid of one class, with x_t and the predicted x0 as it denoises, guided by the method you choose
+  (classifier-free guidance and three newer methods, each with its own controls). The defaults are each model's
   measured best (its model card says how they were chosen).
-- **Guidance sweep**: one seed at several classifier-free guidance scales w: more w, more like the class, less varied.
+- **Guidance sweep**: one seed at several scales w of a guidance method (CFG, APG, CFG-Zero*, TCFG): more w, more
+  like the class, less varied; each row with the UNet evaluations it cost.
 - **Thresholding**: none, static clipping and Imagen's dynamic thresholding from the same noise at high w.
 - **Samplers**: DDPM, DDIM and DPM-Solver++ at the same number of steps, with time per image.
 - **Forward process**: a real image noised to any t, and the noise schedules.
@@ -95,6 +98,7 @@ def sample_tab(models, names):
     with gr.Row():
         with gr.Column(scale=2, min_width=320):
             model, label = model_and_class(models, names)
+            method, about_method, extras = method_controls()
             guidance = Slider(0, 20, value=d["guidance_scale"], step=0.5, label="CFG scale w",
                                  info="0 unconditional, 1 conditional, > 1 guided")  # fmt: skip
             run, stop = buttons("Sample")
@@ -119,8 +123,10 @@ def sample_tab(models, names):
             with gr.Row():
                 used_seed = Number(label="seed used", precision=0, interactive=False)
                 download = gr.File(label="download PNG", interactive=False)
-    inputs = [model, label, sampler, steps, eta, guidance, classifier_scale, thresholding, percentile, seed, randomize, batch]
+    inputs = [model, label, sampler, steps, eta, guidance, classifier_scale, thresholding, percentile, seed, randomize, batch,
+              method, *extras.values()]  # fmt: skip
     wire(run, stop, bind(actions.sample), inputs, [current, predicted, final, used_seed, download], "sample", final)
+    follow_method(method, about_method, extras)
     model.change(partial(sample_controls, models), model, [label, sampler, steps, guidance, classifier_scale, thresholding],
                  api_visibility="private")  # fmt: skip
     disable_without_class(label, guidance, classifier_scale)
@@ -129,10 +135,36 @@ def sample_tab(models, names):
                         api_visibility="private")  # fmt: skip
 
 
+def method_controls(with_extras: bool = True):
+    """The guidance-method menu, a line on the chosen method, and each method's own sliders (only the chosen
+    method's shown)."""
+    method = gr.Dropdown([(m.title, key) for key, m in METHODS.items()], value="cfg", label="guidance method")
+    about_method = gr.Markdown(METHODS["cfg"].about)
+    extras = {}
+    for key, spec in METHODS.items():
+        for control in spec.controls if with_extras else []:
+            extras[control.name] = Slider(control.low, control.high, value=control.default, step=control.step,
+                                          precision=0 if control.integer else None, label=control.label,
+                                          visible=key == "cfg")  # fmt: skip
+    return method, about_method, extras
+
+
+def follow_method(method, about_method, extras):
+    owner = {control.name: key for key, spec in METHODS.items() for control in spec.controls}
+
+    def update(key):
+        about = METHODS[key].about if key in METHODS else ""
+        return (gr.update(value=about), *[gr.update(visible=owner[name] == key) for name in extras])
+
+    method.change(update, method, [about_method, *extras.values()], api_visibility="private")
+
+
 def sweep_tab(models, names):
     with gr.Row():
         with gr.Column(scale=2, min_width=320):
             model, label = model_and_class(models, names)
+            method, about_method, _ = method_controls(with_extras=False)
+            follow_method(method, about_method, {})
             scales = gr.Textbox("0 1 3 5", label="CFG scales w (up to 6, separated by spaces)")
             seed = Number(0, precision=0, label="seed", minimum=0)
             run, stop = buttons("Sweep")
@@ -140,7 +172,7 @@ def sweep_tab(models, names):
                         "thresholding.")  # fmt: skip
         with gr.Column(scale=3):
             picture, stats = result("a row per CFG scale"), gr.Markdown(label="statistics per row")
-    wire(run, stop, partial(actions.guidance_sweep, models), [model, label, scales, seed], [picture, stats],
+    wire(run, stop, partial(actions.guidance_sweep, models), [model, label, scales, seed, method], [picture, stats],
          "guidance_sweep")  # fmt: skip
 
 

@@ -2,13 +2,15 @@
 class or a classifier, its measured demo defaults, a few real images for the tabs that start from one)."""
 
 import logging
+import threading
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
 
-from guided_diffusers.pipelines import GuidedDiffusionPipeline, TextToImagePipeline
+from guided_diffusers.pipelines import GuidedDiffusionPipeline, TextToImagePipeline, make_scheduler
 from guided_diffusers.pipelines.loading import pipeline_class
+from guided_diffusers.pipelines.samplers import editable_config
 from guided_diffusers.training.data import load_image_dataset, to_model_range, to_tensors
 from guided_diffusers.training.demo_defaults import read_demo_defaults
 from guided_diffusers.training.model_card import read_model_card
@@ -28,6 +30,31 @@ class ServedModel:
     defaults: dict
     images: torch.Tensor | None = None  # a few real test images in [-1, 1], where the dataset is available offline
     card_metadata: dict = field(default_factory=dict)
+    by_sampler: dict = field(default_factory=dict, repr=False)  # sampler name -> a pipeline sharing pipe's networks
+    building: threading.Lock = field(default_factory=threading.Lock, repr=False)
+
+    def with_sampler(self, sampler: str | None):
+        """The pipeline with `sampler`'s scheduler (None: the model's own): built once per sampler, sharing the
+        networks, and shared by every request, as pipelines keep no per-call state (each call steps a private copy
+        of the scheduler)."""
+        if not sampler:
+            return self.pipe
+        with self.building:
+            if sampler not in self.by_sampler:
+                self.by_sampler[sampler] = self._rebuilt(make_scheduler(sampler, editable_config(self.pipe.scheduler.config)))
+            return self.by_sampler[sampler]
+
+    def _rebuilt(self, scheduler):
+        pipe = self.pipe
+        if self.is_text:
+            other = TextToImagePipeline(pipe.tokenizer, pipe.text_encoder, pipe.unet, scheduler, pipe.config.text_encoder_id,
+                                        pipe.config.max_length, vae=pipe.vae)  # fmt: skip
+        else:
+            other = GuidedDiffusionPipeline(pipe.unet, scheduler, classifier=pipe.classifier, vae=pipe.vae,
+                                            null_class_label=pipe.config.null_class_label,
+                                            class_names=pipe.config.class_names)  # fmt: skip
+        other.set_progress_bar_config(disable=True)
+        return other
 
     @property
     def is_text(self) -> bool:

@@ -106,6 +106,32 @@ def test_the_comparison_tabs_return_labelled_pictures_and_one_statistic_per_colu
         actions.guidance_sweep(models, "tiny-mnist", "3", "0 1 2 3 4 5 6", 0)
 
 
+@pytest.mark.parametrize("method", ["cfg", "apg", "cfg-zero-star", "tcfg"])
+def test_every_guidance_method_samples_and_sweeps_with_its_unet_cost(models, method):
+    frames = run_sample(models, method=method, apg_momentum=-0.25, zero_init_steps=1)
+    assert is_png(frames[-1][4])
+    picture, text = actions.guidance_sweep(models, "tiny-mnist", "3", "1 3", 0, method)
+    evaluations = [line.split("|")[2].strip() for line in text.splitlines()[2:]]
+    steps = models["tiny-mnist"].defaults["num_inference_steps"]
+    assert evaluations == [str(steps), str(2 * steps)]  # w = 1: the conditional model alone; w = 3: both halves
+
+
+def test_the_chosen_method_is_the_guider_the_pipeline_gets(models):
+    options = actions.sampling_options(models["tiny-mnist"], "3", "ddim", 4, 0, 2.5, 1.0, "static", 99.5, 2, "apg",
+                                       {"apg_eta": 0.5, "apg_momentum": 0})  # fmt: skip
+    apg, classifier = options["guider"]
+    assert type(apg).__name__ == "AdaptiveProjectedGuidance" and apg.guidance_scale == 2.5 and apg.eta == 0.5
+    assert apg.adaptive_projected_guidance_momentum is None  # 0 on the slider: no momentum
+    assert classifier.classifier_scale == 1.0 and actions.passes(options) == 3
+    unconditional = actions.sampling_options(models["tiny-mnist"], UNCONDITIONAL, "ddim", 4, 0, 2.5, 0, "static", 99.5,
+                                             2, "apg")  # fmt: skip
+    assert unconditional["guider"] is None and unconditional["class_labels"] is None
+    with pytest.raises(gr.Error, match="guidance method must be one of"):
+        run_sample(models, method="pag")
+    with pytest.raises(gr.Error, match="APG norm threshold r must"):
+        run_sample(models, method="apg", apg_threshold=-1)
+
+
 def test_forward_process_keeps_the_marginal_variance_at_one(models):
     picture, text = actions.forward_process(models, "tiny-mnist", 3, 20)
     assert is_png(picture) and "abar_t" in text and "1.000 (stays 1)" in text

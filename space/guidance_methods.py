@@ -1,0 +1,74 @@
+"""The guidance methods the Space offers, each a guider with its own controls: ours (CFG, classifier guidance) and
+diffusers' (APG, CFG-Zero*, TCFG), all applied by the library's one denoising loop. A method here is a name, a
+line on what it does, its extra controls, and how its guider is built from them; the UI and the API read this
+table, so a new method is one entry."""
+
+from dataclasses import dataclass, field
+
+from diffusers.guiders import AdaptiveProjectedGuidance, ClassifierFreeZeroStarGuidance, TangentialClassifierFreeGuidance
+
+from guided_diffusers.guiders import ClassifierFreeGuidance, ClassifierGuidance
+
+from .controls import choice, number
+
+
+@dataclass(frozen=True)
+class Control:
+    """One extra slider: its API name, label, range, default and step."""
+
+    name: str
+    label: str
+    low: float
+    high: float
+    default: float
+    step: float = 0.05
+    integer: bool = False
+
+
+@dataclass(frozen=True)
+class Method:
+    title: str
+    about: str
+    build: object  # (w, {control name: value}) -> guider
+    controls: list = field(default_factory=list)
+
+
+METHODS = {
+    "cfg": Method("Classifier-free guidance (CFG)",
+                  "Ho & Salimans 2022: uncond + w (cond - uncond); rescale phi > 0 matches the conditional output's "
+                  "spread (Lin et al. 2023).",
+                  lambda w, extra: ClassifierFreeGuidance(guidance_scale=w, guidance_rescale=extra["cfg_rescale"]),
+                  [Control("cfg_rescale", "CFG rescale phi", 0, 1, 0.0)]),
+    "apg": Method("Adaptive projected guidance (APG)",
+                  "Sadat et al. 2024: the CFG update split into parts parallel and orthogonal to the conditional "
+                  "prediction, the parallel part scaled by eta, its norm capped at r, with negative momentum beta.",
+                  lambda w, extra: AdaptiveProjectedGuidance(
+                      guidance_scale=w, eta=extra["apg_eta"], adaptive_projected_guidance_rescale=extra["apg_threshold"],
+                      adaptive_projected_guidance_momentum=extra["apg_momentum"] or None),
+                  [Control("apg_eta", "APG parallel weight eta", 0, 1, 0.0),
+                   Control("apg_threshold", "APG norm threshold r", 0, 50, 15.0, 0.5),
+                   Control("apg_momentum", "APG momentum beta (0: none)", -1, 0, -0.5)]),
+    "cfg-zero-star": Method("CFG-Zero*",
+                            "Fan et al. 2025: the unconditional prediction scaled by its optimal projection onto the "
+                            "conditional one, and the first steps' output zeroed.",
+                            lambda w, extra: ClassifierFreeZeroStarGuidance(guidance_scale=w,
+                                                                            zero_init_steps=int(extra["zero_init_steps"])),
+                            [Control("zero_init_steps", "CFG-Zero* zeroed first steps", 0, 5, 1, 1, integer=True)]),
+    "tcfg": Method("Tangential CFG (TCFG)",
+                   "Kwon et al. 2025: the unconditional prediction with its component along the leading singular "
+                   "direction of [cond; uncond] removed, then CFG.",
+                   lambda w, extra: TangentialClassifierFreeGuidance(guidance_scale=w)),
+}  # fmt: skip
+EXTRA_CONTROLS = [control for method in METHODS.values() for control in method.controls]
+
+
+def method_guider(method, guidance, classifier_scale, extra: dict, class_given: bool):
+    """The guider for a request, every control checked: the method at scale w (the conditional model when no
+    class is chosen), followed by classifier guidance when s > 0."""
+    method = choice(method, "guidance method", METHODS)
+    values = {control.name: number(extra.get(control.name, control.default), control.label, control.low, control.high,
+                                   integer=control.integer) for control in EXTRA_CONTROLS}  # fmt: skip
+    if not class_given:
+        return None
+    guider = METHODS[method].build(guidance, values)
+    return guider if classifier_scale == 0 else [guider, ClassifierGuidance(classifier_scale=classifier_scale)]
