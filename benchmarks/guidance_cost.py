@@ -1,11 +1,13 @@
 """Per-step cost of each guidance mode, as a ratio to one plain UNet forward at the same batch size, measured
-side by side in one run. CFG should cost one batched UNet call (2x the batch); classifier guidance one UNet call
-plus one classifier forward and backward.
+side by side in one run, with the network evaluations each call reports. CFG should cost one batched UNet call
+(2x the batch); classifier guidance one UNet call plus one classifier forward and backward; diffusers' guiders
+(APG, CFG-Zero*, TCFG), run by the same loop, what CFG costs plus their own arithmetic.
 
     python benchmarks/guidance_cost.py --batch_size 16 --steps 10 --repeats 3
 """
 
 import argparse
+import inspect
 import time
 
 import torch
@@ -57,9 +59,17 @@ def main():
     }
     expected = {"conditional (w = 1)": "1 UNet", "CFG (w = 3)": "1 UNet at 2x batch",
                 "classifier guidance (s = 1)": "1 UNet + classifier fwd/bwd", "CFG + classifier": "both"}  # fmt: skip
+    if guiders_available():  # the same script runs on code from before guiders/ existed, for a before/after ratio
+        from diffusers.guiders import AdaptiveProjectedGuidance, ClassifierFreeZeroStarGuidance, TangentialClassifierFreeGuidance
+
+        modes.update({"APG (w = 3, diffusers)": dict(guider=AdaptiveProjectedGuidance(guidance_scale=3.0)),
+                      "CFG-Zero* (w = 3, diffusers)": dict(guider=ClassifierFreeZeroStarGuidance(guidance_scale=3.0)),
+                      "TCFG (w = 3, diffusers)": dict(guider=TangentialClassifierFreeGuidance(guidance_scale=3.0))})  # fmt: skip
+        expected.update({name: "1 UNet at 2x batch + its arithmetic" for name in modes if "diffusers" in name})
     runs = {name: (lambda kwargs=kwargs: pipe(batch_size=batch, class_labels=labels, num_inference_steps=args.steps,
                                               output_type="pt", **kwargs)) for name, kwargs in modes.items()}  # fmt: skip
     bare_unet()  # warm-up
+    evaluations = {name: getattr(run(), "evaluations", None) for name, run in runs.items()}
     ratios, per_step = {name: [] for name in modes}, {name: [] for name in modes}
     floor = []
     for _ in range(args.repeats):  # interleaved, so drift in machine load hits every mode alike
@@ -73,9 +83,16 @@ def main():
           f"({sum(p.numel() for p in classifier.parameters()) / 1e6:.2f}M), batch {batch}, DDIM {args.steps} steps, "
           f"median of {args.repeats} interleaved runs")  # fmt: skip
     print(f"one UNet forward (bare loop): {median(floor) * 1000:.1f} ms")
-    print(f"{'mode':<30} {'ms/step':>8} {'x UNet forward':>15}  expected cost")
+    print(f"{'mode':<30} {'ms/step':>8} {'x UNet forward':>15} {'evaluations (unet/calls/classifier)':>36}  expected cost")
     for name in modes:
-        print(f"{name:<30} {median(per_step[name]) * 1000:>8.1f} {median(ratios[name]):>15.2f}  {expected[name]}")
+        counted = evaluations[name]
+        counts = "n/a" if counted is None else "/".join(str(counted.get(k, 0)) for k in ("unet", "unet_calls", "classifier"))
+        print(f"{name:<30} {median(per_step[name]) * 1000:>8.1f} {median(ratios[name]):>15.2f} {counts:>36}  {expected[name]}")
+
+
+def guiders_available() -> bool:
+    """Whether the pipelines take `guider=` (they did not before guiders/ existed)."""
+    return "guider" in inspect.signature(GuidedDiffusionPipeline.__call__).parameters
 
 
 if __name__ == "__main__":

@@ -6,11 +6,13 @@ from .classifier_free import ClassifierFreeGuidance, classifier_free_guidance
 from .combined import CombinedGuidance
 from .context import StepContext
 from .diffusers_api import PREDICTIONS, BaseGuidance, GuiderOutput, planned_predictions
+from .guidance_interval import GuidanceIntervalCFG
 from .guider import Guider
 from .shorthands import from_scales, guider_for_call
 
 # our guiders by class name (what a saved `guider_config.json` names)
-GUIDERS = {cls.__name__: cls for cls in (ClassifierFreeGuidance, ClassifierGuidance, CombinedGuidance)}
+GUIDERS = {cls.__name__: cls for cls in (ClassifierFreeGuidance, ClassifierGuidance, CombinedGuidance,
+                                         GuidanceIntervalCFG)}
 
 __all__ = [
     "GUIDERS",
@@ -19,6 +21,7 @@ __all__ = [
     "ClassifierFreeGuidance",
     "ClassifierGuidance",
     "CombinedGuidance",
+    "GuidanceIntervalCFG",
     "Guider",
     "GuiderOutput",
     "StepContext",

@@ -13,7 +13,9 @@ from diffusers.guiders import (
 
 from test_guidance import tiny_unet  # the same tiny class-conditional UNet (4 classes + null, 8x8)
 
-from guided_diffusers.guiders import ClassifierFreeGuidance, ClassifierGuidance, CombinedGuidance, from_scales
+from guided_diffusers.guiders import (
+    ClassifierFreeGuidance, ClassifierGuidance, CombinedGuidance, GuidanceIntervalCFG, from_scales,
+)  # fmt: skip
 from guided_diffusers.pipelines import GuidedDiffusionPipeline
 from guided_diffusers.schedulers import GuidedDDIMScheduler, GuidedDDPMScheduler
 
@@ -123,6 +125,23 @@ def test_a_disabled_guider_is_the_conditional_model():
     assert torch.equal(disabled, conditional) and out.evaluations["unet"] == STEPS
 
 
+def test_the_guidance_interval_guides_only_inside_its_noise_levels():
+    """Kynkäänniemi 2024: CFG where sigma_lo < sigma <= sigma_hi, the conditional model (one half) elsewhere; the
+    same as diffusers' CFG restricted by start/stop to exactly those steps."""
+    pipe = pipeline()
+    scheduler = DDIMScheduler.from_config(pipe.scheduler.config)
+    scheduler.set_timesteps(STEPS)
+    abar = scheduler.alphas_cumprod[scheduler.timesteps]
+    sigmas = ((1 - abar) / abar).sqrt()
+    low, high = float(sigmas[2:4].mean()), float(sigmas[0:2].mean())  # around sigma_1 and sigma_2: steps 1, 2 of 5
+    latents, out = final_latents(pipe, guider=GuidanceIntervalCFG(guidance_scale=3.0, sigma_lo=low, sigma_hi=high))
+    assert out.evaluations["unet"] == STEPS + 2
+    expected = diffusers_loop(DiffusersCFG(guidance_scale=3.0, start=0.2, stop=0.6), pipe)  # steps int(1) .. int(3) - 1
+    assert (latents - expected).abs().max() <= 1e-6
+    with pytest.raises(ValueError, match="0 <= `sigma_lo` < `sigma_hi`"):
+        GuidanceIntervalCFG(sigma_lo=2.0, sigma_hi=1.0)
+
+
 # ------------------------------------------------------------------------------------ classifier guidance
 class LinearClassifier(torch.nn.Module):
     """logits = W x: grad_x log p(y | x) is known, and the classifier is cheap."""
@@ -175,6 +194,7 @@ def test_the_score_and_mean_forms_are_chosen_by_form():
 OURS = {
     "cfg": lambda: ClassifierFreeGuidance(guidance_scale=2.5, guidance_rescale=0.3, start=0.1, stop=0.9),
     "classifier": lambda: ClassifierGuidance(classifier_scale=1.5, form="score", stop=0.5),
+    "interval": lambda: GuidanceIntervalCFG(guidance_scale=3.0, sigma_lo=0.5, sigma_hi=20.0, guidance_rescale=0.2),
     "combined": lambda: CombinedGuidance([AdaptiveProjectedGuidance(guidance_scale=4.0, eta=0.5),
                                           ClassifierGuidance(classifier_scale=2.0)], stop=0.9),  # fmt: skip
 }
