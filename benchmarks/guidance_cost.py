@@ -70,14 +70,13 @@ def main():
                                               output_type="pt", **kwargs)) for name, kwargs in modes.items()}  # fmt: skip
     bare_unet()  # warm-up
     evaluations = {name: getattr(run(), "evaluations", None) for name, run in runs.items()}
-    ratios, per_step = {name: [] for name in modes}, {name: [] for name in modes}
+    per_step = {name: [] for name in modes}
     floor = []
     for _ in range(args.repeats):  # interleaved, so drift in machine load hits every mode alike
         for name, run in runs.items():
             base, seconds = timed(bare_unet, 1), timed(run, 1)
             floor.append(base / args.steps)
             per_step[name].append(seconds / args.steps)
-            ratios[name].append(seconds / base)
     print(machine_line())
     print(f"small UNet ({sum(p.numel() for p in unet.parameters()) / 1e6:.2f}M), small classifier "
           f"({sum(p.numel() for p in classifier.parameters()) / 1e6:.2f}M), batch {batch}, DDIM {args.steps} steps, "
@@ -87,7 +86,8 @@ def main():
     for name in modes:
         counted = evaluations[name]
         counts = "n/a" if counted is None else "/".join(str(counted.get(k, 0)) for k in ("unet", "unet_calls", "classifier"))
-        print(f"{name:<30} {median(per_step[name]) * 1000:>8.1f} {median(ratios[name]):>15.2f} {counts:>36}  {expected[name]}")
+        ratio = median(per_step[name]) / median(floor)  # a ratio of medians: steadier than the median of ratios
+        print(f"{name:<30} {median(per_step[name]) * 1000:>8.1f} {ratio:>15.2f} {counts:>36}  {expected[name]}")
 
 
 def guiders_available() -> bool:

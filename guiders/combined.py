@@ -40,7 +40,7 @@ class CombinedGuidance(Guider):
         if not members:
             raise ValueError(f"`guiders` must be a non-empty list of guiders; got {guiders!r}.")
         for later in members[1:]:
-            if type(later).correct is Guider.correct:
+            if getattr(type(later), "correct", Guider.correct) is Guider.correct:  # diffusers' guiders have none
                 raise ValueError(f"{type(later).__name__} cannot follow another guider: only a guider that corrects a "
                                  f"guided output (ClassifierGuidance) can; put it first.")  # fmt: skip
         super().__init__(start, stop, enabled)

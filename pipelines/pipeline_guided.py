@@ -14,14 +14,15 @@ from diffusers.utils.torch_utils import randn_tensor
 from ..models import noise_aware_classifier  # noqa: F401
 from ..models.mixed_class_embedding import with_mixed_class_embedding
 from ..models.safetensors_only import SafetensorsOnly
-from ..schedulers.validation import check_choice, check_range
 from ..guiders import Guider, guider_for_call
+from ..schedulers.validation import check_choice, check_range
 from .denoising import Conditioning, denoise, plan, run
 from .image_utils import latents_to_images
 from .inference import ordinary
 from .inversion import InversionMixin
 from .latent_space import from_latents, to_latents
 from .samplers import private_scheduler, set_distinct_timesteps, step_kwargs
+
 
 @dataclass
 class GuidedPipelineOutput(ImagePipelineOutput):
@@ -131,8 +132,8 @@ class GuidedDiffusionPipeline(SafetensorsOnly, InversionMixin, DiffusionPipeline
         return weights
 
     def _check_classifier(self):
-        if self.classifier is None:
-            raise ValueError("`classifier_scale` > 0 needs a `classifier` (classifier guidance); this pipeline has none.")
+        """The classifier's classes, image size and noise schedule match the UNet's and scheduler's (that there is
+        one, `ClassifierGuidance.check` has said)."""
         config, unet = self.classifier.config, self.unet.config
         if self.num_classes and config.num_classes != self.num_classes:
             raise ValueError(f"`classifier` has {config.num_classes} classes, the UNet {self.num_classes}.")

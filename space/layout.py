@@ -98,10 +98,11 @@ def sample_tab(models, names):
     with gr.Row():
         with gr.Column(scale=2, min_width=320):
             model, label = model_and_class(models, names)
-            method, about_method, extras = method_controls()
+            method = method_menu()
             guidance = Slider(0, 20, value=d["guidance_scale"], step=0.5, label="CFG scale w",
                                  info="0 unconditional, 1 conditional, > 1 guided")  # fmt: skip
             run, stop = buttons("Sample")
+            about_method, extras = method_controls()
             with gr.Row():
                 seed = Number(0, precision=0, label="seed", minimum=0)
                 randomize = gr.Checkbox(False, label="random seed")
@@ -135,10 +136,12 @@ def sample_tab(models, names):
                         api_visibility="private")  # fmt: skip
 
 
+def method_menu():
+    return gr.Dropdown([(m.title, key) for key, m in METHODS.items()], value="cfg", label="guidance method")
+
+
 def method_controls(with_extras: bool = True):
-    """The guidance-method menu, a line on the chosen method, and each method's own sliders (only the chosen
-    method's shown)."""
-    method = gr.Dropdown([(m.title, key) for key, m in METHODS.items()], value="cfg", label="guidance method")
+    """A line on the chosen guidance method, and each method's own sliders (only the chosen method's shown)."""
     about_method = gr.Markdown(METHODS["cfg"].about)
     extras = {}
     for key, spec in METHODS.items():
@@ -146,7 +149,7 @@ def method_controls(with_extras: bool = True):
             extras[control.name] = Slider(control.low, control.high, value=control.default, step=control.step,
                                           precision=0 if control.integer else None, label=control.label,
                                           visible=key == "cfg")  # fmt: skip
-    return method, about_method, extras
+    return about_method, extras
 
 
 def follow_method(method, about_method, extras):
@@ -163,7 +166,8 @@ def sweep_tab(models, names):
     with gr.Row():
         with gr.Column(scale=2, min_width=320):
             model, label = model_and_class(models, names)
-            method, about_method, _ = method_controls(with_extras=False)
+            method = method_menu()
+            about_method, _ = method_controls(with_extras=False)
             follow_method(method, about_method, {})
             scales = gr.Textbox("0 1 3 5", label="CFG scales w (up to 6, separated by spaces)")
             seed = Number(0, precision=0, label="seed", minimum=0)

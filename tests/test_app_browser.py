@@ -81,6 +81,23 @@ def test_the_class_list_follows_the_model_and_sampling_a_class_shows_its_grid(pa
     assert "Trouser" in options and "7" not in options and options[-1] == "unconditional"
 
 
+def test_choosing_a_guidance_method_shows_its_controls_and_samples_with_it(page, shots):
+    page.get_by_role("tab", name="Sample", exact=True).click()
+    choose(page, "model", "mnist")
+    choose(page, "guidance method", "Adaptive projected guidance (APG)")
+    page.wait_for_timeout(500)
+    assert page.get_by_label("APG norm threshold r", exact=True).first.is_visible()
+    assert not page.get_by_label("CFG rescale phi", exact=True).first.is_visible()
+    assert page.get_by_text("Sadat et al. 2024").first.is_visible()
+    page.get_by_label("seed", exact=True).first.fill("5")  # a new download name: the previous run's is still shown
+    page.get_by_role("button", name="Sample", exact=True).click()
+    page.get_by_text("guided-diffusers-mnist-5").wait_for(timeout=120_000)
+    page.wait_for_function(NO_PROGRESS, timeout=30_000)
+    assert errors_on(page) == 0
+    page.screenshot(path=str(shots / "sample-apg.png"))
+    choose(page, "guidance method", "Classifier-free guidance (CFG)")  # back to the default for the other tests
+
+
 @pytest.mark.parametrize("tab", list(ACTIONS))
 def test_every_tab_runs_its_main_action_with_its_defaults(page, shots, tab):
     page.get_by_role("tab", name=tab, exact=True).click()

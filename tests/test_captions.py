@@ -96,6 +96,14 @@ def test_every_generated_caption_is_in_the_cached_vocabulary(mnist):
     assert all(data[i].caption in vocabulary for i in range(200))
 
 
+def test_a_dataset_lists_exactly_the_captions_its_items_carry(mnist):
+    images, labels = mnist
+    data = CaptionedPairs(images, labels, "mnist", seed=0, length=150)
+    captions = data.captions()
+    assert captions == sorted({data[i].caption for i in range(150)}) and len(captions) <= 150
+    assert set(captions) <= set(all_captions("mnist", "train"))
+
+
 def test_evaluation_prompts_cover_every_class_and_ordered_pair():
     prompts = evaluation_prompts("fashion_mnist")
     singles = {left for _, left, right in prompts if right == NO_ITEM}

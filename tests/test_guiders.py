@@ -276,6 +276,7 @@ def test_a_guider_passed_in_is_not_changed_by_the_call():
         (pipeline, lambda: dict(guider=PerturbedAttentionGuidance(perturbed_guidance_layers=[0], perturbed_guidance_start=0.0,
                                                                        perturbed_guidance_stop=1.0)), "not supported"),
         (pipeline, lambda: dict(guider=[ClassifierGuidance(), ClassifierFreeGuidance()]), "cannot follow another guider"),
+        (pipeline, lambda: dict(guider=[ClassifierFreeGuidance(), AdaptiveProjectedGuidance()]), "cannot follow another guider"),
         (lambda: pipeline(classifier=LinearClassifier()), lambda: dict(guider=ClassifierGuidance(form="mean")),
          "form='mean'.* DDIMScheduler does not"),
         (pipeline, lambda: dict(guider=ClassifierFreeGuidance(guidance_scale=float("nan"))), "`guidance_scale` must"),

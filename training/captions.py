@@ -130,6 +130,10 @@ class CaptionedPairs:
         words = self.words[label]
         return words[rng.integers(len(words))]
 
+    def captions(self) -> list[str]:
+        """Every caption the items of this (finite, seeded) dataset carry, sorted: what training can look up."""
+        return sorted({self[index].caption for index in range(len(self))})
+
     def batch(self, indices) -> tuple[np.ndarray, list[str], np.ndarray]:
         """(images (B, 1, 28 + 2 border, 56 + 4 border) uint8, captions, classes (B, 2) with NO_ITEM for one-item
         images)."""
