@@ -67,7 +67,7 @@ class ClassifierGuidance(Guider):
         self.classifier_scale, self.form = classifier_scale, form
         self._gradient = None  # computed before the step, used after it by the mean form
 
-    def check(self, scheduler, has_classifier: bool) -> None:
+    def check(self, scheduler, has_classifier: bool, eta: float = 0.0) -> None:
         if not has_classifier:
             raise ValueError("`classifier_scale` > 0 needs a `classifier` (classifier guidance, ClassifierGuidance); "
                              "this pipeline has none.")  # fmt: skip
@@ -96,7 +96,7 @@ class ClassifierGuidance(Guider):
                              context.prediction_type)  # fmt: skip
         return guided if variance is None else torch.cat([guided, variance], dim=1)
 
-    def after_step(self, prev_sample: torch.Tensor, output: torch.Tensor) -> torch.Tensor:
+    def after_step(self, prev_sample: torch.Tensor, output: torch.Tensor, pred_original_sample=None) -> torch.Tensor:
         if self._gradient is None:
             return prev_sample
         _, predicted_variance = self.context.split(output)

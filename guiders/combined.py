@@ -52,10 +52,14 @@ class CombinedGuidance(Guider):
     def needs_classifier(self) -> bool:
         return any(getattr(member, "needs_classifier", False) for member in self.guiders)
 
-    def check(self, scheduler, has_classifier: bool) -> None:
+    @property
+    def changes_step(self) -> bool:
+        return any(getattr(member, "changes_step", False) for member in self.guiders)
+
+    def check(self, scheduler, has_classifier: bool, eta: float = 0.0) -> None:
         for member in self.guiders:
             if isinstance(member, Guider):
-                member.check(scheduler, has_classifier)
+                member.check(scheduler, has_classifier, eta)
 
     def set_context(self, context) -> None:
         super().set_context(context)
@@ -81,10 +85,10 @@ class CombinedGuidance(Guider):
             guided = member.correct(guided)
         return self.output(guided, pred_cond, pred_uncond)
 
-    def after_step(self, prev_sample, output):
+    def after_step(self, prev_sample, output, pred_original_sample=None):
         if not self.in_window():
             return prev_sample
         for member in self.guiders:
             if isinstance(member, Guider):
-                prev_sample = member.after_step(prev_sample, output)
+                prev_sample = member.after_step(prev_sample, output, pred_original_sample)
         return prev_sample

@@ -35,6 +35,18 @@ class StepContext:
         """abar_t, the signal fraction of x_t = sqrt(abar_t) x0 + sqrt(1 - abar_t) eps (Ho 2020, eq. 4)."""
         return float(self.scheduler.alphas_cumprod[int(self.timestep)])
 
+    @cached_property
+    def alpha_prod_prev(self) -> float:
+        """abar of the level this step lands on: the scheduler's next timestep, past the last one its
+        `final_alpha_cumprod` (1 unless configured otherwise). Ours (and diffusers' DDPM) say which timestep that is;
+        diffusers' DDIM steps from t to t - T / N."""
+        scheduler = self.scheduler
+        if hasattr(scheduler, "previous_timestep"):
+            previous = int(scheduler.previous_timestep(self.timestep))
+        else:
+            previous = int(self.timestep) - scheduler.config.num_train_timesteps // scheduler.num_inference_steps
+        return float(scheduler.alphas_cumprod[previous]) if previous >= 0 else float(scheduler.final_alpha_cumprod)
+
     @property
     def noise_std(self) -> float:
         """sigma_t = sqrt(1 - abar_t), the noise scale of x_t."""

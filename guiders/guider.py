@@ -6,8 +6,9 @@ A subclass sets `_input_predictions`, records its arguments with `@register_to_c
 - `needed_predictions()`: the predictions it needs at this step (fewer when it is idle: no second half computed);
 - `forward(pred_cond=None, pred_uncond=None)`: the paper's equation, returning a `GuiderOutput`;
 - optionally `correct(output)`, a change to a guided output (used when it follows another guider in a
-  `CombinedGuidance`), and `after_step(prev_sample, output)`, a change to the sampler's result;
-- optionally `check(scheduler, has_classifier)`: refuse, before any network runs, what it cannot do.
+  `CombinedGuidance`), and `after_step(prev_sample, output, pred_original_sample)`, a change to the sampler's
+  result (set `changes_step = True`: inversion, which takes no sampler step, then refuses it);
+- optionally `check(scheduler, has_classifier, eta)`: refuse, before any network runs, what it cannot do.
 """
 
 import torch
@@ -19,6 +20,7 @@ from .diffusers_api import BaseGuidance, GuiderOutput, quiet_construction
 class Guider(BaseGuidance):
     _input_predictions = ["pred_cond", "pred_uncond"]
     needs_classifier = False
+    changes_step = False  # whether after_step replaces the sampler's own update (not just adds a guidance term)
 
     def __init__(self, start: float = 0.0, stop: float = 1.0, enabled: bool = True):
         with quiet_construction():
@@ -62,10 +64,10 @@ class Guider(BaseGuidance):
     def correct(self, output: torch.Tensor) -> torch.Tensor:
         return output
 
-    def after_step(self, prev_sample: torch.Tensor, output: torch.Tensor) -> torch.Tensor:
+    def after_step(self, prev_sample: torch.Tensor, output: torch.Tensor, pred_original_sample=None) -> torch.Tensor:
         return prev_sample
 
-    def check(self, scheduler, has_classifier: bool) -> None:
+    def check(self, scheduler, has_classifier: bool, eta: float = 0.0) -> None:
         pass
 
     @staticmethod

@@ -59,8 +59,11 @@ def guided_output(guider, conditioning: Conditioning, context: StepContext) -> t
     return combine(guider, predictions)
 
 
-def after_step(guider, prev_sample: torch.Tensor, output: torch.Tensor) -> torch.Tensor:
-    return guider.after_step(prev_sample, output) if isinstance(guider, Guider) else prev_sample
+def after_step(guider, step, output: torch.Tensor) -> torch.Tensor:
+    """The sampler's x_{t-1}, as a guider of ours may correct it (classifier guidance's mean shift, CFG++)."""
+    if not isinstance(guider, Guider):
+        return step.prev_sample
+    return guider.after_step(step.prev_sample, output, getattr(step, "pred_original_sample", None))
 
 
 def plan(guider, conditioning: Conditioning, scheduler, timesteps) -> list[list[str]]:
@@ -94,7 +97,7 @@ def denoise(guider, conditioning: Conditioning, scheduler, latents, timesteps, s
                               conditioning.classifier, counts)  # fmt: skip
         output = guided_output(guider, conditioning, context)
         step = scheduler.step(output, t, latents, **step_options)
-        latents = after_step(guider, step.prev_sample, output)
+        latents = after_step(guider, step, output)
         replaced = yield i, t, latents, getattr(step, "pred_original_sample", None)
         if replaced is not None:
             latents = replaced

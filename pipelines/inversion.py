@@ -88,6 +88,9 @@ class InversionMixin:
                         return_trajectory=False, guider=None, callback_on_step_end=None) -> InversionOutput:  # fmt: skip
         """`invert` from what the UNet diffuses (images in [-1, 1], or scaled latents)."""
         guider = guider_for_call(guider, guidance_scale)
+        if getattr(guider, "changes_step", False):
+            raise ValueError(f"`guider` {type(guider).__name__} changes the sampler's step, and inversion takes no sampler "
+                             f"step; invert with CFG (ClassifierFreeGuidance) instead.")  # fmt: skip
         check_range("num_inference_steps", num_inference_steps, low=1, integer=True)
         check_range("fixed_point_iterations", fixed_point_iterations, low=0, high=MAX_FIXED_POINT_ITERATIONS, integer=True)
         scheduler = self.inversion_scheduler()
@@ -169,9 +172,10 @@ class InversionMixin:
         image, strength 1 keeps little more than its layout. `callback_on_step_end` as for sampling."""
         guider = guider_for_call(guider, guidance_scale, classifier_scale)
         check_range("strength", strength, low=0, high=1, low_open=True)
+        check_range("eta", eta, low=0)
         scheduler = self.scheduler_for_call(thresholding, None)
         x0 = self.preprocess(images)
-        _, conditioning = self.check_inputs(len(x0), class_labels, guider, output_type, scheduler)
+        _, conditioning = self.check_inputs(len(x0), class_labels, guider, output_type, scheduler, eta)
         scheduler.set_timesteps(num_inference_steps, device=self.device)
         steps_run = min(math.floor(num_inference_steps * strength), num_inference_steps)
         if steps_run < 1:

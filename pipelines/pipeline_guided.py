@@ -77,14 +77,14 @@ class GuidedDiffusionPipeline(SafetensorsOnly, InversionMixin, DiffusionPipeline
         return self.unet.config if self.vae is None else self.vae.config
 
     # ------------------------------------------------------------------------------------------- checks
-    def check_inputs(self, batch_size, class_labels, guider, output_type, scheduler=None):
+    def check_inputs(self, batch_size, class_labels, guider, output_type, scheduler=None, eta: float = 0.0):
         """Every bad argument raises ValueError here, before any network runs. Returns the labels as a tensor
         (None for none) and the `Conditioning` that makes each prediction."""
         check_range("batch_size", batch_size, low=1, integer=True)
         check_choice("output_type", output_type, ("pil", "np", "pt"))
         needs_classifier = getattr(guider, "needs_classifier", False)
         if isinstance(guider, Guider):
-            guider.check(scheduler or self.scheduler, has_classifier=self.classifier is not None)
+            guider.check(scheduler or self.scheduler, has_classifier=self.classifier is not None, eta=eta)
         if needs_classifier:
             self._check_classifier()
         labels = self._checked_labels(class_labels, batch_size, needs_classifier)
@@ -200,7 +200,7 @@ class GuidedDiffusionPipeline(SafetensorsOnly, InversionMixin, DiffusionPipeline
             raise ValueError(f"`generator` is a list of {len(generator)} generators; it must have one per image, "
                              f"`batch_size`={batch_size}.")  # fmt: skip
         scheduler = self.scheduler_for_call(thresholding, dynamic_thresholding_ratio)
-        _, conditioning = self.check_inputs(batch_size, class_labels, guider, "pt", scheduler)
+        _, conditioning = self.check_inputs(batch_size, class_labels, guider, "pt", scheduler, eta)
         if latents is None:
             config = self.unet.config
             shape = (batch_size, config.in_channels, config.sample_size, config.sample_size)

@@ -115,7 +115,7 @@ class TextToImagePipeline(DiffusionPipeline):
         # private_scheduler checks `thresholding`, still before any network runs
         scheduler = private_scheduler(self.scheduler, thresholding, dynamic_thresholding_ratio)
         if isinstance(guider, Guider):
-            guider.check(scheduler, has_classifier=False)
+            guider.check(scheduler, has_classifier=False, eta=eta)
         set_distinct_timesteps(scheduler, num_inference_steps, self.device)  # checks the step count before the encoder
         every_prediction = Conditioning(self.unet, dict.fromkeys(PREDICTIONS))
         steps = plan(guider, every_prediction, scheduler, scheduler.timesteps)

@@ -14,7 +14,7 @@ from diffusers.guiders import (
 from test_guidance import tiny_unet  # the same tiny class-conditional UNet (4 classes + null, 8x8)
 
 from guided_diffusers.guiders import (
-    ClassifierFreeGuidance, ClassifierGuidance, CombinedGuidance, GuidanceIntervalCFG, from_scales,
+    CFGPlusPlus, ClassifierFreeGuidance, ClassifierGuidance, CombinedGuidance, GuidanceIntervalCFG, from_scales,
 )  # fmt: skip
 from guided_diffusers.pipelines import GuidedDiffusionPipeline
 from guided_diffusers.schedulers import GuidedDDIMScheduler, GuidedDDPMScheduler
@@ -142,6 +142,45 @@ def test_the_guidance_interval_guides_only_inside_its_noise_levels():
         GuidanceIntervalCFG(sigma_lo=2.0, sigma_hi=1.0)
 
 
+@torch.no_grad()
+def cfg_plus_plus_loop(pipe, lam):
+    """Chung et al. 2024, Algorithm 1, written out: x0 from eps_w = eps_u + lambda (eps_c - eps_u), re-noised
+    with eps_u."""
+    scheduler = DDIMScheduler.from_config(pipe.scheduler.config)
+    scheduler.set_timesteps(STEPS)
+    x, step = start_latents(), 100 // STEPS
+    for t in scheduler.timesteps:
+        eps_c, eps_u = pipe.unet(x, t, class_labels=LABELS).sample, pipe.unet(x, t, class_labels=NULL).sample
+        eps_w = eps_u + lam * (eps_c - eps_u)
+        abar = scheduler.alphas_cumprod[t]
+        abar_prev = scheduler.alphas_cumprod[t - step] if t - step >= 0 else scheduler.final_alpha_cumprod
+        x0_w = (x - (1 - abar).sqrt() * eps_w) / abar.sqrt()
+        x = abar_prev.sqrt() * x0_w + (1 - abar_prev).sqrt() * eps_u
+    return x
+
+
+@pytest.mark.parametrize("scheduler", [DDIMScheduler(num_train_timesteps=100, clip_sample=False),
+                                       GuidedDDIMScheduler(num_train_timesteps=100, clip_sample=False)],
+                         ids=lambda s: type(s).__name__)  # fmt: skip
+def test_cfg_plus_plus_is_algorithm_1_with_ddim(scheduler):
+    pipe = pipeline(scheduler)
+    for lam in (0.3, 1.0):
+        latents, out = final_latents(pipe, guider=CFGPlusPlus(guidance_scale=lam), thresholding="none")
+        torch.testing.assert_close(latents, cfg_plus_plus_loop(pipe, lam), atol=1e-5, rtol=1e-5)
+        assert out.evaluations["unet"] == 2 * STEPS
+
+
+def test_cfg_plus_plus_at_lambda_zero_is_the_unconditional_model_and_at_one_is_not_the_conditional_one():
+    pipe = pipeline()
+    zero, out = final_latents(pipe, guider=CFGPlusPlus(guidance_scale=0.0))
+    unconditional, _ = final_latents(pipe, guidance_scale=0.0)
+    torch.testing.assert_close(zero, unconditional, atol=1e-5, rtol=1e-5)
+    assert out.evaluations["unet"] == STEPS  # one half only
+    one, _ = final_latents(pipe, guider=CFGPlusPlus(guidance_scale=1.0))
+    conditional, _ = final_latents(pipe, guidance_scale=1.0)
+    assert (one - conditional).abs().max() > 1e-3  # x0 of the conditional model, re-noised with eps_u
+
+
 # ------------------------------------------------------------------------------------ classifier guidance
 class LinearClassifier(torch.nn.Module):
     """logits = W x: grad_x log p(y | x) is known, and the classifier is cheap."""
@@ -194,6 +233,7 @@ def test_the_score_and_mean_forms_are_chosen_by_form():
 OURS = {
     "cfg": lambda: ClassifierFreeGuidance(guidance_scale=2.5, guidance_rescale=0.3, start=0.1, stop=0.9),
     "classifier": lambda: ClassifierGuidance(classifier_scale=1.5, form="score", stop=0.5),
+    "cfg++": lambda: CFGPlusPlus(guidance_scale=0.4, stop=0.8),
     "interval": lambda: GuidanceIntervalCFG(guidance_scale=3.0, sigma_lo=0.5, sigma_hi=20.0, guidance_rescale=0.2),
     "combined": lambda: CombinedGuidance([AdaptiveProjectedGuidance(guidance_scale=4.0, eta=0.5),
                                           ClassifierGuidance(classifier_scale=2.0)], stop=0.9),  # fmt: skip
@@ -280,6 +320,10 @@ def test_a_guider_passed_in_is_not_changed_by_the_call():
         (lambda: pipeline(classifier=LinearClassifier()), lambda: dict(guider=ClassifierGuidance(form="mean")),
          "form='mean'.* DDIMScheduler does not"),
         (pipeline, lambda: dict(guider=ClassifierFreeGuidance(guidance_scale=float("nan"))), "`guidance_scale` must"),
+        (pipeline, lambda: dict(guider=CFGPlusPlus(), eta=0.5), "CFG\\+\\+'s DDIM update \\(eta = 0\\)"),
+        (lambda: pipeline(GuidedDDPMScheduler(num_train_timesteps=100)), lambda: dict(guider=CFGPlusPlus()),
+         "got GuidedDDPMScheduler"),
+        (pipeline, lambda: dict(guider=CFGPlusPlus(guidance_scale=3.0)), "`guidance_scale` must lie in \\[0, 1\\]"),
     ],
 )  # fmt: skip
 def test_bad_guidance_raises_before_the_first_unet_call(make_pipe, kwargs, message):
@@ -300,3 +344,13 @@ def test_from_scales_builds_the_default_guiders():
     assert isinstance(from_scales(3.0), ClassifierFreeGuidance)
     combined = from_scales(3.0, 1.0)
     assert [type(g).__name__ for g in combined.guiders] == ["ClassifierFreeGuidance", "ClassifierGuidance"]
+
+
+def test_inversion_refuses_a_guider_that_replaces_the_sampler_step_but_reconstruction_takes_it():
+    pipe = pipeline(GuidedDDIMScheduler(num_train_timesteps=100, clip_sample=False))
+    images = torch.rand(2, 1, SIZE, SIZE, generator=torch.Generator().manual_seed(1))
+    with pytest.raises(ValueError, match="changes the sampler's step, and inversion takes no sampler step"):
+        pipe.invert(images, class_labels=[0, 1], num_inference_steps=STEPS, guider=CFGPlusPlus())
+    latents = pipe.invert(images, class_labels=[0, 1], num_inference_steps=STEPS).latents
+    rebuilt = pipe.reconstruct(latents, class_labels=[0, 1], num_inference_steps=STEPS, guider=CFGPlusPlus(guidance_scale=0.5))
+    assert torch.isfinite(rebuilt).all()
