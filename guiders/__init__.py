@@ -9,15 +9,17 @@ from .context import StepContext
 from .diffusers_api import PREDICTIONS, BaseGuidance, GuiderOutput, planned_predictions
 from .guidance_interval import GuidanceIntervalCFG
 from .guider import Guider
+from .scheduled_cfg import ScheduledCFG
 from .shorthands import from_scales, guider_for_call
 
 # our guiders by class name (what a saved `guider_config.json` names)
 GUIDERS = {cls.__name__: cls for cls in (ClassifierFreeGuidance, ClassifierGuidance, CombinedGuidance,
-                                         GuidanceIntervalCFG, CFGPlusPlus)}
+                                         GuidanceIntervalCFG, CFGPlusPlus, ScheduledCFG)}
 
 __all__ = [
     "GUIDERS",
     "PREDICTIONS",
+    "ScheduledCFG",
     "BaseGuidance",
     "CFGPlusPlus",
     "ClassifierFreeGuidance",

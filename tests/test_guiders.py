@@ -14,8 +14,10 @@ from diffusers.guiders import (
 from test_guidance import tiny_unet  # the same tiny class-conditional UNet (4 classes + null, 8x8)
 
 from guided_diffusers.guiders import (
-    CFGPlusPlus, ClassifierFreeGuidance, ClassifierGuidance, CombinedGuidance, GuidanceIntervalCFG, from_scales,
+    CFGPlusPlus, ClassifierFreeGuidance, ClassifierGuidance, CombinedGuidance, GuidanceIntervalCFG, ScheduledCFG,
+    from_scales,
 )  # fmt: skip
+from guided_diffusers.guiders.scheduled_cfg import SCHEDULES, scheduled_scale
 from guided_diffusers.pipelines import GuidedDiffusionPipeline
 from guided_diffusers.schedulers import GuidedDDIMScheduler, GuidedDDPMScheduler
 
@@ -234,6 +236,7 @@ OURS = {
     "cfg": lambda: ClassifierFreeGuidance(guidance_scale=2.5, guidance_rescale=0.3, start=0.1, stop=0.9),
     "classifier": lambda: ClassifierGuidance(classifier_scale=1.5, form="score", stop=0.5),
     "cfg++": lambda: CFGPlusPlus(guidance_scale=0.4, stop=0.8),
+    "scheduled": lambda: ScheduledCFG(guidance_scale=2.5, schedule="cosine", sigma_min=0.1, sigma_max=50.0),
     "interval": lambda: GuidanceIntervalCFG(guidance_scale=3.0, sigma_lo=0.5, sigma_hi=20.0, guidance_rescale=0.2),
     "combined": lambda: CombinedGuidance([AdaptiveProjectedGuidance(guidance_scale=4.0, eta=0.5),
                                           ClassifierGuidance(classifier_scale=2.0)], stop=0.9),  # fmt: skip
@@ -354,3 +357,27 @@ def test_inversion_refuses_a_guider_that_replaces_the_sampler_step_but_reconstru
     latents = pipe.invert(images, class_labels=[0, 1], num_inference_steps=STEPS).latents
     rebuilt = pipe.reconstruct(latents, class_labels=[0, 1], num_inference_steps=STEPS, guider=CFGPlusPlus(guidance_scale=0.5))
     assert torch.isfinite(rebuilt).all()
+
+
+def test_scheduled_scales_follow_the_papers_formulas_and_average_to_w():
+    grid = [i / 1000 for i in range(1001)]
+    for schedule in SCHEDULES:
+        values = [scheduled_scale(3.0, schedule, t) for t in grid]
+        assert abs(sum(values) / len(values) - 3.0) < 1e-2  # each schedule's mean over t is w
+    assert scheduled_scale(3.0, "linear", 1.0) == 0 and scheduled_scale(3.0, "linear", 0.0) == 6.0
+    assert scheduled_scale(3.0, "cosine", 0.5) == pytest.approx(3.0)
+
+
+def test_a_constant_schedule_is_plain_cfg_and_a_ramp_beyond_its_noisy_end_is_the_unconditional_model():
+    pipe = pipeline()
+    constant, _ = final_latents(pipe, guider=ScheduledCFG(guidance_scale=3.0, schedule="constant"))
+    plain, _ = final_latents(pipe, guider=ClassifierFreeGuidance(guidance_scale=3.0))
+    assert torch.equal(constant, plain)
+    # every step noisier than sigma_max: t = 1, linear w = 0, so the unconditional half alone
+    beyond, out = final_latents(pipe, guider=ScheduledCFG(guidance_scale=3.0, sigma_min=1e-4, sigma_max=1e-3))
+    unconditional, _ = final_latents(pipe, guidance_scale=0.0)
+    assert torch.equal(beyond, unconditional) and out.evaluations["unet"] == STEPS
+    with pytest.raises(ValueError, match="`sigma_min` must be below `sigma_max`"):
+        ScheduledCFG(sigma_min=2.0, sigma_max=1.0)
+    with pytest.raises(ValueError, match="`schedule` must be one of"):
+        ScheduledCFG(schedule="exponential")
