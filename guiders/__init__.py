@@ -1,6 +1,7 @@
 """Guidance methods as small guider objects, each one file, compatible with diffusers' `BaseGuidance` and applied
 by the pipelines' one denoising loop (`pipelines/denoising.py`). A new method: one file here plus its line below."""
 
+from .adaptive_projected import AdaptiveProjectedGuidance
 from .cfg_plus_plus import CFGPlusPlus
 from .classifier import ClassifierGuidance, classifier_gradient, guide_mean, guide_score
 from .classifier_free import ClassifierFreeGuidance, classifier_free_guidance
@@ -14,9 +15,10 @@ from .shorthands import from_scales, guider_for_call
 
 # our guiders by class name (what a saved `guider_config.json` names)
 GUIDERS = {cls.__name__: cls for cls in (ClassifierFreeGuidance, ClassifierGuidance, CombinedGuidance,
-                                         GuidanceIntervalCFG, CFGPlusPlus, ScheduledCFG)}
+                                         GuidanceIntervalCFG, CFGPlusPlus, ScheduledCFG, AdaptiveProjectedGuidance)}
 
 __all__ = [
+    "AdaptiveProjectedGuidance",
     "GUIDERS",
     "PREDICTIONS",
     "ScheduledCFG",

@@ -6,19 +6,23 @@ from .diffusers_api import BaseGuidance
 from .guider import Guider
 
 
-def guider_class(name: str) -> type:
-    """A guider class by name: ours first (they read diffusers' configs of the same name), then diffusers'."""
+def guider_class(name: str, library: str | None = None) -> type:
+    """A guider class by name, from `library` ("guided_diffusers" or "diffusers") when given; else ours first
+    (ours of the same name read diffusers' configs), then diffusers'."""
     from . import GUIDERS  # the package's registry of our classes
 
-    found = GUIDERS.get(name) or diffusers_api.diffusers_guider(name)
+    ours = None if library == "diffusers" else GUIDERS.get(name)
+    found = ours or (None if library == "guided_diffusers" else diffusers_api.diffusers_guider(name))
     if found is None:
         raise ValueError(f"Unknown guider {name!r}; ours are {', '.join(GUIDERS)}, or any class in diffusers.guiders.")
     return found
 
 
 def described(guider: BaseGuidance) -> dict:
-    """A member as JSON: its class name and config."""
-    return {"_class_name": type(guider).__name__, **{k: v for k, v in guider.config.items() if not k.startswith("_")}}
+    """A member as JSON: its class name, the library it is from (both have an AdaptiveProjectedGuidance), config."""
+    library = "guided_diffusers" if isinstance(guider, Guider) else "diffusers"
+    config = {k: v for k, v in guider.config.items() if not k.startswith("_")}
+    return {"_class_name": type(guider).__name__, "_library": library, **config}
 
 
 def built(member) -> BaseGuidance:
@@ -26,7 +30,7 @@ def built(member) -> BaseGuidance:
         return member
     if isinstance(member, dict) and "_class_name" in member:
         config = dict(member)
-        return guider_class(config.pop("_class_name")).from_config(config)
+        return guider_class(config.pop("_class_name"), config.pop("_library", None)).from_config(config)
     raise ValueError(f"A `CombinedGuidance` member must be a guider or its saved config; got {member!r}.")
 
 

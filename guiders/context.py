@@ -12,7 +12,7 @@ from functools import cached_property
 
 import torch
 
-from ..schedulers.prediction import model_output_from, x0_and_eps
+from ..schedulers.prediction import eps_from_x0, model_output_from, x0_and_eps
 
 
 @dataclass
@@ -76,3 +76,7 @@ class StepContext:
     def prediction_from(self, x0: torch.Tensor, eps: torch.Tensor) -> torch.Tensor:
         """The prediction in the network's parameterisation that gives (x0, eps)."""
         return model_output_from(x0, eps, self.alpha_prod, self.prediction_type)
+
+    def prediction_for_x0(self, x0: torch.Tensor) -> torch.Tensor:
+        """The prediction whose clean estimate at x_t is `x0` (its noise is the one x_t and x0 imply)."""
+        return self.prediction_from(x0, eps_from_x0(self.sample, x0, self.alpha_prod))

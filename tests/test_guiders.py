@@ -17,6 +17,7 @@ from guided_diffusers.guiders import (
     CFGPlusPlus, ClassifierFreeGuidance, ClassifierGuidance, CombinedGuidance, GuidanceIntervalCFG, ScheduledCFG,
     from_scales,
 )  # fmt: skip
+from guided_diffusers.guiders import AdaptiveProjectedGuidance as OursAPG
 from guided_diffusers.guiders.scheduled_cfg import SCHEDULES, scheduled_scale
 from guided_diffusers.pipelines import GuidedDiffusionPipeline
 from guided_diffusers.schedulers import GuidedDDIMScheduler, GuidedDDPMScheduler
@@ -238,6 +239,7 @@ OURS = {
     "cfg++": lambda: CFGPlusPlus(guidance_scale=0.4, stop=0.8),
     "scheduled": lambda: ScheduledCFG(guidance_scale=2.5, schedule="cosine", sigma_min=0.1, sigma_max=50.0),
     "interval": lambda: GuidanceIntervalCFG(guidance_scale=3.0, sigma_lo=0.5, sigma_hi=20.0, guidance_rescale=0.2),
+    "apg-x0": lambda: OursAPG(guidance_scale=4.0, eta=0.1, momentum=-0.3),
     "combined": lambda: CombinedGuidance([AdaptiveProjectedGuidance(guidance_scale=4.0, eta=0.5),
                                           ClassifierGuidance(classifier_scale=2.0)], stop=0.9),  # fmt: skip
 }
@@ -381,3 +383,41 @@ def test_a_constant_schedule_is_plain_cfg_and_a_ramp_beyond_its_noisy_end_is_the
         ScheduledCFG(sigma_min=2.0, sigma_max=1.0)
     with pytest.raises(ValueError, match="`schedule` must be one of"):
         ScheduledCFG(schedule="exponential")
+
+
+def test_apg_in_output_space_equals_diffusers_apg_in_the_papers_formulation():
+    """Ours is the paper's D_c + (w - 1) update; diffusers' use_original_formulation=True is D_c + w' update."""
+    pipe = pipeline()
+    ours, _ = final_latents(pipe, guider=OursAPG(guidance_scale=4.0, eta=0.3, norm_threshold=2.0, momentum=-0.5,
+                                                 space="output"))  # fmt: skip
+    theirs, _ = final_latents(pipe, guider=AdaptiveProjectedGuidance(
+        guidance_scale=3.0, eta=0.3, adaptive_projected_guidance_rescale=2.0, adaptive_projected_guidance_momentum=-0.5,
+        use_original_formulation=True))  # fmt: skip
+    assert (ours - theirs).abs().max() <= 1e-6
+
+
+@pytest.mark.parametrize("space", ["x0", "output"])
+def test_apg_without_projection_threshold_or_momentum_is_cfg(space):
+    pipe = pipeline()
+    apg, _ = final_latents(pipe, guider=OursAPG(guidance_scale=3.0, eta=1.0, norm_threshold=0.0, space=space))
+    cfg, _ = final_latents(pipe, guidance_scale=3.0)
+    torch.testing.assert_close(apg, cfg, atol=1e-5, rtol=1e-5)
+
+
+def test_apg_in_x0_space_is_the_update_on_the_clean_estimates():
+    from guided_diffusers.guiders import StepContext
+    from guided_diffusers.guiders.adaptive_projected import projected_update
+
+    scheduler = GuidedDDIMScheduler(num_train_timesteps=100, prediction_type="v_prediction")
+    generator = torch.Generator().manual_seed(5)
+    x_t, cond, uncond = (torch.randn(2, 1, SIZE, SIZE, generator=generator) for _ in range(3))
+    guider = OursAPG(guidance_scale=3.0, eta=0.2, norm_threshold=1.0)
+    guider.set_context(StepContext(0, 1, 60, scheduler, x_t))
+    guided = guider.forward(pred_cond=cond, pred_uncond=uncond).pred
+    context = guider.context
+    x0_c, x0_u = context.x0_and_eps(cond)[0], context.x0_and_eps(uncond)[0]
+    expected_x0 = x0_c + 2.0 * projected_update(x0_c - x0_u, x0_c, 0.2, 1.0)
+    torch.testing.assert_close(context.x0_and_eps(guided)[0], expected_x0, atol=1e-5, rtol=1e-5)
+    # the parallel part of the update is down-weighted: the update is nearly orthogonal to x0_c at eta = 0
+    update = projected_update(x0_c - x0_u, x0_c, 0.0, 0.0)
+    assert ((update * x0_c).flatten(1).sum(1).abs() < 1e-4 * x0_c.flatten(1).norm(dim=1)).all()
