@@ -12,6 +12,7 @@ from .guidance_interval import GuidanceIntervalCFG
 from .guider import Guider
 from .scheduled_cfg import ScheduledCFG
 from .shorthands import from_scales, guider_for_call
+from .specs import SHORT_NAMES, guider_from_spec
 
 # our guiders by class name (what a saved `guider_config.json` names)
 GUIDERS = {cls.__name__: cls for cls in (ClassifierFreeGuidance, ClassifierGuidance, CombinedGuidance,
@@ -21,6 +22,7 @@ __all__ = [
     "AdaptiveProjectedGuidance",
     "GUIDERS",
     "PREDICTIONS",
+    "SHORT_NAMES",
     "ScheduledCFG",
     "BaseGuidance",
     "CFGPlusPlus",
@@ -37,5 +39,6 @@ __all__ = [
     "guide_mean",
     "guide_score",
     "guider_for_call",
+    "guider_from_spec",
     "planned_predictions",
 ]

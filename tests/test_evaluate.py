@@ -123,6 +123,34 @@ def test_a_resumed_sweep_reuses_the_sample_batches_and_reports_the_same_numbers(
     (batches / "batch-000005-5.safetensors").unlink()  # interrupted during the second batch
     kept = (batches / "batch-000000-5.safetensors").stat().st_mtime_ns
     main([*argv, "--resume"])
-    assert json.loads((tmp_path / "results.json").read_text())["rows"] == first
+    timeless = lambda rows: [{k: v for k, v in row.items() if k != "seconds_per_image"} for row in rows]  # noqa: E731
+    assert timeless(json.loads((tmp_path / "results.json").read_text())["rows"]) == timeless(first)
     assert (batches / "batch-000000-5.safetensors").stat().st_mtime_ns == kept  # read, not sampled again
     assert (batches / "batch-000005-5.safetensors").is_file()
+
+
+def test_a_sweep_of_guidance_methods_reports_each_methods_cost_and_draws_its_front(tmp_path, models):
+    specs = ["cfg:guidance_scale=3", "apg:guidance_scale=3,eta=0", "cfg++:guidance_scale=0.5", "cfg:guidance_scale=1"]
+    main(["--pipeline", str(models / "pipeline"), "--eval_classifier", str(models / "eval-classifier"),
+          "--num_samples", "10", "--batch_size", "5", "--samplers", "ddim", "--num_inference_steps", "3",
+          "--no_efficientnet", "--guiders", *specs, "--output_dir", str(tmp_path)])  # fmt: skip
+    rows = json.loads((tmp_path / "results.json").read_text())["rows"]
+    assert [row["guider"] for row in rows] == specs
+    assert [row["unet_per_image"] for row in rows] == [6, 6, 6, 3]  # 3 steps, two halves; w = 1 one half
+    assert all(row["seconds_per_image"] > 0 and row["classifier_per_image"] == 0 for row in rows)
+    table = (tmp_path / "results.md").read_text()
+    assert "UNet evals / image" in table and "| apg:guidance_scale=3,eta=0 |" in table
+    assert (tmp_path / "fronts.png").is_file()
+
+
+@pytest.mark.parametrize(
+    "extra,message",
+    [(["--guiders", "apg:guidance=3"], "is not key=value with a key of AdaptiveProjectedGuidance"),
+     (["--guiders", "nonsense"], "Unknown guider 'nonsense'"),
+     (["--guiders", "cfg", "--guidance_scales", "3"], "Give either --guiders or --guidance_scales")],
+)  # fmt: skip
+def test_a_bad_guider_spec_is_refused_before_any_work(tmp_path, models, extra, message):
+    with pytest.raises(ValueError, match=message):
+        main(["--pipeline", str(models / "pipeline"), "--eval_classifier", str(models / "eval-classifier"),
+              "--output_dir", str(tmp_path), *extra])  # fmt: skip
+    assert not (tmp_path / "samples").exists()

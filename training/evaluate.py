@@ -5,6 +5,11 @@ beside the real-data floor at the same N, over a sweep of samplers, steps, guida
         --dataset_name mnist --num_samples 1000 --samplers ddim --num_inference_steps 50 \
         --guidance_scales 0 1 3 5 --output_dir eval/mnist
 
+Guidance methods are swept with --guiders, one spec per point (see `guided_diffusers.guiders.specs`), e.g.
+`--guiders cfg:guidance_scale=3 apg:guidance_scale=5,eta=0 cfg++:guidance_scale=0.4`; each row then also gives the
+UNet (and classifier) evaluations per image and the seconds per image, and accuracy-FD and precision-recall plots
+draw one curve per method.
+
 Writes results.json, results.md (with the command that made it), a sample grid per setting (samples_<row>.png: a
 row per class) and one PNG plot per swept setting to --output_dir.
 """
@@ -18,6 +23,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from guided_diffusers.guiders import guider_from_spec
+from guided_diffusers.guiders.specs import spec_family
 from guided_diffusers.models import NoiseAwareClassifier
 from guided_diffusers.pipelines import SAMPLERS, GuidedDiffusionPipeline, make_scheduler
 from guided_diffusers.pipelines.samplers import set_distinct_timesteps
@@ -28,7 +35,7 @@ from guided_diffusers.training.features import ClassifierFeatures, EfficientNetL
 from guided_diffusers.training.metrics import class_accuracy, diversity, frechet_distance_of, precision_recall
 from guided_diffusers.training.sample_cache import SampleCache, sweep_cache, weights_digest
 
-SWEPT = ("sampler", "num_inference_steps", "guidance_scale", "classifier_scale", "thresholding", "eta")
+SWEPT = ("sampler", "num_inference_steps", "guider", "guidance_scale", "classifier_scale", "thresholding", "eta")
 
 
 def add_device_argument(parser) -> None:
@@ -63,6 +70,10 @@ def parse_args(argv=None):
     parser.add_argument("--num_inference_steps", nargs="+", type=int, default=[50])
     parser.add_argument("--guidance_scales", nargs="+", type=float, default=[1.0])
     parser.add_argument("--classifier_scales", nargs="+", type=float, default=[0.0])
+    parser.add_argument("--guiders", nargs="+", default=None, metavar="SPEC",
+                        help="guidance methods to sweep instead of --guidance_scales / --classifier_scales, one "
+                             "spec per point: NAME or NAME:key=value,... (NAME: cfg, interval, scheduled, cfg++, apg, "
+                             "apg-diffusers, cfg-zero-star, tcfg, mag, fdg, or a guider class name)")  # fmt: skip
     parser.add_argument("--thresholding", nargs="+", default=["none"], choices=["none", "static", "dynamic"])
     parser.add_argument("--eta", nargs="+", type=float, default=[0.0])
     parser.add_argument("--no_efficientnet", action="store_true", help="skip FD (EfficientNet-Lite0)")
@@ -74,6 +85,11 @@ def parse_args(argv=None):
     args = parser.parse_args(argv)
     if args.num_samples < 2 or args.batch_size < 1:
         raise ValueError("--num_samples must be at least 2 and --batch_size at least 1.")
+    if args.guiders is not None:
+        if args.guidance_scales != [1.0] or args.classifier_scales != [0.0]:
+            raise ValueError("Give either --guiders or --guidance_scales / --classifier_scales, not both.")
+        for spec in args.guiders:
+            guider_from_spec(spec)  # a bad spec fails here, not hours into the sweep
     args.device = str(sampling_device(args.device))  # a string, for results.json
     args.command = recorded_command("python", "training/evaluate.py", argv)
     return args
@@ -81,9 +97,12 @@ def parse_args(argv=None):
 
 def settings(args) -> list[dict]:
     """Every combination of the swept values."""
-    values = (args.samplers, args.num_inference_steps, args.guidance_scales, args.classifier_scales,
-              args.thresholding, args.eta)  # fmt: skip
-    return [dict(zip(SWEPT, combination)) for combination in itertools.product(*values)]
+    guidance = [(spec, None, 0.0) for spec in args.guiders] if args.guiders else \
+        [("", w, s) for w in args.guidance_scales for s in args.classifier_scales]  # fmt: skip
+    values = (args.samplers, args.num_inference_steps, guidance, args.thresholding, args.eta)
+    return [dict(sampler=sampler, num_inference_steps=steps, guider=spec, guidance_scale=w, classifier_scale=s,
+                 thresholding=thresholding, eta=eta)
+            for sampler, steps, (spec, w, s), thresholding, eta in itertools.product(*values)]  # fmt: skip
 
 
 def check_steps(pipe, settings: list[dict]) -> None:
@@ -121,17 +140,27 @@ def sample_balanced(pipe, setting: dict, num_samples: int, batch_size: int, seed
         if cached is not None:
             images.append(cached)
             continue
-        conditional = batch_labels is not None and (pipe.num_classes or setting["classifier_scale"] > 0)
+        conditional = batch_labels is not None and (pipe.num_classes or setting["classifier_scale"] > 0
+                                                    or setting["guider"])  # fmt: skip
         began = time.perf_counter()
         out = pipe(batch_size=count, class_labels=batch_labels if conditional else None,
-                   guidance_scale=setting["guidance_scale"] if conditional else 1.0,
-                   classifier_scale=setting["classifier_scale"], num_inference_steps=setting["num_inference_steps"],
-                   eta=setting["eta"], thresholding=setting["thresholding"], output_type="pt",
-                   generator=torch.Generator().manual_seed(seed + start))  # fmt: skip
+                   num_inference_steps=setting["num_inference_steps"], eta=setting["eta"],
+                   thresholding=setting["thresholding"], output_type="pt",
+                   generator=torch.Generator().manual_seed(seed + start), **guidance_arguments(setting, conditional))  # fmt: skip
         images.append(out.images.cpu() * 2 - 1)
         if cache is not None:
-            cache.save(start, images[-1], time.perf_counter() - began)
+            cache.save(start, images[-1], time.perf_counter() - began, out.evaluations)
     return torch.cat(images), labels
+
+
+def guidance_arguments(setting: dict, conditional: bool) -> dict:
+    """The pipeline's guidance arguments for a setting: its guider, or the shorthand scales (no guidance without
+    labels)."""
+    if not conditional:
+        return dict(guidance_scale=1.0, classifier_scale=setting["classifier_scale"])
+    if setting["guider"]:
+        return dict(guider=guider_from_spec(setting["guider"]))
+    return dict(guidance_scale=setting["guidance_scale"], classifier_scale=setting["classifier_scale"])
 
 
 class Judge:
@@ -197,7 +226,7 @@ def main(argv=None):
     for index, setting in enumerate(sweep):
         cache = sweep_cache(out, weights, setting, args)
         images, labels = generate(pipe, setting, args.num_samples, args.batch_size, args.seed, cache)
-        rows.append({**setting, **judge.measure(images, labels)})
+        rows.append({**setting, **judge.measure(images, labels), **cache.cost_per_image(args.num_samples)})
         save_sample_grid(out / f"samples_{index}.png", images, labels)
         print(json.dumps(rows[-1]), flush=True)
     write_results(args, rows, floor)
@@ -220,6 +249,8 @@ METRICS = [("fd_own", "FD (own classifier)"), ("fd_efficientnet", "FD (Efficient
            ("precision", "precision"), ("recall", "recall"), ("diversity", "diversity"), ("saturated", "saturated px")]  # fmt: skip
 # FD is only meaningful beside the floor at the same N, so the tables also give it as a multiple of the floor
 FD_RATIOS = [("fd_own", "FD (own) / floor"), ("fd_efficientnet", "FD (EffNet) / floor")]
+COSTS = [("unet_per_image", "UNet evals / image"), ("classifier_per_image", "classifier evals / image"),
+         ("seconds_per_image", "s / image")]  # fmt: skip
 
 
 def write_results(args, rows: list[dict], floor: dict) -> None:
@@ -229,20 +260,25 @@ def write_results(args, rows: list[dict], floor: dict) -> None:
                                                   "real_data_floor": floor, "rows": rows}, indent=2))  # fmt: skip
     metrics = [(key, name) for key, name in METRICS if key in floor]
     ratios = [(key, name) for key, name in FD_RATIOS if key in floor]
-    header = "| " + " | ".join([*SWEPT, *(name for _, name in metrics), *(name for _, name in ratios)]) + " |"
-    lines = [header, "|" + " --- |" * (len(SWEPT) + len(metrics) + len(ratios))]
+    costs = [(key, name) for key, name in COSTS if any(key in row for row in rows)]
+    header = "| " + " | ".join([*SWEPT, *(name for _, name in metrics), *(name for _, name in ratios),
+                                *(name for _, name in costs)]) + " |"  # fmt: skip
+    lines = [header, "|" + " --- |" * (len(SWEPT) + len(metrics) + len(ratios) + len(costs))]
     lines.append("| real data (train vs test) |" + " |" * (len(SWEPT) - 1) + "".join(f" {floor[k]:.4g} |" for k, _ in metrics)
-                 + " 1 |" * len(ratios))  # fmt: skip
+                 + " 1 |" * len(ratios) + " |" * len(costs))  # fmt: skip
     for row in rows:
-        lines.append("| " + " | ".join(str(row[key]) for key in SWEPT) + " |"
+        lines.append("| " + " | ".join(str(row.get(key, "")) for key in SWEPT) + " |"
                      + "".join(f" {row[k]:.4g} |" if k in row else " - |" for k, _ in metrics)
-                     + "".join(f" {row[k] / floor[k]:.3g} |" if k in row else " - |" for k, _ in ratios))  # fmt: skip
+                     + "".join(f" {row[k] / floor[k]:.3g} |" if k in row else " - |" for k, _ in ratios)
+                     + "".join(f" {row[k]:.3g} |" if k in row else " - |" for k, _ in costs))  # fmt: skip
     table = "\n".join(lines)
     (out / "results.md").write_text(f"```bash\n{args.command}\n```\n\nN = {args.num_samples} samples per setting; "
                                     f"the first row is the real-data floor at the same N (real training images "
                                     f"against real test images); sample grids: samples_<row>.png.\n\n{table}\n")  # fmt: skip
     print(table)
     plot_sweeps(out, rows, floor, metrics)
+    if any(row.get("guider") for row in rows):
+        plot_fronts(out, rows, floor)
 
 
 def plot_sweeps(out: Path, rows, floor, metrics) -> None:
@@ -273,6 +309,37 @@ def plot_sweeps(out: Path, rows, floor, metrics) -> None:
         figure.tight_layout()
         figure.savefig(out / f"sweep_{axis}.png", dpi=110)
         plt.close(figure)
+
+
+def plot_fronts(out: Path, rows, floor) -> None:
+    """Accuracy against FD (own, as a multiple of the floor) and precision against recall, one curve per guidance
+    method (its points ordered by FD), one curve per sampler and step count: where each method trades fidelity
+    for diversity (fronts.png)."""
+    import matplotlib
+    import matplotlib.ticker
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    figure, (fidelity, coverage) = plt.subplots(1, 2, figsize=(10, 4))
+    key = lambda r: (spec_family(r["guider"] or "scales"), r["sampler"], r["num_inference_steps"])  # noqa: E731
+    for (family, sampler, steps), members in itertools.groupby(sorted(rows, key=key), key=key):
+        members = sorted(members, key=lambda r: r["fd_own"])
+        label = f"{family} ({sampler}, {steps})"
+        fidelity.plot([r["fd_own"] / floor["fd_own"] for r in members], [r.get("accuracy", np.nan) for r in members],
+                      marker="o", label=label)  # fmt: skip
+        coverage.plot([r["recall"] for r in members], [r["precision"] for r in members], marker="o", label=label)
+    ratios = [row["fd_own"] / floor["fd_own"] for row in rows]
+    wide = max(ratios) >= 10 * min(ratios)  # a log axis only where it spans a decade: else it has no labels
+    fidelity.set(xlabel="FD (own) / real-data floor", ylabel="accuracy", xscale="log" if wide else "linear",
+                 title="fidelity")  # fmt: skip
+    fidelity.xaxis.set_major_formatter(matplotlib.ticker.FormatStrFormatter("%g"))
+    coverage.set(xlabel="recall", ylabel="precision", title="precision against recall")
+    coverage.plot([floor["recall"]], [floor["precision"]], marker="*", color="grey", linestyle="", label="real data")
+    coverage.legend(fontsize=7)
+    figure.tight_layout()
+    figure.savefig(out / "fronts.png", dpi=110)
+    plt.close(figure)
 
 
 if __name__ == "__main__":

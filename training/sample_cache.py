@@ -31,14 +31,18 @@ def weights_digest(pipe) -> str:
 class SampleCache:
     """The batches of one setting under `root`. `resume=False` still writes every batch, so that the run can be
     resumed later, but reads none. `seconds` adds up the sampling time of the batches loaded or saved, so a resumed
-    row reports the time its samples took, not the time it took to read them."""
+    row reports the time its samples took, not the time it took to read them; `evaluations` keeps each batch's
+    network evaluations (the pipeline's count) the same way."""
 
     def __init__(self, root, key: dict, resume: bool):
         self.key = json.dumps(key, sort_keys=True)
-        readable = "-".join(str(key["setting"][name]) for name in ("sampler", "num_inference_steps", "guidance_scale"))
+        setting = key["setting"]
+        guidance = (setting.get("guider") or "").partition(":")[0] or setting.get("guidance_scale")
+        readable = f"{setting['sampler']}-{setting['num_inference_steps']}-{guidance}"
         self.folder = Path(root) / f"{readable}-{hashlib.sha256(self.key.encode()).hexdigest()[:12]}"
         self.resume = resume
         self.seconds = 0.0
+        self.evaluations: list[dict] = []
 
     def _path(self, start: int, count: int) -> Path:
         return self.folder / f"batch-{start:06d}-{count}.safetensors"
@@ -53,16 +57,27 @@ class SampleCache:
             if metadata.get("key") != self.key:  # a hash collision of the folder name, or a hand-copied file
                 raise ValueError(f"{path} was sampled under another setting or other weights; delete it.")
             self.seconds += float(metadata["seconds"])
+            self.evaluations.append(json.loads(metadata.get("evaluations", "{}")))
             return batch.get_tensor("images")
 
-    def save(self, start: int, images: torch.Tensor, seconds: float) -> None:
+    def save(self, start: int, images: torch.Tensor, seconds: float, evaluations: dict | None = None) -> None:
         """Write to a temporary name, then rename: a batch on disk is always whole."""
         self.folder.mkdir(parents=True, exist_ok=True)
         path = self._path(start, len(images))
         partial = path.with_suffix(".partial")
-        save_file({"images": images.contiguous()}, partial, metadata={"key": self.key, "seconds": repr(seconds)})
+        metadata = {"key": self.key, "seconds": repr(seconds), "evaluations": json.dumps(evaluations or {})}
+        save_file({"images": images.contiguous()}, partial, metadata=metadata)
         os.replace(partial, path)
         self.seconds += seconds
+        self.evaluations.append(evaluations or {})
+
+    def cost_per_image(self, num_samples: int) -> dict:
+        """Seconds, and UNet and classifier evaluations, per image over the batches read or written. A batch's
+        "unet" count is already per image (one per prediction, each over the whole batch)."""
+        batches = max(len(self.evaluations), 1)
+        return {"seconds_per_image": self.seconds / num_samples,
+                "unet_per_image": sum(e.get("unet", 0) for e in self.evaluations) / batches,
+                "classifier_per_image": sum(e.get("classifier", 0) for e in self.evaluations) / batches}  # fmt: skip
 
 
 def sweep_cache(output_dir, weights: str, setting: dict, args) -> SampleCache:

@@ -1,0 +1,56 @@
+"""Guiders written as short strings, for command lines and sweeps: `NAME` or `NAME:key=value,key=value`, values
+as JSON (numbers, true/false, null, quoted strings, [lists]) or else plain words. NAME is one of SHORT_NAMES or any
+guider class name, ours first then diffusers'.
+
+    guider_from_spec("cfg:guidance_scale=3")
+    guider_from_spec("apg:guidance_scale=5,eta=0,space=x0")
+    guider_from_spec("interval:guidance_scale=3,sigma_lo=0.3,sigma_hi=5")
+"""
+
+import inspect
+import json
+
+from .combined import guider_class
+
+SHORT_NAMES = {
+    "cfg": ("ClassifierFreeGuidance", "guided_diffusers"),
+    "interval": ("GuidanceIntervalCFG", "guided_diffusers"),
+    "scheduled": ("ScheduledCFG", "guided_diffusers"),
+    "cfg++": ("CFGPlusPlus", "guided_diffusers"),
+    "apg": ("AdaptiveProjectedGuidance", "guided_diffusers"),
+    "apg-diffusers": ("AdaptiveProjectedGuidance", "diffusers"),
+    "cfg-zero-star": ("ClassifierFreeZeroStarGuidance", "diffusers"),
+    "tcfg": ("TangentialClassifierFreeGuidance", "diffusers"),
+    "mag": ("MagnitudeAwareGuidance", "diffusers"),
+    "fdg": ("FrequencyDecoupledGuidance", "diffusers"),
+}
+
+
+def parsed_value(text: str):
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError:
+        return text
+
+
+def guider_from_spec(spec: str):
+    """The guider a spec names, every key checked against the class's arguments (a misspelt key would otherwise be
+    dropped silently by `from_config`)."""
+    if not isinstance(spec, str) or not spec.strip():
+        raise ValueError(f"A guider spec must be 'NAME' or 'NAME:key=value,...'; got {spec!r}.")
+    name, _, options = spec.strip().partition(":")
+    cls = guider_class(*SHORT_NAMES.get(name, (name, None)))
+    accepted = set(inspect.signature(cls.__init__).parameters) - {"self"}
+    kwargs = {}
+    for item in filter(None, options.split(",")):
+        key, equals, value = item.partition("=")
+        if not equals or key.strip() not in accepted:
+            raise ValueError(f"Guider spec {spec!r}: {item!r} is not key=value with a key of {cls.__name__} "
+                             f"({', '.join(sorted(accepted))}).")  # fmt: skip
+        kwargs[key.strip()] = parsed_value(value.strip())
+    return cls(**kwargs)
+
+
+def spec_family(spec: str) -> str:
+    """The method a spec names (its part before ':'), for grouping a sweep's points into one curve per method."""
+    return spec.partition(":")[0]
