@@ -23,7 +23,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from guided_diffusers.guiders import guider_from_spec
+from guided_diffusers.guiders import Guider, guider_from_spec
 from guided_diffusers.guiders.specs import spec_family
 from guided_diffusers.models import NoiseAwareClassifier
 from guided_diffusers.pipelines import SAMPLERS, GuidedDiffusionPipeline, make_scheduler
@@ -107,10 +107,15 @@ def settings(args) -> list[dict]:
 
 def check_steps(pipe, settings: list[dict]) -> None:
     """Refuse, before any sampling, a sampler that cannot take its step count (DPM-Solver at 1,000 of 1,000 training
-    steps): a sweep may run for hours before it reaches that row."""
+    steps) or its guider (CFG++ with anything but DDIM at eta 0): a sweep may run for hours before it reaches that
+    row."""
     for setting in settings:
+        scheduler = make_scheduler(setting["sampler"], pipe.scheduler.config)
         try:
-            set_distinct_timesteps(make_scheduler(setting["sampler"], pipe.scheduler.config), setting["num_inference_steps"])
+            set_distinct_timesteps(scheduler, setting["num_inference_steps"])
+            guider = guider_from_spec(setting["guider"]) if setting["guider"] else None
+            if isinstance(guider, Guider):
+                guider.check(scheduler, has_classifier=pipe.classifier is not None, eta=setting["eta"])
         except ValueError as error:
             raise ValueError(f"sampler {setting['sampler']!r}: {error}") from None
 
