@@ -22,6 +22,12 @@
 #                        SAMPLERS="ddpm ddim ddim-eta1 diffusers-ddim", then STEPS=999 SAMPLERS="dpm2m dpm++" with
 #                        another EVAL_DIR
 #   solvers              quality-per-step for ours and diffusers' DPM-Solver++(2M) only, side by side, 10 and 20 steps
+#   guidance-methods     the guidance methods side by side (issue 24), each at a few scales of its own, DPM-Solver++(2M)
+#                        20 steps, N = 1000: CFG (and CFG rescale 0.7), CFG in a sigma interval, scheduled CFG
+#                        (linear, cosine), APG in x0 space, and diffusers' CFG-Zero* and TCFG; UNet evaluations and
+#                        seconds per image in every row, fronts.png (accuracy-FD, precision-recall); METHODS overrides
+#                        the list of guider specs
+#   guidance-methods-ddim  the same with DDIM 50 steps, plus CFG++ (DDIM only) at lambda 0.2 ... 0.8
 #   text                 a text-to-image pipeline (PIPELINE defaults to checkpoints/<dataset>-text): prompt alignment,
 #                        FD (own) and saturation on the 120 held-out prompts x 2 images, w = 1, 3, 5, 10, 15, with no
 #                        thresholding, static clipping and dynamic thresholding (training/evaluate_text_to_image.py)
@@ -53,7 +59,21 @@ evaluate=("$python" training/evaluate.py --pipeline "$pipeline" --eval_classifie
           --dataset_name "$dataset" --samplers ddim --num_inference_steps 50 --batch_size 100 --resume)
 evaluate_text=("$python" training/evaluate_text_to_image.py --pipeline "$pipeline" --eval_classifier "$judge"
                --dataset_name "$dataset" --images_per_prompt 2 --no_efficientnet)
+methods="cfg:guidance_scale=1 cfg:guidance_scale=2 cfg:guidance_scale=3 cfg:guidance_scale=5
+  cfg:guidance_scale=3,guidance_rescale=0.7 interval:guidance_scale=3 interval:guidance_scale=5
+  scheduled:guidance_scale=3 scheduled:guidance_scale=5 scheduled:guidance_scale=3,schedule=cosine
+  apg:guidance_scale=3,eta=0 apg:guidance_scale=5,eta=0 apg:guidance_scale=8,eta=0
+  cfg-zero-star:guidance_scale=3 cfg-zero-star:guidance_scale=5 tcfg:guidance_scale=3 tcfg:guidance_scale=5"
 case "$sweep" in
+  guidance-methods)
+    # shellcheck disable=SC2086
+    exec "${evaluate[@]}" --samplers dpm2m --num_inference_steps 20 --num_samples 1000 --thresholding "$thresholding" \
+      --guiders ${METHODS:-$methods} --output_dir "$eval_dir/$name-guidance-methods" ;;
+  guidance-methods-ddim)
+    # shellcheck disable=SC2086
+    exec "${evaluate[@]}" --num_samples 1000 --thresholding "$thresholding" --guiders ${METHODS:-$methods \
+      cfg++:guidance_scale=0.2 cfg++:guidance_scale=0.4 cfg++:guidance_scale=0.6 cfg++:guidance_scale=0.8} \
+      --output_dir "$eval_dir/$name-guidance-methods-ddim" ;;
   cfg)
     # shellcheck disable=SC2086
     exec "${evaluate[@]}" --num_samples 1000 --guidance_scales ${GUIDANCE_SCALES:-0 1 3 5} --thresholding "$thresholding" --output_dir "$eval_dir/$name-cfg" ;;
@@ -91,6 +111,6 @@ case "$sweep" in
     exec "${evaluate_text[@]}" --guidance_scales ${GUIDANCE_SCALES:-10} --thresholding static dynamic \
       --dynamic_thresholding_ratios 0.5 0.8 0.9 0.95 0.995 --batch_size 120 \
       --output_dir "$eval_dir/$text_name-thresholding" ;;
-  *) echo "sweep must be cfg, classifier-probe, classifier-guidance, thresholding, inversion, quality-per-step, solvers, text, text-train-prompts or text-thresholding;" \
+  *) echo "sweep must be guidance-methods, guidance-methods-ddim, cfg, classifier-probe, classifier-guidance, thresholding, inversion, quality-per-step, solvers, text, text-train-prompts or text-thresholding;" \
        "got $sweep" >&2; exit 2 ;;
 esac
