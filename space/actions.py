@@ -11,6 +11,7 @@ import torch
 from guided_diffusers.guiders import guider_for_call, planned_predictions
 from guided_diffusers.pipelines import SAMPLERS
 from guided_diffusers.pipelines.samplers import THRESHOLDING_MODES
+from guided_diffusers.training.metrics import saturated_share
 from guided_diffusers.schedulers import GuidedDDPMScheduler
 
 from .controls import (MAX_BATCH, MAX_SEED, MAX_STEPS, Steps, check_cost, choice, class_index, number,
@@ -21,7 +22,6 @@ from .models import ServedModel
 
 ETA_SAMPLERS = ("ddim", "diffusers-ddim")  # the samplers whose step takes eta
 DPM_SAMPLERS = ("dpm2m", "dpm++")  # refuse num_inference_steps = num_train_timesteps (a repeated timestep)
-SATURATED = 0.99  # |x| above this in [-1, 1] counts as a saturated pixel
 
 
 def max_steps(model: ServedModel, sampler: str) -> int:
@@ -72,10 +72,6 @@ def sampling_options(model: ServedModel, label, sampler, steps, eta, guidance, c
 
 def generator(seed: int) -> torch.Generator:
     return torch.Generator().manual_seed(seed)
-
-
-def saturated_share(images: torch.Tensor) -> float:
-    return (images.abs() > SATURATED).float().mean().item()
 
 
 # ------------------------------------------------------------------------------------------- Sample

@@ -32,7 +32,9 @@ from guided_diffusers.pipelines.image_utils import make_grid
 from guided_diffusers.training.args import recordable, recorded_command
 from guided_diffusers.training.data import load_image_dataset, to_model_range, to_tensors
 from guided_diffusers.training.features import ClassifierFeatures, EfficientNetLite0Features
-from guided_diffusers.training.metrics import class_accuracy, diversity, frechet_distance_of, precision_recall
+from guided_diffusers.training.metrics import (
+    class_accuracy, diversity, frechet_distance_of, precision_recall, saturated_share,
+)  # fmt: skip
 from guided_diffusers.training.sample_cache import SampleCache, sweep_cache, weights_digest
 
 SWEPT = ("sampler", "num_inference_steps", "guider", "guidance_scale", "classifier_scale", "thresholding", "eta")
@@ -195,7 +197,7 @@ class Judge:
             "precision": precision, "recall": recall,
             # diversity within the class each sample was asked for (or, unlabelled, the class it is seen as)
             "diversity": diversity(fake["own"], labels.numpy() if labels is not None else predicted),
-            "saturated": float((images.abs() > 0.99).float().mean()),
+            "saturated": saturated_share(images),
         }  # fmt: skip
         if labels is not None:
             result["accuracy"] = class_accuracy(fake["logits"], labels.numpy())

@@ -24,6 +24,7 @@ from guided_diffusers.pipelines.image_utils import make_grid
 from guided_diffusers.training.captions import NO_ITEM, evaluation_prompts, evaluation_templates
 from guided_diffusers.training.evaluate import Judge, add_device_argument, real_images, sampling_device
 from guided_diffusers.training.features import center_crop
+from guided_diffusers.training.metrics import saturated_share
 from guided_diffusers.training.model_card import hardware
 
 
@@ -98,7 +99,7 @@ def measure(judge: Judge, images: torch.Tensor, prompts, images_per_prompt: int,
     single = right == NO_ITEM
     aligned = torch.where(single, per_image, (per_image == 1).float())  # the one class right, or both positions
     result.update(single_alignment=aligned[single].mean().item(), pair_alignment=aligned[~single].mean().item(),
-                  saturated=(images.abs() > 0.99).float().mean().item())  # fmt: skip
+                  saturated=saturated_share(images))  # fmt: skip
     if templates is not None:
         image_templates = [template for template in templates for _ in range(images_per_prompt)]
         result["alignment_by_template"] = {

@@ -1,5 +1,5 @@
 """Sample-quality metrics on feature vectors (NumPy, float64): Frechet distance, k-NN precision/recall,
-within-class diversity, class accuracy. Feature extractors live in features.py."""
+within-class diversity, class accuracy; and the share of saturated pixels. Feature extractors live in features.py."""
 
 import numpy as np
 
@@ -66,3 +66,11 @@ def diversity(features, labels=None) -> float:
 
 def class_accuracy(logits, labels) -> float:
     return float((np.asarray(logits).argmax(1) == np.asarray(labels)).mean())
+
+
+SATURATED = 0.99  # |x| above this, on [-1, 1], counts as a saturated pixel
+
+
+def saturated_share(images) -> float:
+    """The share of pixels at the ends of [-1, 1] (|x| > 0.99): what thresholding and high guidance push up."""
+    return float((images.abs() > SATURATED).float().mean())
