@@ -82,6 +82,6 @@ def test_quality_per_step_takes_its_steps_from_the_environment(run):
 
 def test_an_unknown_sweep_or_a_missing_argument_is_refused(run):
     code, argv, stderr = run("mnist", "fid")
-    assert code == 2 and not argv and "sweep must be cfg, classifier-probe" in stderr and "got fid" in stderr
+    assert code == 2 and not argv and "sweep must be guidance-methods, guidance-methods-ddim, cfg," in stderr and "got fid" in stderr
     code, _, stderr = run("mnist")
     assert code != 0 and "sweep" in stderr

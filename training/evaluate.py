@@ -115,7 +115,7 @@ def check_steps(pipe, settings: list[dict]) -> None:
         scheduler = make_scheduler(setting["sampler"], pipe.scheduler.config)
         try:
             set_distinct_timesteps(scheduler, setting["num_inference_steps"])
-            guider = guider_from_spec(setting["guider"]) if setting["guider"] else None
+            guider = guider_from_spec(setting["guider"]) if setting.get("guider") else None
             if isinstance(guider, Guider):
                 guider.check(scheduler, has_classifier=pipe.classifier is not None, eta=setting["eta"])
         except ValueError as error:
@@ -148,7 +148,7 @@ def sample_balanced(pipe, setting: dict, num_samples: int, batch_size: int, seed
             images.append(cached)
             continue
         conditional = batch_labels is not None and (pipe.num_classes or setting["classifier_scale"] > 0
-                                                    or setting["guider"])  # fmt: skip
+                                                    or setting.get("guider"))  # fmt: skip
         began = time.perf_counter()
         out = pipe(batch_size=count, class_labels=batch_labels if conditional else None,
                    num_inference_steps=setting["num_inference_steps"], eta=setting["eta"],
@@ -165,7 +165,7 @@ def guidance_arguments(setting: dict, conditional: bool) -> dict:
     labels)."""
     if not conditional:
         return dict(guidance_scale=1.0, classifier_scale=setting["classifier_scale"])
-    if setting["guider"]:
+    if setting.get("guider"):  # settings made elsewhere (quality_per_step.py) may have no "guider" key
         return dict(guider=guider_from_spec(setting["guider"]))
     return dict(guidance_scale=setting["guidance_scale"], classifier_scale=setting["classifier_scale"])
 
