@@ -3,6 +3,7 @@
 import torch
 
 from ..schedulers.validation import check_range
+from .classifier_free import classifier_free_guidance
 from .diffusers_api import register_to_config
 from .guider import Guider
 
@@ -44,7 +45,8 @@ class CFGPlusPlus(Guider):
         if pred_uncond is None or pred_cond is None:
             only = pred_cond if pred_cond is not None else pred_uncond
             return self.output(only, pred_cond, pred_uncond)
-        return self.output(pred_uncond + self.guidance_scale * (pred_cond - pred_uncond), pred_cond, pred_uncond)
+        # eps_w = eps_u + lambda (eps_c - eps_u): CFG's own combination, at lambda
+        return self.output(classifier_free_guidance(pred_uncond, pred_cond, self.guidance_scale), pred_cond, pred_uncond)
 
     def after_step(self, prev_sample: torch.Tensor, output: torch.Tensor, pred_original_sample=None) -> torch.Tensor:
         if self._uncond is None:
