@@ -157,7 +157,8 @@ def follow_method(method, about_method, extras):
 
     def update(key):
         about = METHODS[key].about if key in METHODS else ""
-        return (gr.update(value=about), *[gr.update(visible=owner[name] == key) for name in extras])
+        updates = (gr.update(value=about), *[gr.update(visible=owner[name] == key) for name in extras])
+        return updates if extras else updates[0]  # one output takes one update, not a tuple of one
 
     method.change(update, method, [about_method, *extras.values()], api_visibility="private")
 

@@ -96,6 +96,12 @@ def test_choosing_a_guidance_method_shows_its_controls_and_samples_with_it(page,
     assert errors_on(page) == 0
     page.screenshot(path=str(shots / "sample-apg.png"))
     choose(page, "guidance method", "Classifier-free guidance (CFG)")  # back to the default for the other tests
+    page.get_by_role("tab", name="Guidance sweep", exact=True).click()  # its menu has no sliders to show
+    page.get_by_role("tabpanel").get_by_label("guidance method", exact=True).click()
+    page.get_by_role("option", name="CFG-Zero*", exact=True).click()
+    page.get_by_text("Fan et al. 2025").first.wait_for(timeout=10_000)
+    assert errors_on(page) == 0
+    page.get_by_role("tab", name="Sample", exact=True).click()
 
 
 @pytest.mark.parametrize("tab", list(ACTIONS))
