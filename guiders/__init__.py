@@ -2,6 +2,7 @@
 by the pipelines' one denoising loop (`pipelines/denoising.py`). A new method: one file here plus its line below."""
 
 from .adaptive_projected import AdaptiveProjectedGuidance
+from .autoguidance import WeakModelGuidance, autoguidance
 from .cfg_plus_plus import CFGPlusPlus
 from .classifier import ClassifierGuidance, classifier_gradient, guide_mean, guide_score
 from .classifier_free import ClassifierFreeGuidance, classifier_free_guidance
@@ -16,7 +17,8 @@ from .specs import SHORT_NAMES, guider_from_spec
 
 # our guiders by class name (what a saved `guider_config.json` names)
 GUIDERS = {cls.__name__: cls for cls in (ClassifierFreeGuidance, ClassifierGuidance, CombinedGuidance,
-                                         GuidanceIntervalCFG, CFGPlusPlus, ScheduledCFG, AdaptiveProjectedGuidance)}
+                                         GuidanceIntervalCFG, CFGPlusPlus, ScheduledCFG, AdaptiveProjectedGuidance,
+                                         WeakModelGuidance)}
 
 __all__ = [
     "AdaptiveProjectedGuidance",
@@ -33,6 +35,8 @@ __all__ = [
     "Guider",
     "GuiderOutput",
     "StepContext",
+    "WeakModelGuidance",
+    "autoguidance",
     "classifier_free_guidance",
     "classifier_gradient",
     "from_scales",

@@ -2,7 +2,7 @@
 that result (ADM's classifier-free + classifier guidance: CFG's output, then the classifier's correction)."""
 
 from . import diffusers_api
-from .diffusers_api import BaseGuidance
+from .diffusers_api import CONDITIONINGS, BaseGuidance
 from .guider import Guider
 
 
@@ -60,6 +60,17 @@ class CombinedGuidance(Guider):
     def changes_step(self) -> bool:
         return any(getattr(member, "changes_step", False) for member in self.guiders)
 
+    @property
+    def alters_network(self) -> bool:
+        return diffusers_api.alters_network(self.guiders[0])
+
+    def prepare_models(self, denoiser) -> None:
+        """The first member makes the predictions, so it is the one that may alter the network for some."""
+        self.guiders[0].prepare_models(denoiser)
+
+    def cleanup_models(self, denoiser) -> None:
+        self.guiders[0].cleanup_models(denoiser)
+
     def check(self, scheduler, has_classifier: bool, eta: float = 0.0) -> None:
         for member in self.guiders:
             if isinstance(member, Guider):
@@ -77,14 +88,23 @@ class CombinedGuidance(Guider):
         first, *_ = [diffusers_api.step_predictions(member, step, num_inference_steps, timestep) for member in self.guiders]
         self._first_needs = first
 
-    def needed_predictions(self) -> list[str]:
-        return self._first_needs if self.in_window() and self._step is not None else ["pred_cond"]
+    def _guiding(self) -> bool:
+        return self.in_window() and self._step is not None
 
-    def forward(self, pred_cond=None, pred_uncond=None):
+    def needed_predictions(self) -> list[str]:
+        return [prediction.name for prediction in self._first_needs] if self._guiding() else ["pred_cond"]
+
+    def prepare_inputs(self, data: dict) -> list:
+        """The first member's batches, each reading the conditioning that member gave it."""
+        if not self._guiding():
+            return super().prepare_inputs(data)
+        return [self._prepare_batch(data, CONDITIONINGS.index(inputs), name) for name, inputs in self._first_needs]
+
+    def forward(self, pred_cond=None, pred_uncond=None, **other_predictions):
         if not self.in_window():
             return self.output(pred_cond, pred_cond)
-        given = {"pred_cond": pred_cond, "pred_uncond": pred_uncond}
-        guided = diffusers_api.combine(self.guiders[0], {name: given[name] for name in self._first_needs})
+        given = {"pred_cond": pred_cond, "pred_uncond": pred_uncond, **other_predictions}
+        guided = diffusers_api.combine(self.guiders[0], {name: given[name] for name, _ in self._first_needs})
         for member in self.guiders[1:]:
             guided = member.correct(guided)
         return self.output(guided, pred_cond, pred_uncond)

@@ -2,14 +2,19 @@
 tested here with diffusers 0.42). If diffusers changes it, this module is what to mend.
 
 A diffusers guider is driven as diffusers' modular pipelines drive it: `set_state(step, num_inference_steps,
-timestep)`, then `prepare_inputs(data)` names the predictions it wants this step (one batch each; it is also where
-APG resets its momentum at step 0), then `forward(pred_cond=..., pred_uncond=...)` returns a `GuiderOutput` whose
-`pred` is the guided model output. We pass `prepare_inputs` no tensors: our loop builds all the predictions a step
-needs into one batched UNet call itself, so only the names it returns matter.
+timestep)`, then `prepare_inputs(data)` returns one batch per prediction it wants this step (it is also where APG
+resets its momentum at step 0): each batch names the prediction and takes index 0 (conditional) or 1
+(unconditional) of every (conditional, unconditional) field of `data`. Then for each batch, in order,
+`prepare_models(denoiser)`, the network call, `cleanup_models(denoiser)`: guiders that alter the network for one
+prediction (PAG, SLG, SEG, diffusers' AutoGuidance) hook it there. Finally `forward(**predictions)` returns a
+`GuiderOutput` whose `pred` is the guided model output. We pass `prepare_inputs` only the names of our two
+conditionings as its one field, so each batch says which conditioning its prediction reads; our loop makes the
+tensors itself (in one batched call where no prediction alters the network).
 """
 
 import logging
 from contextlib import contextmanager
+from typing import NamedTuple
 
 import diffusers.guiders
 from diffusers.configuration_utils import register_to_config
@@ -22,8 +27,20 @@ TESTED_DIFFUSERS = ("0.42",)  # minor versions whose guider API this module was 
 # unconditional half first, as the pipelines have always batched classifier-free guidance
 PREDICTIONS = ("pred_uncond", "pred_cond")
 
-__all__ = ["PREDICTIONS", "TESTED_DIFFUSERS", "BaseGuidance", "GuiderOutput", "combine", "diffusers_guider",
-           "quiet_construction", "register_to_config", "step_predictions"]  # fmt: skip
+# diffusers' (conditional, unconditional) tuple fields: index 0 feeds a conditional batch, 1 an unconditional one
+CONDITIONINGS = ("pred_cond", "pred_uncond")
+
+__all__ = ["CONDITIONINGS", "PREDICTIONS", "TESTED_DIFFUSERS", "BaseGuidance", "GuiderOutput", "Prediction",
+           "alters_network", "combine", "diffusers_guider", "quiet_construction", "register_to_config",
+           "step_predictions"]  # fmt: skip
+
+
+class Prediction(NamedTuple):
+    """One network prediction a guider asks for: its `name` ("pred_cond", "pred_uncond", "pred_cond_skip",
+    "pred_weak", ...) and the conditioning it reads, `inputs` ("pred_cond" or "pred_uncond")."""
+
+    name: str
+    inputs: str
 
 
 @contextmanager
@@ -40,11 +57,19 @@ def quiet_construction():
         logger.setLevel(level)
 
 
-def step_predictions(guider: BaseGuidance, step: int, num_inference_steps: int, timestep) -> list[str]:
-    """Set the guider's step state and return the names of the predictions it needs at this step."""
+def step_predictions(guider: BaseGuidance, step: int, num_inference_steps: int, timestep) -> list[Prediction]:
+    """Set the guider's step state and return the predictions it needs at this step, in its order."""
     guider.set_state(step=step, num_inference_steps=num_inference_steps, timestep=timestep)
-    batches = guider.prepare_inputs({})
-    return [getattr(batch, BaseGuidance._identifier_key) for batch in batches]
+    batches = guider.prepare_inputs({"inputs": CONDITIONINGS})
+    return [Prediction(getattr(batch, BaseGuidance._identifier_key), batch.inputs) for batch in batches]
+
+
+def alters_network(guider: BaseGuidance) -> bool:
+    """Whether the guider hooks the network for some of its predictions (`prepare_models`), so that each
+    prediction needs a call of its own, made between `prepare_models` and `cleanup_models`."""
+    if hasattr(guider, "alters_network"):  # ours; a CombinedGuidance asks its first member
+        return guider.alters_network
+    return type(guider).prepare_models is not BaseGuidance.prepare_models
 
 
 def combine(guider: BaseGuidance, predictions: dict):
@@ -58,7 +83,7 @@ def diffusers_guider(name: str) -> type | None:
     return found if isinstance(found, type) and issubclass(found, BaseGuidance) else None
 
 
-def planned_predictions(guider: BaseGuidance, num_inference_steps: int) -> list[list[str]]:
+def planned_predictions(guider: BaseGuidance, num_inference_steps: int) -> list[list[Prediction]]:
     """The predictions a guider will ask for at each of `num_inference_steps` steps (for cost estimates; a
     pipeline plans with each step's full context instead)."""
     return [step_predictions(guider, step, num_inference_steps, None) for step in range(num_inference_steps)]

@@ -21,6 +21,7 @@ class Guider(BaseGuidance):
     _input_predictions = ["pred_cond", "pred_uncond"]
     needs_classifier = False
     changes_step = False  # whether after_step replaces the sampler's own update (not just adds a guidance term)
+    alters_network = False  # whether prepare_models hooks the network for a prediction (diffusers' PAG, SLG do)
 
     def __init__(self, start: float = 0.0, stop: float = 1.0, enabled: bool = True):
         with quiet_construction():

@@ -5,6 +5,7 @@ guider class name, ours first then diffusers'.
     guider_from_spec("cfg:guidance_scale=3")
     guider_from_spec("apg:guidance_scale=5,eta=0,space=x0")
     guider_from_spec("interval:guidance_scale=3,sigma_lo=0.3,sigma_hi=5")
+    guider_from_spec('autoguidance-diffusers:guidance_scale=3,auto_guidance_config={"indices":[0],"fqn":"mid_block.attentions","skip_ff":false}')
 """
 
 import inspect
@@ -18,11 +19,14 @@ SHORT_NAMES = {
     "scheduled": ("ScheduledCFG", "guided_diffusers"),
     "cfg++": ("CFGPlusPlus", "guided_diffusers"),
     "apg": ("AdaptiveProjectedGuidance", "guided_diffusers"),
+    "autoguidance": ("WeakModelGuidance", "guided_diffusers"),
     "apg-diffusers": ("AdaptiveProjectedGuidance", "diffusers"),
     "cfg-zero-star": ("ClassifierFreeZeroStarGuidance", "diffusers"),
     "tcfg": ("TangentialClassifierFreeGuidance", "diffusers"),
     "mag": ("MagnitudeAwareGuidance", "diffusers"),
     "fdg": ("FrequencyDecoupledGuidance", "diffusers"),
+    "autoguidance-diffusers": ("AutoGuidance", "diffusers"),
+    "pag": ("PerturbedAttentionGuidance", "diffusers"),
 }
 
 
@@ -31,6 +35,22 @@ def parsed_value(text: str):
         return json.loads(text)
     except json.JSONDecodeError:
         return text
+
+
+def split_options(options: str) -> list[str]:
+    """`key=value` items split at the commas outside JSON brackets, braces and strings."""
+    items, depth, quoted, start = [], 0, False, 0
+    for i, char in enumerate(options):
+        if char == '"' and options[i - 1 : i] != "\\":
+            quoted = not quoted
+        elif not quoted and char in "[{":
+            depth += 1
+        elif not quoted and char in "]}":
+            depth -= 1
+        elif not quoted and depth == 0 and char == ",":
+            items.append(options[start:i])
+            start = i + 1
+    return [item for item in [*items, options[start:]] if item]
 
 
 def guider_from_spec(spec: str):
@@ -42,7 +62,7 @@ def guider_from_spec(spec: str):
     cls = guider_class(*SHORT_NAMES.get(name, (name, None)))
     accepted = set(inspect.signature(cls.__init__).parameters) - {"self"}
     kwargs = {}
-    for item in filter(None, options.split(",")):
+    for item in split_options(options):
         key, equals, value = item.partition("=")
         if not equals or key.strip() not in accepted:
             raise ValueError(f"Guider spec {spec!r}: {item!r} is not key=value with a key of {cls.__name__} "

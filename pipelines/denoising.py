@@ -1,12 +1,14 @@
 """The one denoising loop every pipeline runs (pixel, latent, class-conditional, text-to-image, SDEdit), and the
 guided network output that inversion uses too.
 
-At each step the guider says which predictions it needs (conditional, unconditional); they are stacked into one
-batched network call, the guider combines the outputs (and may correct them), the scheduler steps, and the guider
-may correct the step (classifier guidance's mean shift). A prediction the guider does not need at a step is not
-computed. `counts` tallies the evaluations: "unet" (one per prediction, each over the whole image batch),
-"unet_calls" (batched forward calls) and "classifier" (forward + backward), so that methods can be compared at equal
-cost.
+At each step the guider says which predictions it needs (conditional, unconditional, a weak model's); those of one
+network are stacked into one batched call, the guider combines the outputs (and may correct them), the scheduler
+steps, and the guider may correct the step (classifier guidance's mean shift). A prediction the guider does not need
+at a step is not computed. A guider that alters the network for one prediction (diffusers' PAG, SLG, SEG,
+AutoGuidance hook it in `prepare_models`) gets one call per prediction, in its order, as diffusers' modular pipelines
+make them. `counts` tallies the evaluations: "unet" (one per prediction, each over the whole image batch),
+"unet_calls" (forward calls), "weak_unet" (the weak model's predictions, autoguidance) and "classifier" (forward +
+backward), so that methods can be compared at equal cost.
 """
 
 from collections import Counter
@@ -15,36 +17,83 @@ from dataclasses import dataclass, field
 import torch
 
 from ..guiders import PREDICTIONS, Guider, StepContext
-from ..guiders.diffusers_api import combine, step_predictions
+from ..guiders.diffusers_api import Prediction, alters_network, combine, step_predictions
 
-PREDICTION_NAMES = {"pred_cond": "conditional", "pred_uncond": "unconditional"}
+PREDICTION_NAMES = {"pred_cond": "conditional", "pred_uncond": "unconditional", "pred_weak": "weak model's"}
+WEAK = "pred_weak"  # autoguidance's prediction: the weak model's, on the conditional inputs
 
 
 @dataclass
 class Conditioning:
-    """How to make each prediction: the network to call and, per prediction name, the keyword arguments that
-    condition it (class labels, text states). `class_labels` and `classifier` are what classifier guidance reads."""
+    """How to make each prediction: the network to call and, per conditioning ("pred_cond", "pred_uncond"), the
+    keyword arguments that condition it (class labels, text states). `models` names other networks for some
+    predictions (the weak model of autoguidance for "pred_weak"). `class_labels` and `classifier` are what
+    classifier guidance reads."""
 
     model: object
     branches: dict
     class_labels: torch.Tensor | None = None
     classifier: torch.nn.Module | None = None
-    missing: dict = field(default_factory=dict)  # prediction name -> why this pipeline cannot make it
+    missing: dict = field(default_factory=dict)  # prediction or conditioning name -> why this pipeline cannot make it
+    models: dict = field(default_factory=dict)  # prediction name -> the network that makes it, if not `model`
+
+    def model_for(self, prediction: Prediction):
+        return self.models.get(prediction.name, self.model)
+
+    def why_not(self, prediction: Prediction) -> str | None:
+        """Why this pipeline cannot make the prediction, or None if it can."""
+        if prediction.name == WEAK and WEAK not in self.models:
+            return self.missing.get(WEAK, "this pipeline has no weak model (`weak_unet`)")
+        if prediction.inputs not in self.branches:
+            return self.missing.get(prediction.inputs, f"this pipeline has no {prediction.inputs} conditioning")
+        return None
 
 
-def predict(conditioning: Conditioning, sample: torch.Tensor, timestep, names: list[str]) -> dict:
-    """The network's outputs for the named predictions, from one batched call (unconditional half first)."""
-    ordered = [name for name in PREDICTIONS if name in names]
-    if len(ordered) == 1:
-        output = conditioning.model(sample, timestep, **conditioning.branches[ordered[0]]).sample
-        return {ordered[0]: output}
-    branches = [conditioning.branches[name] for name in ordered]
-    kwargs = {key: torch.cat([branch[key] for branch in branches]) for key in branches[0]}
-    output = conditioning.model(torch.cat([sample] * len(ordered)), timestep, **kwargs).sample
-    return dict(zip(ordered, output.chunk(len(ordered))))
+def call(conditioning: Conditioning, model, sample: torch.Tensor, timestep, predictions: list) -> dict:
+    """One forward call of `model` making the given predictions, stacked along the batch in their order."""
+    branches = [conditioning.branches[prediction.inputs] for prediction in predictions]
+    if len(branches) == 1:
+        output = model(sample, timestep, **branches[0]).sample
+    else:
+        kwargs = {key: torch.cat([branch[key] for branch in branches]) for key in branches[0]}
+        output = model(torch.cat([sample] * len(branches)), timestep, **kwargs).sample
+    return dict(zip([prediction.name for prediction in predictions], output.chunk(len(branches))))
 
 
-def begin_step(guider, context: StepContext) -> list[str]:
+def predict(guider, conditioning: Conditioning, context: StepContext, predictions: list[Prediction]) -> dict:
+    """The networks' outputs for the step's predictions (name -> tensor): one batched call per network, the
+    unconditional half first; one call per prediction, between the guider's `prepare_models` and `cleanup_models`,
+    for a guider that alters the network."""
+    sample, timestep, counts = context.sample, context.timestep, context.counts
+    if alters_network(guider):
+        outputs = {}
+        for prediction in predictions:  # in the guider's order: prepare_models counts its calls to know which it is
+            model = conditioning.model_for(prediction)
+            guider.prepare_models(model)
+            try:
+                outputs.update(call(conditioning, model, sample, timestep, [prediction]))
+            finally:
+                guider.cleanup_models(model)
+            tally(counts, conditioning, [prediction])
+        return outputs
+    by_model = {}
+    for prediction in sorted(predictions, key=lambda p: PREDICTIONS.index(p.inputs)):  # stable: uncond first
+        by_model.setdefault(id(conditioning.model_for(prediction)), []).append(prediction)
+    outputs = {}
+    for group in by_model.values():
+        outputs.update(call(conditioning, conditioning.model_for(group[0]), sample, timestep, group))
+        tally(counts, conditioning, group)
+    return outputs
+
+
+def tally(counts: Counter, conditioning: Conditioning, predictions: list) -> None:
+    """Count one call's predictions, the weak model's apart (a smaller network), and the call."""
+    for prediction in predictions:
+        counts["weak_unet" if prediction.name == WEAK else "unet"] += 1
+    counts["unet_calls" if conditioning.model_for(predictions[0]) is conditioning.model else "weak_unet_calls"] += 1
+
+
+def begin_step(guider, context: StepContext) -> list[Prediction]:
     """Hand a guider of ours the step's context, set the step state of any guider; the predictions it needs."""
     if isinstance(guider, Guider):
         guider.set_context(context)
@@ -53,10 +102,8 @@ def begin_step(guider, context: StepContext) -> list[str]:
 
 def guided_output(guider, conditioning: Conditioning, context: StepContext) -> torch.Tensor:
     """One step's guided network output at x_t = `context.sample`."""
-    names = begin_step(guider, context)
-    predictions = predict(conditioning, context.sample, context.timestep, names)
-    context.counts.update(unet=len(names), unet_calls=1)
-    return combine(guider, predictions)
+    predictions = begin_step(guider, context)
+    return combine(guider, predict(guider, conditioning, context, predictions))
 
 
 def after_step(guider, step, output: torch.Tensor) -> torch.Tensor:
@@ -66,24 +113,43 @@ def after_step(guider, step, output: torch.Tensor) -> torch.Tensor:
     return guider.after_step(step.prev_sample, output, getattr(step, "pred_original_sample", None))
 
 
-def plan(guider, conditioning: Conditioning, scheduler, timesteps) -> list[list[str]]:
+def plan(guider, conditioning: Conditioning, scheduler, timesteps) -> list[list[Prediction]]:
     """The predictions each step will need, asked of the guider before any network runs, and refused with the
     reason when this pipeline cannot make one of them."""
     steps = [begin_step(guider, StepContext(i, len(timesteps), t, scheduler)) for i, t in enumerate(timesteps)]
-    for name in dict.fromkeys(name for names in steps for name in names):
-        if name not in conditioning.branches:
-            at = [i for i, names in enumerate(steps) if name in names]
-            what = PREDICTION_NAMES.get(name, repr(name))
-            reason = conditioning.missing.get(name, "this pipeline makes only the conditional and unconditional "
-                                              "predictions (guiders that alter the network, such as PAG, SLG, SEG or "
-                                              "AutoGuidance, are not supported)")  # fmt: skip
+    for prediction in dict.fromkeys(prediction for predictions in steps for prediction in predictions):
+        reason = conditioning.why_not(prediction)
+        if reason is not None:
+            at = [i for i, predictions in enumerate(steps) if prediction in predictions]
+            what = PREDICTION_NAMES.get(prediction.name, f"{prediction.name!r}")
             raise ValueError(f"`guider` {type(guider).__name__} needs the {what} prediction (at steps {at[0]}-{at[-1]} "
                              f"of {len(steps)}), but {reason}.")  # fmt: skip
+    if alters_network(guider):
+        rehearse_hooks(guider, conditioning, scheduler, timesteps)
     return steps
 
 
-def needed_anywhere(steps: list[list[str]]) -> set:
-    return {name for names in steps for name in names}
+def rehearse_hooks(guider, conditioning: Conditioning, scheduler, timesteps) -> None:
+    """Apply and remove a network-altering guider's hooks for every planned prediction, with no network call, so
+    that a layer it cannot find is refused before any work (diffusers finds the layers only when hooking)."""
+    for i, t in enumerate(timesteps):
+        for prediction in begin_step(guider, StepContext(i, len(timesteps), t, scheduler)):
+            model = conditioning.model_for(prediction)
+            try:
+                guider.prepare_models(model)
+            except (ValueError, AttributeError) as error:
+                raise ValueError(f"`guider` {type(guider).__name__} could not alter {type(model).__name__} for its "
+                                 f"{prediction.name!r} prediction: {error} (a UNet2DModel has no transformer blocks "
+                                 f"for fqn='auto': name attention layers, e.g. LayerSkipConfig(indices=[0], "
+                                 f"fqn='mid_block.attentions', skip_attention=False, skip_attention_scores=True, "
+                                 f"skip_ff=False))") from error  # fmt: skip
+            finally:
+                guider.cleanup_models(model)
+
+
+def needed_conditionings(steps: list[list[Prediction]]) -> set:
+    """The conditionings ("pred_cond", "pred_uncond") any step's predictions read."""
+    return {prediction.inputs for predictions in steps for prediction in predictions}
 
 
 def denoise(guider, conditioning: Conditioning, scheduler, latents, timesteps, step_options: dict, progress=iter,

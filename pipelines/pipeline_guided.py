@@ -16,7 +16,7 @@ from ..models.mixed_class_embedding import with_mixed_class_embedding
 from ..models.safetensors_only import SafetensorsOnly
 from ..guiders import Guider, guider_for_call
 from ..schedulers.validation import check_choice, check_range
-from .denoising import Conditioning, denoise, plan, run
+from .denoising import WEAK, Conditioning, denoise, plan, run
 from .image_utils import latents_to_images
 from .inference import ordinary
 from .inversion import InversionMixin
@@ -43,6 +43,8 @@ class GuidedDiffusionPipeline(SafetensorsOnly, InversionMixin, DiffusionPipeline
       any other scheduler it corrects eps (ADM Algorithm 2), so diffusers' DDIM, DPM-Solver or Euler get it too.
     - Guidance is a guider (`guided_diffusers.guiders`, or diffusers' own) applied by the shared loop of
       `pipelines.denoising`; `guidance_scale=` / `classifier_scale=` are shorthands for ours.
+    - `weak_unet` (optional): a smaller or shorter-trained `UNet2DModel` of the same data, conditioning and
+      schedule, for autoguidance (`guiders.WeakModelGuidance`, Karras et al. 2024).
     - `vae` (optional): an `AutoencoderKL` whose latent space the UNet (and classifier) work in, latent diffusion
       (Rombach 2022); images are decoded at the end, x = D(z / scaling_factor). Thresholding is for pixel ranges,
       so latent models are trained with clipping off and should be sampled with `thresholding="none"`.
@@ -50,11 +52,11 @@ class GuidedDiffusionPipeline(SafetensorsOnly, InversionMixin, DiffusionPipeline
       `InversionMixin`.
     """
 
-    model_cpu_offload_seq = "unet->vae"
-    _optional_components = ["classifier", "vae"]
+    model_cpu_offload_seq = "unet->weak_unet->vae"
+    _optional_components = ["classifier", "vae", "weak_unet"]
 
     def __init__(self, unet: UNet2DModel, scheduler: SchedulerMixin, classifier=None, null_class_label: int | None = None,
-                 class_names: list[str] | None = None, vae=None):  # fmt: skip
+                 class_names: list[str] | None = None, vae=None, weak_unet: UNet2DModel | None = None):  # fmt: skip
         super().__init__()
         embeddings = unet.config.num_class_embeds
         if null_class_label is not None and null_class_label != (embeddings or 0) - 1:
@@ -62,7 +64,8 @@ class GuidedDiffusionPipeline(SafetensorsOnly, InversionMixin, DiffusionPipeline
         if vae is not None and vae.config.latent_channels != unet.config.in_channels:
             raise ValueError(f"The VAE's {vae.config.latent_channels} latent channels must be the UNet's "
                              f"{unet.config.in_channels} input channels.")  # fmt: skip
-        self.register_modules(unet=unet, scheduler=scheduler, classifier=classifier, vae=vae)
+        check_weak_unet(weak_unet, unet)
+        self.register_modules(unet=unet, scheduler=scheduler, classifier=classifier, vae=vae, weak_unet=weak_unet)
         self.register_to_config(null_class_label=null_class_label, class_names=class_names)
 
     @property
@@ -153,7 +156,7 @@ class GuidedDiffusionPipeline(SafetensorsOnly, InversionMixin, DiffusionPipeline
         prediction is the null class's (unconditional sampling); an unconditional UNet makes only one prediction
         (labels, if any, are classifier guidance's targets). Float class weights call a view of the UNet that
         mixes class embeddings, with the null class as a one-hot row."""
-        unet, null_label, missing = self.unet, self.config.null_class_label, {}
+        unet, weak, null_label, missing = self.unet, self.weak_unet, self.config.null_class_label, {}
         if not self.num_classes:
             branches = {"pred_cond": {}}
             missing["pred_uncond"] = "this UNet is unconditional (it has no null class to guide away from)"
@@ -165,13 +168,17 @@ class GuidedDiffusionPipeline(SafetensorsOnly, InversionMixin, DiffusionPipeline
             null = torch.full((batch,), null_label, dtype=torch.long, device=self.device)
             if class_labels is not None and class_labels.is_floating_point():
                 unet = with_mixed_class_embedding(self.unet)
+                weak = None if weak is None else with_mixed_class_embedding(weak)
                 null = torch.nn.functional.one_hot(null, self.unet.config.num_class_embeds).to(class_labels.dtype)
             if class_labels is None:
                 branches = {"pred_cond": {"class_labels": null}}
                 missing["pred_uncond"] = "no `class_labels` were given: guidance needs `class_labels` to guide towards"
             else:
                 branches = {"pred_cond": {"class_labels": class_labels}, "pred_uncond": {"class_labels": null}}
-        return Conditioning(unet, branches, class_labels, self.classifier, missing)
+        if weak is None:
+            missing[WEAK] = ("it has no `weak_unet`: load one with the pipeline, `from_pretrained(path, "
+                             "weak_unet=UNet2DModel.from_pretrained(weak_path))`")  # fmt: skip
+        return Conditioning(unet, branches, class_labels, self.classifier, missing, {} if weak is None else {WEAK: weak})
 
     # ------------------------------------------------------------------------------------------ sample
     @torch.inference_mode()
@@ -275,3 +282,15 @@ class GuidedDiffusionPipeline(SafetensorsOnly, InversionMixin, DiffusionPipeline
     def postprocess(latents: torch.Tensor, output_type: str):
         """[-1, 1] -> [0, 1] images as PIL, NumPy (N, H, W, C) or torch (N, C, H, W)."""
         return latents_to_images(latents, output_type)
+
+
+def check_weak_unet(weak_unet, unet) -> None:
+    """Autoguidance compares two models' predictions of the same thing: the weak UNet must read and write the same
+    tensors and take the same class labels."""
+    if weak_unet is None:
+        return
+    if not isinstance(weak_unet, UNet2DModel):
+        raise ValueError(f"`weak_unet` must be a UNet2DModel; got {type(weak_unet).__name__}.")
+    for key in ("sample_size", "in_channels", "out_channels", "num_class_embeds"):
+        if weak_unet.config[key] != unet.config[key]:
+            raise ValueError(f"`weak_unet` must match the UNet's {key} ({unet.config[key]}); got {weak_unet.config[key]}.")

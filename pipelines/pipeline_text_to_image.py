@@ -11,7 +11,7 @@ from diffusers.utils.torch_utils import randn_tensor
 from ..models.safetensors_only import safetensors_kwargs
 from ..schedulers.validation import check_choice, check_range
 from ..guiders import PREDICTIONS, Guider, guider_for_call
-from .denoising import Conditioning, denoise, needed_anywhere, plan, run
+from .denoising import Conditioning, denoise, needed_conditionings, plan, run
 from .image_utils import latents_to_images
 from .latent_space import from_latents
 from .pipeline_guided import GuidedPipelineOutput
@@ -119,7 +119,7 @@ class TextToImagePipeline(DiffusionPipeline):
         set_distinct_timesteps(scheduler, num_inference_steps, self.device)  # checks the step count before the encoder
         every_prediction = Conditioning(self.unet, dict.fromkeys(PREDICTIONS))
         steps = plan(guider, every_prediction, scheduler, scheduler.timesteps)
-        conditioning = self.conditioning(prompts, negatives, num_images_per_prompt, needed_anywhere(steps))
+        conditioning = self.conditioning(prompts, negatives, num_images_per_prompt, needed_conditionings(steps))
         batch = len(prompts) * num_images_per_prompt
         latents = self.prepare_latents(batch, generator, latents) * scheduler.init_noise_sigma
         options = step_kwargs(scheduler, generator, eta, True)

@@ -24,7 +24,8 @@
 #   solvers              quality-per-step for ours and diffusers' DPM-Solver++(2M) only, side by side, 10 and 20 steps
 #   guidance-methods     the guidance methods side by side (issue 24), each at a few scales of its own, DPM-Solver++(2M)
 #                        20 steps, N = 1000: CFG (and CFG rescale 0.7), CFG in a sigma interval, scheduled CFG
-#                        (linear, cosine), APG in x0 space, and diffusers' CFG-Zero* and TCFG; UNet evaluations and
+#                        (linear, cosine), APG in x0 space, diffusers' CFG-Zero* and TCFG, autoguidance with the
+#                        pipeline's weak_unet and diffusers' AutoGuidance (the mid-block attention dropped); UNet evaluations and
 #                        seconds per image in every row, fronts.png (accuracy-FD, precision-recall); METHODS overrides
 #                        the list of guider specs
 #   guidance-methods-ddim  the same with DDIM 50 steps, plus CFG++ (DDIM only) at lambda 0.2 ... 0.8
@@ -37,6 +38,7 @@
 #                        0.95, 0.995 (Imagen's), at the guidance scales of GUIDANCE_SCALES (default "10"), held-out
 #                        prompts: for a pixel-space model (the text recipe), where Imagen's claim applies
 set -euo pipefail
+set -f  # guider specs hold JSON brackets: never glob them
 cd "$(dirname "$0")/.."
 dataset=${1:?dataset: mnist or fashion_mnist}
 sweep=${2:?sweep: see the list above}
@@ -63,7 +65,9 @@ methods="cfg:guidance_scale=1 cfg:guidance_scale=2 cfg:guidance_scale=3 cfg:guid
   cfg:guidance_scale=3,guidance_rescale=0.7 interval:guidance_scale=3 interval:guidance_scale=5
   scheduled:guidance_scale=3 scheduled:guidance_scale=5 scheduled:guidance_scale=3,schedule=cosine
   apg:guidance_scale=3,eta=0 apg:guidance_scale=5,eta=0 apg:guidance_scale=8,eta=0
-  cfg-zero-star:guidance_scale=3 cfg-zero-star:guidance_scale=5 tcfg:guidance_scale=3 tcfg:guidance_scale=5"
+  cfg-zero-star:guidance_scale=3 cfg-zero-star:guidance_scale=5 tcfg:guidance_scale=3 tcfg:guidance_scale=5
+  autoguidance:guidance_scale=2 autoguidance:guidance_scale=3
+  autoguidance-diffusers:guidance_scale=3,auto_guidance_config={\"indices\":[0],\"fqn\":\"mid_block.attentions\",\"skip_ff\":false}"
 case "$sweep" in
   guidance-methods)
     # shellcheck disable=SC2086

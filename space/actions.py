@@ -40,6 +40,10 @@ def guidance_options(model: ServedModel, label, guidance, classifier_scale, meth
     classifier_scale = number(classifier_scale, "classifier guidance scale", 0, 100)
     if index is not None and classifier_scale > 0 and pipe.classifier is None:
         raise refuse(f"{model.name} has no noise-aware classifier: set the classifier guidance scale to 0.")
+    method = choice(method, "guidance method", METHODS)
+    needs = METHODS[method].needs
+    if index is not None and needs is not None and getattr(pipe, needs, None) is None:
+        raise refuse(f"{model.name} has no `{needs}`, which {METHODS[method].title} needs: choose another method.")
     guidance = guidance if pipe.config.null_class_label is not None else 1.0
     guider = method_guider(method, guidance, classifier_scale, extra or {}, class_given=index is not None)
     return dict(class_labels=None if index is None else [index], guider=guider)
@@ -78,14 +82,14 @@ def generator(seed: int) -> torch.Generator:
 @user_facing
 def sample(models, model, label, sampler, steps, eta, guidance, classifier_scale, thresholding, percentile, seed,
            randomize, batch, method="cfg", cfg_rescale=0.0, apg_eta=0.0, apg_threshold=15.0, apg_momentum=-0.5,
-           zero_init_steps=1, progress=gr.Progress(), request: gr.Request = None):  # fmt: skip
+           zero_init_steps=1, sigma_lo=0.28, sigma_hi=5.42, progress=gr.Progress(), request: gr.Request = None):  # fmt: skip
     """Stream (x_t, predicted x0, samples, seed used, PNG download) as files, one update per step; the last
     update carries every picture (API clients get files, never placeholders). `method` is a key of
     `guidance_methods.METHODS`; the arguments after it are the methods' own controls."""
     served = pick(models, model)
     seed = random.randint(0, MAX_SEED) if randomize else number(seed, "seed", 0, MAX_SEED, integer=True)
     extra = dict(cfg_rescale=cfg_rescale, apg_eta=apg_eta, apg_threshold=apg_threshold, apg_momentum=apg_momentum,
-                 zero_init_steps=zero_init_steps)  # fmt: skip
+                 zero_init_steps=zero_init_steps, sigma_lo=sigma_lo, sigma_hi=sigma_hi)  # fmt: skip
     options = sampling_options(served, label, sampler, steps, eta, guidance, classifier_scale, thresholding,
                                percentile, batch, method, extra)  # fmt: skip
     folder = request_folder()
@@ -185,7 +189,9 @@ def guidance_sweep(models, model, label, scales, seed, method="cfg", progress=gr
 
     def statistics(options, images, run):
         flat = images.flatten(1)
-        cells = [str(run["evaluations"]["unet"]), f"{torch.cdist(flat, flat).mean().item():.2f}"]
+        counts = run["evaluations"]
+        weak = f" + {counts['weak_unet']} weak" if counts.get("weak_unet") else ""
+        cells = [f"{counts['unet']}{weak}", f"{torch.cdist(flat, flat).mean().item():.2f}"]
         if classifier is not None:
             with torch.no_grad():
                 predicted = classifier(images, torch.zeros(len(images), dtype=torch.long)).logits.argmax(1)

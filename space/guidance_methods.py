@@ -1,13 +1,13 @@
-"""The guidance methods the Space offers, each a guider with its own controls: ours (CFG, classifier guidance) and
-diffusers' (APG, CFG-Zero*, TCFG), all applied by the library's one denoising loop. A method here is a name, a
-line on what it does, its extra controls, and how its guider is built from them; the UI and the API read this
-table, so a new method is one entry."""
+"""The guidance methods the Space offers, each a guider with its own controls: ours (CFG, guidance interval,
+autoguidance, classifier guidance) and diffusers' (APG, CFG-Zero*, TCFG), all applied by the library's one denoising
+loop. A method here is a name, a line on what it does, its extra controls, how its guider is built from them, and
+the pipeline component it needs, if any; the UI and the API read this table, so a new method is one entry."""
 
 from dataclasses import dataclass, field
 
 from diffusers.guiders import AdaptiveProjectedGuidance, ClassifierFreeZeroStarGuidance, TangentialClassifierFreeGuidance
 
-from guided_diffusers.guiders import ClassifierFreeGuidance, ClassifierGuidance
+from guided_diffusers.guiders import ClassifierFreeGuidance, ClassifierGuidance, GuidanceIntervalCFG, WeakModelGuidance
 
 from .controls import choice, number
 
@@ -31,6 +31,7 @@ class Method:
     about: str
     build: object  # (w, {control name: value}) -> guider
     controls: list = field(default_factory=list)
+    needs: str | None = None  # a pipeline component the method cannot work without
 
 
 METHODS = {
@@ -58,6 +59,19 @@ METHODS = {
                    "Kwon et al. 2025: the unconditional prediction with its component along the leading singular "
                    "direction of [cond; uncond] removed, then CFG.",
                    lambda w, extra: TangentialClassifierFreeGuidance(guidance_scale=w)),
+    "interval": Method("CFG in a noise-level interval",
+                       "Kynkäänniemi et al. 2024: CFG only while sigma_lo < sigma <= sigma_hi (sigma = sqrt((1 - abar) "
+                       "/ abar), the same for every sampler and step count); the conditional model elsewhere, where "
+                       "the unconditional pass is skipped.",
+                       lambda w, extra: GuidanceIntervalCFG(guidance_scale=w, sigma_lo=extra["sigma_lo"],
+                                                            sigma_hi=extra["sigma_hi"]),
+                       [Control("sigma_lo", "interval: lowest sigma (exclusive)", 0, 20, 0.28, 0.01),
+                        Control("sigma_hi", "interval: highest sigma", 0.01, 160, 5.42, 0.01)]),
+    "autoguidance": Method("Autoguidance (a weak model)",
+                           "Karras et al. 2024: weak + w (cond - weak), away from the model's weak_unet (a tiny UNet "
+                           "trained briefly on the same data) instead of the unconditional model; the paper finds it "
+                           "fixes bad samples without CFG's loss of variety.",
+                           lambda w, extra: WeakModelGuidance(guidance_scale=w), needs="weak_unet"),
 }  # fmt: skip
 EXTRA_CONTROLS = [control for method in METHODS.values() for control in method.controls]
 

@@ -10,15 +10,21 @@ from guided_diffusers.training.model_card import write_model_card
 from guided_diffusers.training.model_configs import classifier_config
 
 
-def write_tiny_model(folder, num_train_timesteps=50):
-    torch.manual_seed(0)
-    unet = UNet2DModel(sample_size=28, in_channels=1, out_channels=1, layers_per_block=1, block_out_channels=(8, 16),
+def tiny_mnist_unet(seed: int) -> UNet2DModel:
+    torch.manual_seed(seed)
+    return UNet2DModel(sample_size=28, in_channels=1, out_channels=1, layers_per_block=1, block_out_channels=(8, 16),
                        down_block_types=("DownBlock2D",) * 2, up_block_types=("UpBlock2D",) * 2, norm_num_groups=4,
                        num_class_embeds=11)  # fmt: skip
+
+
+def write_tiny_model(folder, num_train_timesteps=50):
+    """A tiny random class-conditional pipeline with every optional part of the shipped ones: a noise-aware
+    classifier and a weak UNet (autoguidance)."""
+    unet = tiny_mnist_unet(0)
     scheduler = GuidedDDPMScheduler(num_train_timesteps=num_train_timesteps)
     classifier = NoiseAwareClassifier(**classifier_config("tiny", 28, 1, 10, "mean", schedule_of(scheduler.config)))
     pipe = GuidedDiffusionPipeline(unet, scheduler, classifier=classifier, null_class_label=10,
-                                   class_names=[str(d) for d in range(10)])  # fmt: skip
+                                   class_names=[str(d) for d in range(10)], weak_unet=tiny_mnist_unet(1))  # fmt: skip
     pipe.save_pretrained(folder)
     write_model_card(folder, title="tiny", metadata={"datasets": ["mnist"], "library_name": "diffusers"},
                      sections={"Model": "A tiny random model for tests."})  # fmt: skip

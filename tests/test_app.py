@@ -8,6 +8,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import gradio as gr
+import numpy as np
 import pytest
 from PIL import Image
 
@@ -15,6 +16,7 @@ os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from app_models import launch_app, write_tiny_latent_model, write_tiny_model, write_tiny_text_model  # noqa: E402
 from space import actions, controls, inversion_actions  # noqa: E402
+from space.guidance_methods import EXTRA_CONTROLS  # noqa: E402
 from space.layout import build_demo  # noqa: E402
 from space.models import UNCONDITIONAL, load_models  # noqa: E402
 from guided_diffusers.training.model_card import read_model_card, write_card_metadata  # noqa: E402
@@ -114,6 +116,41 @@ def test_every_guidance_method_samples_and_sweeps_with_its_unet_cost(models, met
     evaluations = [line.split("|")[2].strip() for line in text.splitlines()[2:]]
     steps = models["tiny-mnist"].defaults["num_inference_steps"]
     assert evaluations == [str(steps), str(2 * steps)]  # w = 1: the conditional model alone; w = 3: both halves
+
+
+def test_autoguidance_samples_and_sweeps_with_the_weak_models_cost_apart(models):
+    frames = run_sample(models, method="autoguidance")
+    assert is_png(frames[-1][4])
+    picture, text = actions.guidance_sweep(models, "tiny-mnist", "3", "1 3", 0, "autoguidance")
+    evaluations = [line.split("|")[2].strip() for line in text.splitlines()[2:]]
+    steps = models["tiny-mnist"].defaults["num_inference_steps"]
+    assert evaluations == [str(steps), f"{steps} + {steps} weak"]  # w = 1: the good model alone
+
+
+def test_autoguidance_on_a_model_without_a_weak_unet_is_refused_by_name(models, monkeypatch):
+    monkeypatch.setattr(models["tiny-mnist"].pipe, "weak_unet", None)
+    with pytest.raises(gr.Error, match="tiny-mnist has no `weak_unet`, which Autoguidance .* needs"):
+        run_sample(models, method="autoguidance")
+
+
+def samples_of(frames) -> np.ndarray:
+    with Image.open(frames[-1][2]) as image:
+        return np.asarray(image)
+
+
+def test_an_interval_covering_every_noise_level_is_plain_cfg_and_a_reversed_one_is_refused(models):
+    assert np.array_equal(samples_of(run_sample(models, method="interval", sigma_lo=0, sigma_hi=160)),
+                          samples_of(run_sample(models, method="cfg")))  # fmt: skip
+    with pytest.raises(gr.Error, match="sigma_lo"):
+        run_sample(models, method="interval", sigma_lo=5, sigma_hi=1)
+
+
+def test_the_sample_actions_method_controls_are_the_methods_table_in_order():
+    import inspect
+
+    parameters = list(inspect.signature(actions.sample).parameters)
+    after_method = parameters[parameters.index("method") + 1 : parameters.index("progress")]
+    assert after_method == [control.name for control in EXTRA_CONTROLS]
 
 
 def test_the_chosen_method_is_the_guider_the_pipeline_gets(models):

@@ -6,16 +6,19 @@ import threading
 import pytest
 import torch
 from diffusers import DDIMScheduler
+from diffusers import UNet2DModel
 from diffusers.guiders import (
-    AdaptiveProjectedGuidance, ClassifierFreeGuidance as DiffusersCFG, ClassifierFreeZeroStarGuidance,
-    FrequencyDecoupledGuidance, MagnitudeAwareGuidance, PerturbedAttentionGuidance, TangentialClassifierFreeGuidance,
+    AdaptiveProjectedGuidance, AutoGuidance, ClassifierFreeGuidance as DiffusersCFG, ClassifierFreeZeroStarGuidance,
+    FrequencyDecoupledGuidance, MagnitudeAwareGuidance, PerturbedAttentionGuidance, SkipLayerGuidance,
+    TangentialClassifierFreeGuidance,
 )  # fmt: skip
+from diffusers.hooks import LayerSkipConfig
 
 from test_guidance import tiny_unet  # the same tiny class-conditional UNet (4 classes + null, 8x8)
 
 from guided_diffusers.guiders import (
     CFGPlusPlus, ClassifierFreeGuidance, ClassifierGuidance, CombinedGuidance, GuidanceIntervalCFG, ScheduledCFG,
-    from_scales,
+    WeakModelGuidance, autoguidance, from_scales,
 )  # fmt: skip
 from guided_diffusers.guiders import AdaptiveProjectedGuidance as OursAPG
 from guided_diffusers.guiders.scheduled_cfg import SCHEDULES, scheduled_scale
@@ -68,6 +71,15 @@ def diffusers_loop(guider, pipe):
     return latents
 
 
+def MID_ATTENTION():
+    return LayerSkipConfig(indices=[0], fqn="mid_block.attentions", skip_attention=True, skip_ff=False)
+
+
+def MID_ATTENTION_SCORES():
+    return LayerSkipConfig(indices=[0], fqn="mid_block.attentions", skip_attention=False, skip_attention_scores=True,
+                           skip_ff=False)  # fmt: skip
+
+
 DIFFUSERS_GUIDERS = {
     "cfg": lambda: DiffusersCFG(guidance_scale=3.0),
     "cfg_rescale_window": lambda: DiffusersCFG(guidance_scale=4.0, guidance_rescale=0.7, start=0.2, stop=0.8),
@@ -77,6 +89,12 @@ DIFFUSERS_GUIDERS = {
     "tcfg": lambda: TangentialClassifierFreeGuidance(guidance_scale=3.0),
     "mag": lambda: MagnitudeAwareGuidance(guidance_scale=3.0, alpha=2.0),
     "fdg": lambda: FrequencyDecoupledGuidance(guidance_scales=[4.0, 2.0], parallel_weights=[1.0, 0.5]),
+    # guiders that alter the network for one prediction (hooks in prepare_models), on the UNet's mid-block attention
+    "pag": lambda: PerturbedAttentionGuidance(guidance_scale=3.0, perturbed_guidance_scale=2.0, perturbed_guidance_start=0.0,
+                                              perturbed_guidance_stop=1.0, perturbed_guidance_config=MID_ATTENTION_SCORES()),
+    "slg": lambda: SkipLayerGuidance(guidance_scale=3.0, skip_layer_guidance_scale=2.0, skip_layer_guidance_start=0.0,
+                                     skip_layer_guidance_stop=1.0, skip_layer_config=MID_ATTENTION()),
+    "autoguidance_dropped_layers": lambda: AutoGuidance(guidance_scale=2.0, auto_guidance_config=MID_ATTENTION()),
 }
 
 
@@ -94,6 +112,19 @@ def test_a_diffusers_guider_in_our_pipeline_equals_diffusers_own_loop(name):
     expected = diffusers_loop(DIFFUSERS_GUIDERS[name](), pipe)
     latents, _ = final_latents(pipe, guider=DIFFUSERS_GUIDERS[name]())
     assert (latents - expected).abs().max() <= 1e-6
+
+
+@pytest.mark.parametrize("name,extra_per_step", [("pag", 1), ("slg", 1), ("autoguidance_dropped_layers", 0)])
+def test_a_guider_that_alters_the_network_gets_one_call_per_prediction_and_changes_the_result(name, extra_per_step):
+    pipe = pipeline()
+    latents, out = final_latents(pipe, guider=DIFFUSERS_GUIDERS[name]())
+    steps_altered = STEPS - 1  # PAG and SLG guide strictly after the start step (diffusers' rule)
+    expected_unet = 2 * STEPS + extra_per_step * steps_altered
+    assert out.evaluations["unet"] == expected_unet == out.evaluations["unet_calls"]
+    plain_cfg, _ = final_latents(pipe, guidance_scale=DIFFUSERS_GUIDERS[name]().guidance_scale)
+    assert (latents - plain_cfg).abs().max() > 1e-3  # the hooks really altered the network
+    fresh_cfg, _ = final_latents(pipeline(), guidance_scale=DIFFUSERS_GUIDERS[name]().guidance_scale)
+    assert torch.equal(plain_cfg, fresh_cfg)  # and were removed again
 
 
 def test_our_cfg_equals_diffusers_cfg_and_skips_the_half_it_does_not_need():
@@ -319,7 +350,10 @@ def test_a_guider_passed_in_is_not_changed_by_the_call():
         (pipeline, lambda: dict(guider=[ClassifierGuidance()], classifier_scale=1.0), "Pass either `guider` or `classifier_scale`"),
         (pipeline, lambda: dict(guider="cfg"), "`guider` must be a guider"),
         (pipeline, lambda: dict(guider=PerturbedAttentionGuidance(perturbed_guidance_layers=[0], perturbed_guidance_start=0.0,
-                                                                       perturbed_guidance_stop=1.0)), "not supported"),
+                                                                       perturbed_guidance_stop=1.0)),
+         "could not alter UNet2DModel for its 'pred_cond_skip' prediction: .*fqn='mid_block.attentions'"),
+        (pipeline, lambda: dict(guider=WeakModelGuidance(guidance_scale=2.0)), "needs the weak model's prediction .* no `weak_unet`"),
+        (pipeline, lambda: dict(guider=WeakModelGuidance(guidance_scale=-1.0)), "`guidance_scale` must"),
         (pipeline, lambda: dict(guider=[ClassifierGuidance(), ClassifierFreeGuidance()]), "cannot follow another guider"),
         (pipeline, lambda: dict(guider=[ClassifierFreeGuidance(), AdaptiveProjectedGuidance()]), "cannot follow another guider"),
         (lambda: pipeline(classifier=LinearClassifier()), lambda: dict(guider=ClassifierGuidance(form="mean")),
@@ -421,3 +455,82 @@ def test_apg_in_x0_space_is_the_update_on_the_clean_estimates():
     # the parallel part of the update is down-weighted: the update is nearly orthogonal to x0_c at eta = 0
     update = projected_update(x0_c - x0_u, x0_c, 0.0, 0.0)
     assert ((update * x0_c).flatten(1).sum(1).abs() < 1e-4 * x0_c.flatten(1).norm(dim=1)).all()
+
+
+
+# ------------------------------------------------------------------------------------------- autoguidance
+def test_autoguidance_is_karras_equation_2():
+    weak, good = torch.randn(2, 3, 4, 4), torch.randn(2, 3, 4, 4)
+    assert torch.allclose(autoguidance(weak, good, 2.5), weak + 2.5 * (good - weak))
+    assert torch.allclose(autoguidance(weak, good, 1.0), good, atol=1e-6)
+
+
+def weak_pipeline(weak_unet, unet=None):
+    pipe = pipeline()
+    pipe = GuidedDiffusionPipeline(unet or pipe.unet, pipe.scheduler, null_class_label=CLASSES, weak_unet=weak_unet)
+    pipe.set_progress_bar_config(disable=True)
+    return pipe
+
+
+def test_autoguidance_with_the_good_model_as_its_weak_model_is_the_conditional_model():
+    good = pipeline()
+    pipe = weak_pipeline(good.unet, good.unet)
+    guided, out = final_latents(pipe, guider=WeakModelGuidance(guidance_scale=3.0))
+    conditional, _ = final_latents(good, guidance_scale=1.0)
+    assert (guided - conditional).abs().max() <= 1e-5
+    # the same network makes both predictions: one batched call per step
+    assert out.evaluations == {"unet": STEPS, "weak_unet": STEPS, "unet_calls": STEPS}
+
+
+def test_autoguidance_calls_the_weak_model_on_the_conditional_labels_and_counts_it_apart():
+    pipe = weak_pipeline(tiny_unet(seed=1))
+    seen = []
+    pipe.weak_unet.register_forward_hook(lambda module, args, kwargs, output: seen.append(kwargs["class_labels"]),
+                                         with_kwargs=True)  # fmt: skip
+    guided, out = final_latents(pipe, guider=WeakModelGuidance(guidance_scale=2.0))
+    assert out.evaluations == {"unet": STEPS, "unet_calls": STEPS, "weak_unet": STEPS, "weak_unet_calls": STEPS}
+    assert all(torch.equal(labels, LABELS) for labels in seen) and len(seen) == STEPS
+    expected = diffusers_free_autoguidance(pipe, 2.0)
+    assert (guided - expected).abs().max() <= 1e-5
+
+
+@torch.no_grad()
+def diffusers_free_autoguidance(pipe, w):
+    """Karras 2024 eq. 2 written out over DDIM: D = D_weak + w (D_good - D_weak), both on the class labels."""
+    scheduler = DDIMScheduler.from_config(pipe.scheduler.config)
+    scheduler.set_timesteps(STEPS)
+    latents = start_latents()
+    for t in scheduler.timesteps:
+        good = pipe.unet(latents, t, class_labels=LABELS).sample
+        weak = pipe.weak_unet(latents, t, class_labels=LABELS).sample
+        latents = scheduler.step(weak + w * (good - weak), t, latents, eta=0.0, use_clipped_model_output=True).prev_sample
+    return latents
+
+
+def test_autoguidance_at_scale_one_makes_no_weak_pass():
+    pipe = weak_pipeline(tiny_unet(seed=1))
+    guided, out = final_latents(pipe, guider=WeakModelGuidance(guidance_scale=1.0))
+    conditional, _ = final_latents(pipe, guidance_scale=1.0)
+    assert torch.equal(guided, conditional) and "weak_unet" not in out.evaluations
+
+
+def test_a_weak_unet_is_saved_and_loaded_with_the_pipeline(tmp_path):
+    pipe = weak_pipeline(tiny_unet(seed=1))
+    pipe.save_pretrained(tmp_path / "with")
+    loaded = GuidedDiffusionPipeline.from_pretrained(tmp_path / "with")
+    loaded.set_progress_bar_config(disable=True)
+    assert isinstance(loaded.weak_unet, UNet2DModel)
+    assert torch.equal(final_latents(loaded, guider=WeakModelGuidance())[0], final_latents(pipe, guider=WeakModelGuidance())[0])
+    pipeline().save_pretrained(tmp_path / "without")
+    assert GuidedDiffusionPipeline.from_pretrained(tmp_path / "without").weak_unet is None
+    added = GuidedDiffusionPipeline.from_pretrained(tmp_path / "without", weak_unet=loaded.weak_unet)
+    assert added.weak_unet is loaded.weak_unet
+
+
+@pytest.mark.parametrize("weak_kwargs,message", [
+    (dict(num_class_embeds=CLASSES), "num_class_embeds"),
+    (dict(num_class_embeds=None), "num_class_embeds"),
+])  # fmt: skip
+def test_a_weak_unet_that_reads_other_inputs_is_refused(weak_kwargs, message):
+    with pytest.raises(ValueError, match=f"`weak_unet` must match the UNet's {message}"):
+        weak_pipeline(tiny_unet(**weak_kwargs))

@@ -34,4 +34,4 @@ def test_an_unknown_model_is_refused_with_the_choices(tmp_path):
     env = {**os.environ, "ACCELERATE": stand_in(tmp_path / "accelerate", "exit 0"),
            "PYTHON": stand_in(tmp_path / "python", "exit 1")}  # fmt: skip
     result = subprocess.run(["bash", str(SCRIPT), "mnist", "gan"], capture_output=True, text=True, env=env)
-    assert result.returncode == 2 and "model must be unet, classifier" in result.stderr and "got gan" in result.stderr
+    assert result.returncode == 2 and "model must be unet, weak-unet, classifier" in result.stderr and "got gan" in result.stderr

@@ -23,10 +23,11 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from guided_diffusers.guiders import Guider, guider_from_spec
+from guided_diffusers.guiders import Guider, guider_for_call, guider_from_spec
 from guided_diffusers.guiders.specs import spec_family
 from guided_diffusers.models import NoiseAwareClassifier
 from guided_diffusers.pipelines import SAMPLERS, GuidedDiffusionPipeline, make_scheduler
+from guided_diffusers.pipelines.denoising import WEAK, plan
 from guided_diffusers.pipelines.samplers import set_distinct_timesteps
 from guided_diffusers.pipelines.image_utils import make_grid
 from guided_diffusers.training.args import recordable, recorded_command
@@ -112,14 +113,33 @@ def check_steps(pipe, settings: list[dict]) -> None:
     steps) or its guider (CFG++ with anything but DDIM at eta 0): a sweep may run for hours before it reaches that
     row."""
     for setting in settings:
-        scheduler = make_scheduler(setting["sampler"], pipe.scheduler.config)
         try:
-            set_distinct_timesteps(scheduler, setting["num_inference_steps"])
-            guider = guider_from_spec(setting["guider"]) if setting.get("guider") else None
-            if isinstance(guider, Guider):
-                guider.check(scheduler, has_classifier=pipe.classifier is not None, eta=setting["eta"])
+            planned_predictions(pipe, setting)
         except ValueError as error:
             raise ValueError(f"sampler {setting['sampler']!r}: {error}") from None
+
+
+def planned_predictions(pipe, setting: dict) -> list:
+    """The predictions each step of a setting will make, as the pipeline plans them (refusing what it cannot do:
+    autoguidance without a `weak_unet`, CFG++ with a sampler other than DDIM)."""
+    scheduler = make_scheduler(setting["sampler"], pipe.scheduler.config)
+    set_distinct_timesteps(scheduler, setting["num_inference_steps"])
+    conditional = bool(pipe.num_classes or setting["classifier_scale"] > 0 or setting.get("guider"))
+    arguments = guidance_arguments(setting, conditional)
+    guider = guider_for_call(arguments.get("guider"), arguments.get("guidance_scale"), arguments.get("classifier_scale"))
+    if isinstance(guider, Guider):
+        guider.check(scheduler, has_classifier=pipe.classifier is not None, eta=setting["eta"])
+    labels = torch.zeros(1, dtype=torch.long, device=pipe.device) if conditional else None
+    return plan(guider, pipe.conditioning(labels, 1), scheduler, scheduler.timesteps)
+
+
+def setting_weights(pipe, setting: dict) -> str:
+    """The digest of the weights a setting's samples come from: the pipeline's, and its weak model's only where
+    the setting's guider calls it (so adding a weak model to a pipeline keeps the other settings' cached samples)."""
+    digest = weights_digest(pipe, exclude=("weak_unet",))
+    if any(prediction.name == WEAK for step in planned_predictions(pipe, setting) for prediction in step):
+        digest += "+weak:" + weights_digest(pipe, only=("weak_unet",))
+    return digest
 
 
 def generate(pipe, setting: dict, num_samples: int, batch_size: int, seed: int, cache: SampleCache | None = None):
@@ -229,9 +249,8 @@ def main(argv=None):
     rows = []
     out = Path(args.output_dir)
     out.mkdir(parents=True, exist_ok=True)
-    weights = weights_digest(pipe)
     for index, setting in enumerate(sweep):
-        cache = sweep_cache(out, weights, setting, args)
+        cache = sweep_cache(out, setting_weights(pipe, setting), setting, args)
         images, labels = generate(pipe, setting, args.num_samples, args.batch_size, args.seed, cache)
         rows.append({**setting, **judge.measure(images, labels), **cache.cost_per_image(args.num_samples)})
         save_sample_grid(out / f"samples_{index}.png", images, labels)
@@ -256,8 +275,8 @@ METRICS = [("fd_own", "FD (own classifier)"), ("fd_efficientnet", "FD (Efficient
            ("precision", "precision"), ("recall", "recall"), ("diversity", "diversity"), ("saturated", "saturated px")]  # fmt: skip
 # FD is only meaningful beside the floor at the same N, so the tables also give it as a multiple of the floor
 FD_RATIOS = [("fd_own", "FD (own) / floor"), ("fd_efficientnet", "FD (EffNet) / floor")]
-COSTS = [("unet_per_image", "UNet evals / image"), ("classifier_per_image", "classifier evals / image"),
-         ("seconds_per_image", "s / image")]  # fmt: skip
+COSTS = [("unet_per_image", "UNet evals / image"), ("weak_unet_per_image", "weak UNet evals / image"),
+         ("classifier_per_image", "classifier evals / image"), ("seconds_per_image", "s / image")]  # fmt: skip
 
 
 def write_results(args, rows: list[dict], floor: dict) -> None:

@@ -17,10 +17,13 @@ from safetensors import safe_open
 from safetensors.torch import save_file
 
 
-def weights_digest(pipe) -> str:
-    """sha256 of the parameters and buffers of every torch module of a pipeline, components in name order."""
+def weights_digest(pipe, exclude: tuple = (), only: tuple | None = None) -> str:
+    """sha256 of the parameters and buffers of the torch modules of a pipeline (all, or `only` those, less
+    `exclude`), components in name order."""
     digest = hashlib.sha256()
     for name, component in sorted(pipe.components.items()):
+        if name in exclude or (only is not None and name not in only):
+            continue
         if isinstance(component, torch.nn.Module):
             for key, tensor in component.state_dict().items():
                 digest.update(f"{name}.{key}".encode())
@@ -72,12 +75,14 @@ class SampleCache:
         self.evaluations.append(evaluations or {})
 
     def cost_per_image(self, num_samples: int) -> dict:
-        """Seconds, and UNet and classifier evaluations, per image over the batches read or written. A batch's
+        """Seconds, and UNet (weak UNet, if any) and classifier evaluations, per image over the batches read or written. A batch's
         "unet" count is already per image (one per prediction, each over the whole batch)."""
         batches = max(len(self.evaluations), 1)
-        return {"seconds_per_image": self.seconds / num_samples,
+        cost = {"seconds_per_image": self.seconds / num_samples,
                 "unet_per_image": sum(e.get("unet", 0) for e in self.evaluations) / batches,
                 "classifier_per_image": sum(e.get("classifier", 0) for e in self.evaluations) / batches}  # fmt: skip
+        weak = sum(e.get("weak_unet", 0) for e in self.evaluations) / batches
+        return {**cost, "weak_unet_per_image": weak} if weak else cost
 
 
 def sweep_cache(output_dir, weights: str, setting: dict, args) -> SampleCache:

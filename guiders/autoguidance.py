@@ -1,0 +1,44 @@
+"""Autoguidance (Karras et al. 2024, "Guiding a Diffusion Model with a Bad Version of Itself"): guide the
+conditional model away from a weaker model of the same data and conditioning, instead of away from the
+unconditional model."""
+
+import math
+
+import torch
+
+from ..schedulers.validation import check_range
+from .diffusers_api import register_to_config
+from .guider import Guider
+
+
+def autoguidance(weak: torch.Tensor, good: torch.Tensor, guidance_scale: float) -> torch.Tensor:
+    """Karras 2024, eq. 2: D_w(x; c) = D_0(x; c) + w (D_1(x; c) - D_0(x; c)), D_1 the good model, D_0 the weak one,
+    both conditional. Affine in the network output, so it applies to eps, x0 and v outputs alike."""
+    return weak + guidance_scale * (good - weak)
+
+
+class WeakModelGuidance(Guider):
+    """Autoguidance with a genuinely weaker network: the pipeline's `weak_unet`, a smaller and/or shorter-trained
+    conditional UNet of the same data (sec. 3: the two models' errors point the same way, and guiding away from the
+    weak one removes the good one's, without CFG's pull towards the class mode). It needs the conditional
+    prediction of both models ("pred_cond", "pred_weak"); the unconditional one is never computed. w = 1 is the good
+    model alone (no weak pass). diffusers' `AutoGuidance` instead approximates the weak model by dropping layers of
+    the good one, and compares against the unconditional inputs."""
+
+    _input_predictions = ["pred_cond", "pred_weak"]
+
+    @register_to_config
+    def __init__(self, guidance_scale: float = 2.0, start: float = 0.0, stop: float = 1.0, enabled: bool = True):
+        check_range("guidance_scale", guidance_scale, low=0)
+        super().__init__(start, stop, enabled)
+        self.guidance_scale = guidance_scale
+
+    def needed_predictions(self) -> list[str]:
+        if not self.in_window() or math.isclose(self.guidance_scale, 1.0):
+            return ["pred_cond"]
+        return ["pred_cond", "pred_weak"]
+
+    def forward(self, pred_cond=None, pred_uncond=None, pred_weak=None):
+        if pred_weak is None:
+            return self.output(pred_cond, pred_cond)
+        return self.output(autoguidance(pred_weak, pred_cond, self.guidance_scale), pred_cond)
