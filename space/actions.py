@@ -36,7 +36,7 @@ def guidance_options(model: ServedModel, label, guidance, classifier_scale, meth
     (the UI disables it) and is not used."""
     index = class_index(model, label)
     pipe = model.pipe
-    guidance = number(guidance, "CFG scale", 0, 50)
+    guidance = number(guidance, "guidance scale", 0, 50)
     classifier_scale = number(classifier_scale, "classifier guidance scale", 0, 100)
     if index is not None and classifier_scale > 0 and pipe.classifier is None:
         raise refuse(f"{model.name} has no noise-aware classifier: set the classifier guidance scale to 0.")
@@ -178,9 +178,9 @@ def guidance_sweep(models, model, label, scales, seed, method="cfg", progress=gr
     served = pick(models, model)
     if class_index(served, label) is None or served.pipe.config.null_class_label is None:
         raise refuse("The guidance sweep needs a class and a model with a null class (classifier-free guidance).")
-    values = [number(v, "CFG scale", 0, 50) for v in str(scales).replace(",", " ").split()]
+    values = [number(v, "guidance scale", 0, 50) for v in str(scales).replace(",", " ").split()]
     if not 1 <= len(values) <= 6:
-        raise refuse(f"CFG scales: give 1 to 6 numbers separated by spaces; got {scales!r}.")
+        raise refuse(f"Guidance scales: give 1 to 6 numbers separated by spaces; got {scales!r}.")
     seed, d = number(seed, "seed", 0, MAX_SEED, integer=True), served.defaults
     settings = [(f"w = {w:g}", d["sampler"], sampling_options(served, label, d["sampler"], d["num_inference_steps"], 0,
                                                                w, 0, d["thresholding"], 99.5, 8, method))

@@ -99,7 +99,7 @@ def sample_tab(models, names):
         with gr.Column(scale=2, min_width=320):
             model, label = model_and_class(models, names)
             method = method_menu()
-            guidance = Slider(0, 20, value=d["guidance_scale"], step=0.5, label="CFG scale w",
+            guidance = Slider(0, 20, value=d["guidance_scale"], step=0.5, label="guidance scale w",
                                  info="0 unconditional, 1 conditional, > 1 guided")  # fmt: skip
             run, stop = buttons("Sample")
             about_method, extras = method_controls()
@@ -170,13 +170,13 @@ def sweep_tab(models, names):
             method = method_menu()
             about_method, _ = method_controls(with_extras=False)
             follow_method(method, about_method, {})
-            scales = gr.Textbox("0 1 3 5", label="CFG scales w (up to 6, separated by spaces)")
+            scales = gr.Textbox("0 1 3 5", label="guidance scales w (up to 6, separated by spaces)")
             seed = Number(0, precision=0, label="seed", minimum=0)
             run, stop = buttons("Sweep")
             gr.Markdown("Each row: 8 samples from the same noise at one w, with the model's default sampler and "
                         "thresholding.")  # fmt: skip
         with gr.Column(scale=3):
-            picture, stats = result("a row per CFG scale"), gr.Markdown(label="statistics per row")
+            picture, stats = result("a row per guidance scale"), gr.Markdown(label="statistics per row")
     wire(run, stop, partial(actions.guidance_sweep, models), [model, label, scales, seed, method], [picture, stats],
          "guidance_sweep")  # fmt: skip
 

@@ -65,9 +65,9 @@ def test_each_request_writes_into_a_folder_of_its_own(models):
     [({"steps": 0}, "steps \\(for ddim\\) must be a whole number between 1 and 50"),
      ({"steps": 2.5}, "must be a whole number"),
      ({"sampler": "dpm2m", "steps": 50}, "steps \\(for dpm2m\\) must be a whole number between 1 and 49"),
-     ({"batch": 99}, "batch size must be"), ({"guidance": -1}, "CFG scale must be"),
-     ({"guidance": "abc"}, "CFG scale must be a number"), ({"guidance": math.nan}, "CFG scale must be"),
-     ({"guidance": math.inf}, "CFG scale must be"), ({"label": "eleven"}, "class for tiny-mnist must be one of"),
+     ({"batch": 99}, "batch size must be"), ({"guidance": -1}, "guidance scale must be"),
+     ({"guidance": "abc"}, "guidance scale must be a number"), ({"guidance": math.nan}, "guidance scale must be"),
+     ({"guidance": math.inf}, "guidance scale must be"), ({"label": "eleven"}, "class for tiny-mnist must be one of"),
      ({"label": "10"}, "class for tiny-mnist must be one of"), ({"sampler": "euler"}, "sampler must be one of"),
      ({"thresholding": "soft"}, "thresholding must be one of"), ({"seed": -5}, "seed must be a whole number")],
 )  # fmt: skip
@@ -104,7 +104,7 @@ def test_the_comparison_tabs_return_labelled_pictures_and_one_statistic_per_colu
     picture, text = actions.sampler_comparison(models, "tiny-mnist", "3", 3, 0)
     assert "ddim, 3 steps" in text and "ddpm, 50 steps" not in text  # DDPM over every step is opt-in
     assert "ddpm, 50 steps" in actions.sampler_comparison(models, "tiny-mnist", "3", 3, 0, True)[1]
-    with pytest.raises(gr.Error, match="CFG scales: give 1 to 6 numbers"):
+    with pytest.raises(gr.Error, match="Guidance scales: give 1 to 6 numbers"):
         actions.guidance_sweep(models, "tiny-mnist", "3", "0 1 2 3 4 5 6", 0)
 
 
@@ -234,7 +234,7 @@ def test_defaults_come_from_the_model_folder(tmp_path):
     for block in build_demo(models).blocks.values():
         if getattr(block, "label", None):
             values.setdefault(block.label, getattr(block, "value", None))
-    assert values["CFG scale w"] == 7.0 and values["steps"] == 13 and values["sampler"] == "ddpm"
+    assert values["guidance scale w"] == 7.0 and values["steps"] == 13 and values["sampler"] == "ddpm"
     assert values["thresholding of x0"] == "none"
 
 
@@ -307,7 +307,7 @@ def test_same_seed_same_png_bytes_and_another_seed_differs(served):
 def test_errors_reach_the_client_as_sentences(served):
     with pytest.raises(Exception, match="steps \\(for ddim\\) must be a whole number between 1 and 50"):
         call_sample(served, steps=5000)
-    with pytest.raises(Exception, match="CFG scale w must be a number; got 'abc'"):  # refused by the control itself
+    with pytest.raises(Exception, match="guidance scale w must be a number; got 'abc'"):  # refused by the control itself
         call_sample(served, guidance="abc")
     with pytest.raises(Exception, match="class for tiny-mnist must be one of"):
         call_sample(served, label="T-shirt/top")

@@ -104,6 +104,36 @@ def test_choosing_a_guidance_method_shows_its_controls_and_samples_with_it(page,
     page.get_by_role("tab", name="Sample", exact=True).click()
 
 
+def test_autoguidance_samples_with_the_shipped_weak_model_and_the_sweep_counts_its_passes(page, shots):
+    page.get_by_role("tab", name="Sample", exact=True).click()
+    choose(page, "model", "fashion-mnist")
+    page.wait_for_timeout(500)
+    choose(page, "class", "Bag")
+    choose(page, "guidance method", "Autoguidance (a weak model)")
+    page.get_by_text("Karras et al. 2024").first.wait_for(timeout=10_000)
+    page.get_by_label("seed", exact=True).first.fill("6")
+    page.get_by_role("button", name="Sample", exact=True).click()
+    page.get_by_text("guided-diffusers-fashion-mnist-6").wait_for(timeout=120_000)
+    page.wait_for_function(NO_PROGRESS, timeout=30_000)
+    assert errors_on(page) == 0
+    page.screenshot(path=str(shots / "sample-autoguidance.png"))
+    choose(page, "guidance method", "Classifier-free guidance (CFG)")
+    page.get_by_role("tab", name="Guidance sweep", exact=True).click()
+    panel = page.get_by_role("tabpanel")
+    panel.get_by_label("model", exact=True).click()
+    page.get_by_role("option", name="fashion-mnist", exact=True).click()
+    panel.get_by_label("guidance method", exact=True).click()
+    page.get_by_role("option", name="Autoguidance (a weak model)", exact=True).click()
+    panel.get_by_role("button", name="Sweep", exact=True).click()
+    panel.get_by_text("weak", exact=False).last.wait_for(timeout=180_000)
+    page.wait_for_function(NO_PROGRESS, timeout=180_000)
+    assert errors_on(page) == 0 and panel.get_by_text("+ 20 weak").count() >= 1  # the shipped 20 DPM-Solver steps
+    page.screenshot(path=str(shots / "sweep-autoguidance.png"), full_page=True)
+    panel.get_by_label("guidance method", exact=True).click()
+    page.get_by_role("option", name="Classifier-free guidance (CFG)", exact=True).click()
+    page.get_by_role("tab", name="Sample", exact=True).click()
+
+
 @pytest.mark.parametrize("tab", list(ACTIONS))
 def test_every_tab_runs_its_main_action_with_its_defaults(page, shots, tab):
     page.get_by_role("tab", name=tab, exact=True).click()
