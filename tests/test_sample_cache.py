@@ -1,4 +1,4 @@
-"""training/sample_cache.py: a sweep interrupted mid-row resumes with the samples an uninterrupted run would have."""
+"""evaluation/sample_cache.py: a sweep interrupted mid-row resumes with the samples an uninterrupted run would have."""
 
 import pytest
 import torch
@@ -6,8 +6,8 @@ from diffusers import UNet2DModel
 
 from guided_diffusers.pipelines import GuidedDiffusionPipeline
 from guided_diffusers.schedulers import GuidedDDPMScheduler
-from guided_diffusers.training.evaluate import generate
-from guided_diffusers.training.sample_cache import SampleCache, weights_digest
+from guided_diffusers.evaluation.sweeps import generate
+from guided_diffusers.evaluation.sample_cache import SampleCache, weights_digest
 
 SETTING = dict(sampler="ddim", num_inference_steps=2, guidance_scale=3.0, classifier_scale=0.0, thresholding="static",
                eta=0.0)  # fmt: skip

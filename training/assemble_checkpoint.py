@@ -22,7 +22,7 @@ import torch
 from guided_diffusers.models import NoiseAwareClassifier
 from guided_diffusers.pipelines import TextToImagePipeline, load_pipeline, pipeline_class
 from guided_diffusers.pipelines.samplers import default_thresholding
-from guided_diffusers.training.train_text_to_image import grid_prompts, sample_grid, samples_section, usage_section
+from guided_diffusers.training.text_samples import grid_prompts, sample_grid, samples_section, usage_section
 from guided_diffusers.training.demo_defaults import DEMO_KEY, measured_defaults
 from guided_diffusers.training.model_card import read_model_card, write_card_metadata, write_model_card
 

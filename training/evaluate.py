@@ -17,49 +17,24 @@ row per class) and one PNG plot per swept setting to --output_dir.
 import argparse
 import itertools
 import json
-import time
 from pathlib import Path
 
 import numpy as np
 import torch
 
-from guided_diffusers.guiders import Guider, guider_for_call, guider_from_spec
+from guided_diffusers.evaluation.judge import Judge, real_images
+from guided_diffusers.evaluation.sample_cache import sweep_cache
+from guided_diffusers.evaluation.sweeps import (
+    add_device_argument, check_steps, generate, sampling_device, setting_weights,
+)  # fmt: skip
+from guided_diffusers.guiders import guider_from_spec
 from guided_diffusers.guiders.specs import spec_family
 from guided_diffusers.models import NoiseAwareClassifier
-from guided_diffusers.pipelines import SAMPLERS, GuidedDiffusionPipeline, make_scheduler
-from guided_diffusers.pipelines.denoising import WEAK, plan
-from guided_diffusers.pipelines.samplers import set_distinct_timesteps
+from guided_diffusers.pipelines import SAMPLERS, GuidedDiffusionPipeline
 from guided_diffusers.pipelines.image_utils import make_grid
 from guided_diffusers.training.args import recordable, recorded_command
-from guided_diffusers.training.data import load_image_dataset, to_model_range, to_tensors
-from guided_diffusers.training.features import ClassifierFeatures, EfficientNetLite0Features
-from guided_diffusers.training.metrics import (
-    class_accuracy, diversity, frechet_distance_of, precision_recall, saturated_share,
-)  # fmt: skip
-from guided_diffusers.training.sample_cache import SampleCache, sweep_cache, weights_digest
 
 SWEPT = ("sampler", "num_inference_steps", "guider", "guidance_scale", "classifier_scale", "thresholding", "eta")
-
-
-def add_device_argument(parser) -> None:
-    parser.add_argument("--device", default=None, help="where the pipeline samples: cpu, cuda or cuda:<index> "
-                        "(default: cuda when there is one). The noise is drawn on the CPU from the seed, so every "
-                        "device starts from the same noise; the metrics run on the CPU.")  # fmt: skip
-
-
-def sampling_device(name: str | None) -> torch.device:
-    """The torch.device of --device, checked before any work starts."""
-    if name is None:
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    try:
-        device = torch.device(name)
-    except RuntimeError:  # not a device name at all ("gpu", "cuda:x")
-        device = None
-    if device is None or device.type not in ("cpu", "cuda"):
-        raise ValueError(f"--device must be cpu, cuda or cuda:<index>; got {name!r}.")
-    if device.type == "cuda" and (not torch.cuda.is_available() or (device.index or 0) >= torch.cuda.device_count()):
-        raise ValueError(f"--device {name}: no such CUDA device here ({torch.cuda.device_count()} visible); use cpu.")
-    return device
 
 
 def parse_args(argv=None):
@@ -106,131 +81,6 @@ def settings(args) -> list[dict]:
     return [dict(sampler=sampler, num_inference_steps=steps, guider=spec, guidance_scale=w, classifier_scale=s,
                  thresholding=thresholding, eta=eta)
             for sampler, steps, (spec, w, s), thresholding, eta in itertools.product(*values)]  # fmt: skip
-
-
-def check_steps(pipe, settings: list[dict]) -> None:
-    """Refuse, before any sampling, a sampler that cannot take its step count (DPM-Solver at 1,000 of 1,000 training
-    steps) or its guider (CFG++ with anything but DDIM at eta 0): a sweep may run for hours before it reaches that
-    row."""
-    for setting in settings:
-        try:
-            planned_predictions(pipe, setting)
-        except ValueError as error:
-            raise ValueError(f"sampler {setting['sampler']!r}: {error}") from None
-
-
-def planned_predictions(pipe, setting: dict) -> list:
-    """The predictions each step of a setting will make, as the pipeline plans them (refusing what it cannot do:
-    autoguidance without a `weak_unet`, CFG++ with a sampler other than DDIM)."""
-    scheduler = make_scheduler(setting["sampler"], pipe.scheduler.config)
-    set_distinct_timesteps(scheduler, setting["num_inference_steps"])
-    conditional = bool(pipe.num_classes or setting["classifier_scale"] > 0 or setting.get("guider"))
-    arguments = guidance_arguments(setting, conditional)
-    guider = guider_for_call(arguments.get("guider"), arguments.get("guidance_scale"), arguments.get("classifier_scale"))
-    if isinstance(guider, Guider):
-        guider.check(scheduler, has_classifier=pipe.classifier is not None, eta=setting["eta"])
-    labels = torch.zeros(1, dtype=torch.long, device=pipe.device) if conditional else None
-    return plan(guider, pipe.conditioning(labels, 1), scheduler, scheduler.timesteps)
-
-
-def setting_weights(pipe, setting: dict) -> str:
-    """The digest of the weights a setting's samples come from: the pipeline's, and its weak model's only where
-    the setting's guider calls it (so adding a weak model to a pipeline keeps the other settings' cached samples)."""
-    digest = weights_digest(pipe, exclude=("weak_unet",))
-    if any(prediction.name == WEAK for step in planned_predictions(pipe, setting) for prediction in step):
-        digest += "+weak:" + weights_digest(pipe, only=("weak_unet",))
-    return digest
-
-
-def generate(pipe, setting: dict, num_samples: int, batch_size: int, seed: int, cache: SampleCache | None = None):
-    """Samples in [-1, 1] with labels 0, 1, ..., K-1, 0, 1, ... (class-balanced), or unlabelled. The sampler is
-    built from the pipeline's own scheduler config, which is put back afterwards: a sampler built from the previous
-    setting's would inherit its config (DPM-Solver's timestep spacing leaked into the next sampler that way). With a
-    `cache`, finished batches are kept on disk and, when it resumes, re-used (batch i is seeded with seed + i *
-    batch_size either way, so a resumed run has the samples of an uninterrupted one)."""
-    loaded = pipe.scheduler
-    pipe.scheduler = make_scheduler(setting["sampler"], loaded.config)
-    try:
-        return sample_balanced(pipe, setting, num_samples, batch_size, seed, cache)
-    finally:
-        pipe.scheduler = loaded
-
-
-def sample_balanced(pipe, setting: dict, num_samples: int, batch_size: int, seed: int, cache=None):
-    num_classes = pipe.num_classes or (pipe.classifier.config.num_classes if pipe.classifier is not None else 0)
-    labels = torch.arange(num_samples) % num_classes if num_classes else None
-    images = []
-    for start in range(0, num_samples, batch_size):
-        count = min(batch_size, num_samples - start)
-        batch_labels = labels[start : start + count] if labels is not None else None
-        cached = cache.load(start, count) if cache is not None else None
-        if cached is not None:
-            images.append(cached)
-            continue
-        conditional = batch_labels is not None and (pipe.num_classes or setting["classifier_scale"] > 0
-                                                    or setting.get("guider"))  # fmt: skip
-        began = time.perf_counter()
-        out = pipe(batch_size=count, class_labels=batch_labels if conditional else None,
-                   num_inference_steps=setting["num_inference_steps"], eta=setting["eta"],
-                   thresholding=setting["thresholding"], output_type="pt",
-                   generator=torch.Generator().manual_seed(seed + start), **guidance_arguments(setting, conditional))  # fmt: skip
-        images.append(out.images.cpu() * 2 - 1)
-        if cache is not None:
-            cache.save(start, images[-1], time.perf_counter() - began, out.evaluations)
-    return torch.cat(images), labels
-
-
-def guidance_arguments(setting: dict, conditional: bool) -> dict:
-    """The pipeline's guidance arguments for a setting: its guider, or the shorthand scales (no guidance without
-    labels)."""
-    if not conditional:
-        return dict(guidance_scale=1.0, classifier_scale=setting["classifier_scale"])
-    if setting.get("guider"):  # settings made elsewhere (quality_per_step.py) may have no "guider" key
-        return dict(guider=guider_from_spec(setting["guider"]))
-    return dict(guidance_scale=setting["guidance_scale"], classifier_scale=setting["classifier_scale"])
-
-
-class Judge:
-    """Features of the real test images, computed once, and the metrics of any image set against them."""
-
-    def __init__(self, eval_classifier, real_test: torch.Tensor, use_efficientnet: bool, batch_size: int):
-        self.classifier, self.batch_size = ClassifierFeatures(eval_classifier), batch_size
-        self.efficientnet = EfficientNetLite0Features() if use_efficientnet else None
-        self.real = self.features(real_test)
-
-    def features(self, images: torch.Tensor) -> dict:
-        parts = {"own": [], "logits": [], "efficientnet": []}
-        for batch in images.split(self.batch_size):
-            own, logits = self.classifier(batch)
-            parts["own"].append(own)
-            parts["logits"].append(logits)
-            if self.efficientnet is not None:
-                parts["efficientnet"].append(self.efficientnet(batch))
-        return {key: torch.cat(value).numpy() for key, value in parts.items() if value}
-
-    def measure(self, images: torch.Tensor, labels) -> dict:
-        fake = self.features(images)
-        precision, recall = precision_recall(self.real["own"], fake["own"])
-        predicted = fake["logits"].argmax(1)
-        result = {
-            "fd_own": frechet_distance_of(self.real["own"], fake["own"]),
-            "precision": precision, "recall": recall,
-            # diversity within the class each sample was asked for (or, unlabelled, the class it is seen as)
-            "diversity": diversity(fake["own"], labels.numpy() if labels is not None else predicted),
-            "saturated": saturated_share(images),
-        }  # fmt: skip
-        if labels is not None:
-            result["accuracy"] = class_accuracy(fake["logits"], labels.numpy())
-        if "efficientnet" in fake:
-            result["fd_efficientnet"] = frechet_distance_of(self.real["efficientnet"], fake["efficientnet"])
-        return result
-
-
-def real_images(dataset_name: str, split: str, num_samples: int, seed: int, size: int, channels: int):
-    """`num_samples` random images of a split, in [-1, 1], with labels."""
-    data = to_tensors(load_image_dataset(dataset_name, split=split), size, channels)
-    chosen = torch.randperm(len(data), generator=torch.Generator().manual_seed(seed))[:num_samples]
-    return to_model_range(data.images[chosen]), data.labels[chosen]
 
 
 def main(argv=None):

@@ -19,7 +19,7 @@ from pathlib import Path
 import torch
 
 from guided_diffusers.pipelines import GuidedDiffusionPipeline
-from guided_diffusers.training.evaluate import real_images
+from guided_diffusers.evaluation.judge import real_images
 from guided_diffusers.training.model_card import hardware
 
 

@@ -22,9 +22,10 @@ from guided_diffusers.models import NoiseAwareClassifier
 from guided_diffusers.pipelines import TextToImagePipeline
 from guided_diffusers.pipelines.image_utils import make_grid
 from guided_diffusers.training.captions import NO_ITEM, evaluation_prompts, evaluation_templates
-from guided_diffusers.training.evaluate import Judge, add_device_argument, real_images, sampling_device
-from guided_diffusers.training.features import center_crop
-from guided_diffusers.training.metrics import saturated_share
+from guided_diffusers.evaluation.judge import Judge, real_images
+from guided_diffusers.evaluation.sweeps import add_device_argument, sampling_device
+from guided_diffusers.evaluation.features import center_crop
+from guided_diffusers.evaluation.metrics import saturated_share
 from guided_diffusers.training.model_card import hardware
 
 

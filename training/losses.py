@@ -6,6 +6,7 @@ import math
 import torch
 
 from ..schedulers import model_output_from, x0_and_eps
+from .data import to_model_range
 
 
 def _per_sample_mean(x: torch.Tensor) -> torch.Tensor:
@@ -88,3 +89,28 @@ def diffusion_loss(model_output, x0, noise, x_t, timesteps, noise_scheduler, snr
         vlb = variational_bound_terms(x0_pred, x0, x_t, timesteps, interpolation, alphas_cumprod)
         loss = loss + vlb_weight * vlb * (config.num_train_timesteps / 1000)
     return loss.mean()
+
+
+def make_loss(noise_scheduler, data, args, device, latents=None):
+    """compute_loss(model, indices, generator) for one micro-batch: x_t = q_sample(x0, t), labels dropped to the
+    null class with probability --label_dropout, then the diffusion loss. With `latents` (a LatentCache), x0 is the
+    scaled latent of the images, drawn from the VAE's posterior."""
+    null_class = len(data.class_names) if args.class_conditional else None
+
+    def compute_loss(model, indices, generator):
+        if latents is None:
+            x0 = to_model_range(data.images[indices], args.random_flip, generator)
+        else:
+            x0 = latents.sample(indices, generator)
+        noise = torch.randn(x0.shape, generator=generator)
+        timesteps = torch.randint(0, noise_scheduler.config.num_train_timesteps, (len(x0),), generator=generator)
+        labels = None
+        if null_class is not None:
+            drop = torch.rand(len(indices), generator=generator) < args.label_dropout
+            labels = torch.where(drop, null_class, data.labels[indices]).to(device)
+        x0, noise, timesteps = x0.to(device), noise.to(device), timesteps.to(device)
+        x_t = noise_scheduler.add_noise(x0, noise, timesteps)
+        output = model(x_t, timesteps, class_labels=labels).sample
+        return diffusion_loss(output, x0, noise, x_t, timesteps, noise_scheduler, args.snr_gamma, args.vlb_weight)
+
+    return compute_loss

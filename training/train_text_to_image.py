@@ -15,12 +15,10 @@ import numpy as np
 import torch
 
 from guided_diffusers.pipelines import TextToImagePipeline
-from guided_diffusers.pipelines.image_utils import make_grid
-from guided_diffusers.pipelines.samplers import default_thresholding
 from guided_diffusers.pipelines.text_encoding import DEFAULT_TEXT_ENCODER, encode_prompts, load_text_encoder
 from guided_diffusers.schedulers import GuidedDDIMScheduler, GuidedDDPMScheduler
 from guided_diffusers.training import args as flags
-from guided_diffusers.training.captions import CLASS_WORDS, CaptionedPairs, evaluation_prompts
+from guided_diffusers.training.captions import CLASS_WORDS, CaptionedPairs
 from guided_diffusers.training.checkpointing import resolve_resume
 from guided_diffusers.training.data import to_model_range
 from guided_diffusers.training.latents import LatentCache, encode_images, load_vae
@@ -28,6 +26,7 @@ from guided_diffusers.training.losses import diffusion_loss
 from guided_diffusers.training.loop import train
 from guided_diffusers.training.model_card import training_section
 from guided_diffusers.training.model_configs import build_text_unet, text_unet_config
+from guided_diffusers.training.text_samples import sample_grid, samples_section, usage_section
 from guided_diffusers.training.runtime import (
     finish_output,
     load_training_data,
@@ -112,32 +111,6 @@ def encode_compositions(vae, captioned: CaptionedPairs, chunk: int = 512):
     parts = [encode_images(vae, torch.from_numpy(captioned.batch(range(start, min(start + chunk, len(captioned))))[0]))
              for start in range(0, len(captioned), chunk)]  # fmt: skip
     return LatentCache(torch.cat([p.mean for p in parts]), torch.cat([p.std for p in parts]), parts[0].scaling_factor)
-
-
-def grid_prompts(dataset: str, count: int) -> list[str]:
-    """Held-out prompts for the sample grids: every class alone, then two-item ones."""
-    prompts = [prompt for prompt, _, _ in evaluation_prompts(dataset)]
-    singles, pairs = prompts[:10], prompts[len(prompts) - 90 :: 9]
-    return (singles + pairs)[:count]
-
-
-def sample_grid(pipe, dataset: str, count: int, guidance_scale: float, steps: int, seed: int):
-    """A grid of held-out prompts with the model's default thresholding (none for a latent model: it bounds pixels)."""
-    prompts, thresholding = grid_prompts(dataset, count), default_thresholding(pipe)
-    images = pipe(prompts, guidance_scale=guidance_scale, num_inference_steps=steps, thresholding=thresholding,
-                  generator=torch.Generator().manual_seed(seed), output_type="np").images  # fmt: skip
-    return make_grid(images, rows=max(len(prompts) // 5, 1), scale=2), prompts, thresholding
-
-
-def samples_section(prompts: list[str], guidance_scale: float, steps: int, thresholding: str) -> str:
-    return (f"DDIM {steps} steps, CFG {guidance_scale:g}, thresholding {thresholding}, held-out prompts (row-major): "
-            + "; ".join(f"`{p}`" for p in prompts) + "\n\n![samples](samples.png)")
-
-
-def usage_section(thresholding: str) -> str:
-    return ("```python\nfrom guided_diffusers.pipelines import TextToImagePipeline\n"
-            "pipe = TextToImagePipeline.from_pretrained(\"path/or/repo_id\")\n"
-            f"images = pipe(\"a 4 to the left of a 9\", guidance_scale=5.0, thresholding=\"{thresholding}\").images\n```")
 
 
 def main(argv=None):

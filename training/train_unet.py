@@ -18,9 +18,8 @@ from guided_diffusers.pipelines.image_utils import make_grid
 from guided_diffusers.schedulers import GuidedDDIMScheduler, GuidedDDPMScheduler
 from guided_diffusers.training import args as flags
 from guided_diffusers.training.checkpointing import resolve_resume
-from guided_diffusers.training.data import to_model_range
 from guided_diffusers.training.latents import encode_images, load_vae
-from guided_diffusers.training.losses import diffusion_loss
+from guided_diffusers.training.losses import make_loss
 from guided_diffusers.training.loop import train
 from guided_diffusers.training.model_card import dataset_label, training_section
 from guided_diffusers.training.model_configs import build_unet, unet_config
@@ -43,31 +42,6 @@ def parse_args(argv=None):
     args.resume_path = resolve_resume(args.resume_from_checkpoint, args.output_dir)
     args.command = flags.recorded_command("accelerate launch", "training/train_unet.py", argv)
     return args
-
-
-def make_loss(noise_scheduler, data, args, device, latents=None):
-    """compute_loss(model, indices, generator) for one micro-batch: x_t = q_sample(x0, t), labels dropped to the
-    null class with probability --label_dropout, then the diffusion loss. With `latents` (a LatentCache), x0 is the
-    scaled latent of the images, drawn from the VAE's posterior."""
-    null_class = len(data.class_names) if args.class_conditional else None
-
-    def compute_loss(model, indices, generator):
-        if latents is None:
-            x0 = to_model_range(data.images[indices], args.random_flip, generator)
-        else:
-            x0 = latents.sample(indices, generator)
-        noise = torch.randn(x0.shape, generator=generator)
-        timesteps = torch.randint(0, noise_scheduler.config.num_train_timesteps, (len(x0),), generator=generator)
-        labels = None
-        if null_class is not None:
-            drop = torch.rand(len(indices), generator=generator) < args.label_dropout
-            labels = torch.where(drop, null_class, data.labels[indices]).to(device)
-        x0, noise, timesteps = x0.to(device), noise.to(device), timesteps.to(device)
-        x_t = noise_scheduler.add_noise(x0, noise, timesteps)
-        output = model(x_t, timesteps, class_labels=labels).sample
-        return diffusion_loss(output, x0, noise, x_t, timesteps, noise_scheduler, args.snr_gamma, args.vlb_weight)
-
-    return compute_loss
 
 
 def sample_grid(unet, noise_scheduler, args, num_classes: int, vae=None):
