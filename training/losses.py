@@ -91,6 +91,20 @@ def diffusion_loss(model_output, x0, noise, x_t, timesteps, noise_scheduler, snr
     return loss.mean()
 
 
+def training_draw(data, indices, noise_scheduler, generator, random_flip: bool, latents=None):
+    """One micro-batch's (x0, eps, t) for the forward process x_t = sqrt(abar_t) x0 + sqrt(1 - abar_t) eps (Ho 2020,
+    eq. 4), t ~ U{0, ..., T-1}: x0 the images in [-1, 1] (optionally flipped), or with `latents` (a LatentCache)
+    their scaled latents drawn from the VAE's posterior. Drawn in this order from `generator`, so a resumed run
+    repeats it."""
+    if latents is None:
+        x0 = to_model_range(data.images[indices], random_flip, generator)
+    else:
+        x0 = latents.sample(indices, generator)
+    noise = torch.randn(x0.shape, generator=generator)
+    timesteps = torch.randint(0, noise_scheduler.config.num_train_timesteps, (len(x0),), generator=generator)
+    return x0, noise, timesteps
+
+
 def make_loss(noise_scheduler, data, args, device, latents=None):
     """compute_loss(model, indices, generator) for one micro-batch: x_t = q_sample(x0, t), labels dropped to the
     null class with probability --label_dropout, then the diffusion loss. With `latents` (a LatentCache), x0 is the
@@ -98,12 +112,7 @@ def make_loss(noise_scheduler, data, args, device, latents=None):
     null_class = len(data.class_names) if args.class_conditional else None
 
     def compute_loss(model, indices, generator):
-        if latents is None:
-            x0 = to_model_range(data.images[indices], args.random_flip, generator)
-        else:
-            x0 = latents.sample(indices, generator)
-        noise = torch.randn(x0.shape, generator=generator)
-        timesteps = torch.randint(0, noise_scheduler.config.num_train_timesteps, (len(x0),), generator=generator)
+        x0, noise, timesteps = training_draw(data, indices, noise_scheduler, generator, args.random_flip, latents)
         labels = None
         if null_class is not None:
             drop = torch.rand(len(indices), generator=generator) < args.label_dropout

@@ -19,6 +19,7 @@ from guided_diffusers.schedulers import GuidedDDPMScheduler
 from guided_diffusers.training import args as flags
 from guided_diffusers.training.checkpointing import resolve_resume
 from guided_diffusers.training.data import to_model_range
+from guided_diffusers.training.losses import training_draw
 from guided_diffusers.training.latents import encode_images, load_vae
 from guided_diffusers.training.loop import train
 from guided_diffusers.training.model_card import dataset_label, training_section
@@ -76,12 +77,7 @@ def make_loss(noise_scheduler, data, args, device, latents=None):
     With `latents` (a LatentCache), x0 is the scaled latent of the images (a latent-space classifier)."""
 
     def compute_loss(model, indices, generator):
-        if latents is None:
-            x0 = to_model_range(data.images[indices], args.random_flip, generator)
-        else:
-            x0 = latents.sample(indices, generator)
-        noise = torch.randn(x0.shape, generator=generator)
-        timesteps = torch.randint(0, noise_scheduler.config.num_train_timesteps, (len(x0),), generator=generator)
+        x0, noise, timesteps = training_draw(data, indices, noise_scheduler, generator, args.random_flip, latents)
         if args.noise_free:
             timesteps.zero_()
             noise.zero_()
