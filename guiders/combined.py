@@ -61,6 +61,10 @@ class CombinedGuidance(Guider):
         return any(getattr(member, "changes_step", False) for member in self.guiders)
 
     @property
+    def inverts_step(self) -> bool:
+        return all(getattr(member, "inverts_step", False) for member in self.guiders if getattr(member, "changes_step", False))
+
+    @property
     def alters_network(self) -> bool:
         return diffusers_api.alters_network(self.guiders[0])
 
@@ -116,3 +120,11 @@ class CombinedGuidance(Guider):
             if isinstance(member, Guider):
                 prev_sample = member.after_step(prev_sample, output, pred_original_sample)
         return prev_sample
+
+    def after_inversion_step(self, next_sample, output):
+        if not self.in_window():
+            return next_sample
+        for member in self.guiders:
+            if isinstance(member, Guider):
+                next_sample = member.after_inversion_step(next_sample, output)
+        return next_sample

@@ -7,7 +7,8 @@ A subclass sets `_input_predictions`, records its arguments with `@register_to_c
 - `forward(pred_cond=None, pred_uncond=None)`: the paper's equation, returning a `GuiderOutput`;
 - optionally `correct(output)`, a change to a guided output (used when it follows another guider in a
   `CombinedGuidance`), and `after_step(prev_sample, output, pred_original_sample)`, a change to the sampler's
-  result (set `changes_step = True`: inversion, which takes no sampler step, then refuses it);
+  result (set `changes_step = True`: inversion, which takes no sampler step, then refuses it, unless the guider also
+  writes `after_inversion_step` and sets `inverts_step = True`);
 - optionally `check(scheduler, has_classifier, eta)`: refuse, before any network runs, what it cannot do.
 """
 
@@ -21,6 +22,7 @@ class Guider(BaseGuidance):
     _input_predictions = ["pred_cond", "pred_uncond"]
     needs_classifier = False
     changes_step = False  # whether after_step replaces the sampler's own update (not just adds a guidance term)
+    inverts_step = False  # whether after_inversion_step runs after_step's change backwards (CFG++), for inversion
     alters_network = False  # whether prepare_models hooks the network for a prediction (diffusers' PAG, SLG do)
 
     def __init__(self, start: float = 0.0, stop: float = 1.0, enabled: bool = True):
@@ -67,6 +69,10 @@ class Guider(BaseGuidance):
 
     def after_step(self, prev_sample: torch.Tensor, output: torch.Tensor, pred_original_sample=None) -> torch.Tensor:
         return prev_sample
+
+    def after_inversion_step(self, next_sample: torch.Tensor, output: torch.Tensor) -> torch.Tensor:
+        """A change to DDIM inversion's x_t, the inverse of this guider's `after_step` change."""
+        return next_sample
 
     def check(self, scheduler, has_classifier: bool, eta: float = 0.0) -> None:
         pass

@@ -113,6 +113,13 @@ def after_step(guider, step, output: torch.Tensor) -> torch.Tensor:
     return guider.after_step(step.prev_sample, output, getattr(step, "pred_original_sample", None))
 
 
+def after_inversion_step(guider, next_sample: torch.Tensor, output: torch.Tensor) -> torch.Tensor:
+    """DDIM inversion's x_t, as a guider of ours that changes the sampler step changes its inverse (CFG++)."""
+    if not isinstance(guider, Guider):
+        return next_sample
+    return guider.after_inversion_step(next_sample, output)
+
+
 def plan(guider, conditioning: Conditioning, scheduler, timesteps) -> list[list[Prediction]]:
     """The predictions each step will need, asked of the guider before any network runs, and refused with the
     reason when this pipeline cannot make one of them."""

@@ -14,7 +14,7 @@ from ..guiders import StepContext, guider_for_call
 from ..schedulers import GuidedDDIMScheduler
 from ..schedulers.validation import check_range
 from .image_utils import images_to_model_range
-from .denoising import denoise, guided_output, plan, run
+from .denoising import after_inversion_step, denoise, guided_output, plan, run
 from .inference import ordinary
 from .samplers import editable_config, step_kwargs
 
@@ -88,9 +88,10 @@ class InversionMixin:
                         return_trajectory=False, guider=None, callback_on_step_end=None) -> InversionOutput:  # fmt: skip
         """`invert` from what the UNet diffuses (images in [-1, 1], or scaled latents)."""
         guider = guider_for_call(guider, guidance_scale)
-        if getattr(guider, "changes_step", False):
-            raise ValueError(f"`guider` {type(guider).__name__} changes the sampler's step, and inversion takes no sampler "
-                             f"step; invert with CFG (ClassifierFreeGuidance) instead.")  # fmt: skip
+        if getattr(guider, "changes_step", False) and not getattr(guider, "inverts_step", False):
+            raise ValueError(f"`guider` {type(guider).__name__} changes the sampler's step and has no inverse of that "
+                             f"change for DDIM inversion; invert with CFG (ClassifierFreeGuidance) or CFGPlusPlus "
+                             f"instead.")  # fmt: skip
         check_range("num_inference_steps", num_inference_steps, low=1, integer=True)
         check_range("fixed_point_iterations", fixed_point_iterations, low=0, high=MAX_FIXED_POINT_ITERATIONS, integer=True)
         scheduler = self.inversion_scheduler()
@@ -113,7 +114,7 @@ class InversionMixin:
         for _ in range(fixed_point_iterations + 1):
             context = StepContext(step, num_steps, t, scheduler, x_t, conditioning.class_labels, conditioning.classifier)
             output = guided_output(guider, conditioning, context)
-            x_t = scheduler.inversion_step(output, t, x_prev, model_input=x_t).next_sample
+            x_t = after_inversion_step(guider, scheduler.inversion_step(output, t, x_prev, model_input=x_t).next_sample, output)
         return x_t
 
     @torch.inference_mode()

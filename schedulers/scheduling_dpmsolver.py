@@ -49,7 +49,7 @@ class GuidedDPMSolverMultistepScheduler(DiscreteDiffusionScheduler):
     ):
         check_choice("solver_order", solver_order, (1, 2))
         self._build()
-        self._last = None  # (timestep, x0, lambda) of the previous step, for the second-order correction
+        self._last = None  # (timestep, x0) of the previous step, for the second-order correction
 
     def _spaced_timesteps(self, num_inference_steps: int):
         config = self.config
@@ -77,20 +77,27 @@ class GuidedDPMSolverMultistepScheduler(DiscreteDiffusionScheduler):
             raise ValueError("`num_inference_steps` is not set: call `set_timesteps` before `step`.")
         prediction, _ = self._split_model_output(model_output, sample)
         s = int(timestep)
-        t = self.previous_timestep(s)
-        alpha_s, sigma_s, lambda_s = self._scales(s)
+        alpha_s, sigma_s, _ = self._scales(s)
         x0, _ = x0_and_eps_from_scales(prediction, sample, alpha_s, sigma_s, self.config.prediction_type)
         x0 = clip_or_threshold(x0, self.config)
         previous = self._last if self._last is not None and self.previous_timestep(self._last[0]) == s else None
-        self._last = (s, x0, lambda_s)
+        self._last = (s, x0)
+        return self._output(self.update(sample, x0, s, previous), x0, return_dict)
+
+    def update(self, sample: torch.Tensor, x0: torch.Tensor, timestep, previous=None) -> torch.Tensor:
+        """The solver's x_s -> x_t for the data prediction `x0` at s = `timestep`, t the next timestep; `previous`
+        = (s', x0_{s'}) of the step before s gives the second-order correction, None the first-order (DDIM) step.
+        `step` calls it with its own history; CFG++ with another sample and history (guiders/cfg_plus_plus.py)."""
+        s = int(timestep)
+        t = self.previous_timestep(s)
         if t < 0:  # sigma_t = 0: the first-order update is x0 itself
-            return self._output(x0, x0, return_dict)
+            return x0
+        alpha_s, sigma_s, lambda_s = self._scales(s)
         alpha_t, sigma_t, lambda_t = self._scales(t)
         h = lambda_t - lambda_s
         data = x0
         if self.config.solver_order == 2 and previous is not None:
-            _, x0_before, lambda_before = previous
-            r = (lambda_s - lambda_before) / h
+            timestep_before, x0_before = previous
+            r = (lambda_s - self._scales(int(timestep_before))[2]) / h
             data = x0 + 0.5 * ((1.0 / r) * (x0 - x0_before))  # midpoint: D0 + D1 / 2, D1 = (x0_s - x0_{s'}) / r
-        prev_sample = (sigma_t / sigma_s) * sample - (alpha_t * (torch.exp(-h) - 1.0)) * data
-        return self._output(prev_sample, x0, return_dict)
+        return (sigma_t / sigma_s) * sample - (alpha_t * (torch.exp(-h) - 1.0)) * data

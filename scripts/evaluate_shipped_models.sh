@@ -15,6 +15,8 @@
 #   thresholding         static vs dynamic at a high CFG scale (8), N = 500
 #   inversion            DDIM inversion + reconstruction MSE of 32 held-out images against steps (10 ... 250),
 #                        unconditional and CFG 3, plain and with one fixed-point iteration (training/evaluate_inversion.py)
+#   inversion-cfg++      CFG++'s claim for inversion: CFG at w = 3, 5 against CFG++ at lambda = 0.2, 0.4, 0.6, 32 held-out
+#                        images, 10 ... 100 DDIM steps, no fixed-point iteration
 #   quality-per-step     benchmarks/quality_per_step.py at the steps of STEPS (default "10 20 50"), N = 500, for the
 #                        samplers of SAMPLERS (default: all six) on the same UNet; resumable: run the same line again
 #                        after an interruption and it re-uses every finished batch. DPM-Solver takes at most 999
@@ -25,10 +27,10 @@
 #   guidance-methods     the guidance methods side by side (issue 24), each at a few scales of its own, DPM-Solver++(2M)
 #                        20 steps, N = 1000: CFG (and CFG rescale 0.7), CFG in a sigma interval, scheduled CFG
 #                        (linear, cosine), APG in x0 space, diffusers' CFG-Zero* and TCFG, autoguidance with the
-#                        pipeline's weak_unet and diffusers' AutoGuidance (the mid-block attention dropped); UNet evaluations and
-#                        seconds per image in every row, fronts.png (accuracy-FD, precision-recall); METHODS overrides
-#                        the list of guider specs
-#   guidance-methods-ddim  the same with DDIM 50 steps, plus CFG++ (DDIM only) at lambda 0.2 ... 0.8
+#                        pipeline's weak_unet, CFG++ at lambda = 0.1, 0.2, 0.4 and diffusers' AutoGuidance (the
+#                        mid-block attention dropped); UNet evaluations and seconds per image in every row, fronts.png
+#                        (accuracy-FD, precision-recall); METHODS overrides the list of guider specs
+#   guidance-methods-ddim  the same with DDIM 50 steps
 #   text                 a text-to-image pipeline (PIPELINE defaults to checkpoints/<dataset>-text): prompt alignment,
 #                        FD (own) and saturation on the 120 held-out prompts x 2 images, w = 1, 3, 5, 10, 15, with no
 #                        thresholding, static clipping and dynamic thresholding (training/evaluate_text_to_image.py)
@@ -67,6 +69,7 @@ methods="cfg:guidance_scale=1 cfg:guidance_scale=2 cfg:guidance_scale=3 cfg:guid
   apg:guidance_scale=3,eta=0 apg:guidance_scale=5,eta=0 apg:guidance_scale=8,eta=0
   cfg-zero-star:guidance_scale=3 cfg-zero-star:guidance_scale=5 tcfg:guidance_scale=3 tcfg:guidance_scale=5
   autoguidance:guidance_scale=2 autoguidance:guidance_scale=3
+  cfg++:guidance_scale=0.1 cfg++:guidance_scale=0.2 cfg++:guidance_scale=0.4
   autoguidance-diffusers:guidance_scale=3,auto_guidance_config={\"indices\":[0],\"fqn\":\"mid_block.attentions\",\"skip_ff\":false}"
 case "$sweep" in
   guidance-methods)
@@ -75,8 +78,7 @@ case "$sweep" in
       --guiders ${METHODS:-$methods} --output_dir "$eval_dir/$name-guidance-methods" ;;
   guidance-methods-ddim)
     # shellcheck disable=SC2086
-    exec "${evaluate[@]}" --num_samples 1000 --thresholding "$thresholding" --guiders ${METHODS:-$methods \
-      cfg++:guidance_scale=0.2 cfg++:guidance_scale=0.4 cfg++:guidance_scale=0.6 cfg++:guidance_scale=0.8} \
+    exec "${evaluate[@]}" --num_samples 1000 --thresholding "$thresholding" --guiders ${METHODS:-$methods} \
       --output_dir "$eval_dir/$name-guidance-methods-ddim" ;;
   cfg)
     # shellcheck disable=SC2086
@@ -95,6 +97,10 @@ case "$sweep" in
     exec "$python" training/evaluate_inversion.py --pipeline "$pipeline" --dataset_name "$dataset" --num_images 32 \
       --batch_size 32 --num_inference_steps 10 20 50 100 250 --guidance_scales 0 3 --fixed_point_iterations 0 1 \
       --output_dir "$eval_dir/$name-inversion" ;;
+  inversion-cfg++)
+    exec "$python" training/evaluate_inversion.py --pipeline "$pipeline" --dataset_name "$dataset" --num_images 32 \
+      --batch_size 32 --num_inference_steps 10 20 50 100 --guidance_scales 0 3 5 --cfg_plus_plus_scales 0.2 0.4 0.6 \
+      --output_dir "$eval_dir/$name-inversion-cfg++" ;;
   quality-per-step)
     # shellcheck disable=SC2086
     exec "$python" benchmarks/quality_per_step.py --pipeline "$pipeline" --eval_classifier \
@@ -115,6 +121,6 @@ case "$sweep" in
     exec "${evaluate_text[@]}" --guidance_scales ${GUIDANCE_SCALES:-10} --thresholding static dynamic \
       --dynamic_thresholding_ratios 0.5 0.8 0.9 0.95 0.995 --batch_size 120 \
       --output_dir "$eval_dir/$text_name-thresholding" ;;
-  *) echo "sweep must be guidance-methods, guidance-methods-ddim, cfg, classifier-probe, classifier-guidance, thresholding, inversion, quality-per-step, solvers, text, text-train-prompts or text-thresholding;" \
+  *) echo "sweep must be guidance-methods, guidance-methods-ddim, cfg, classifier-probe, classifier-guidance, thresholding, inversion, inversion-cfg++, quality-per-step, solvers, text, text-train-prompts or text-thresholding;" \
        "got $sweep" >&2; exit 2 ;;
 esac

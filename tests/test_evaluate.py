@@ -149,7 +149,7 @@ def test_a_sweep_of_guidance_methods_reports_each_methods_cost_and_draws_its_fro
     [(["--guiders", "apg:guidance=3"], "is not key=value with a key of AdaptiveProjectedGuidance"),
      (["--guiders", "nonsense"], "Unknown guider 'nonsense'"),
      (["--guiders", "cfg", "--guidance_scales", "3"], "Give either --guiders or --guidance_scales"),
-     (["--guiders", "cfg++", "--samplers", "ddim", "dpm2m"], "sampler 'dpm2m': CFGPlusPlus is CFG\\+\\+'s DDIM update")],
+     (["--guiders", "cfg++", "--samplers", "ddim", "ddpm"], "sampler 'ddpm': CFGPlusPlus is CFG\\+\\+'s DDIM update")],
 )  # fmt: skip
 def test_a_bad_guider_spec_is_refused_before_any_work(tmp_path, models, extra, message):
     with pytest.raises(ValueError, match=message):

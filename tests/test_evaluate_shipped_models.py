@@ -85,3 +85,11 @@ def test_an_unknown_sweep_or_a_missing_argument_is_refused(run):
     assert code == 2 and not argv and "sweep must be guidance-methods, guidance-methods-ddim, cfg," in stderr and "got fid" in stderr
     code, _, stderr = run("mnist")
     assert code != 0 and "sweep" in stderr
+
+
+def test_the_cfg_plus_plus_inversion_sweep_sets_cfg_beside_cfg_plus_plus(run):
+    code, argv, _ = run("mnist", "inversion-cfg++")
+    assert code == 0 and argv[0] == "training/evaluate_inversion.py"
+    assert value(argv, "--guidance_scales") == ["0", "3", "5"]
+    assert value(argv, "--cfg_plus_plus_scales") == ["0.2", "0.4", "0.6"]
+    assert value(argv, "--output_dir") == ["eval/mnist-inversion-cfg++"]

@@ -1,6 +1,7 @@
 """Guiders: diffusers' own guiders in our pipelines against a hand-written loop that drives them as diffusers'
 modular pipelines do, save/load of ours, evaluation counts, concurrent calls, and bad input before any network call."""
 
+import math
 import threading
 
 import pytest
@@ -23,7 +24,7 @@ from guided_diffusers.guiders import (
 from guided_diffusers.guiders import AdaptiveProjectedGuidance as OursAPG
 from guided_diffusers.guiders.scheduled_cfg import SCHEDULES, scheduled_scale
 from guided_diffusers.pipelines import GuidedDiffusionPipeline
-from guided_diffusers.schedulers import GuidedDDIMScheduler, GuidedDDPMScheduler
+from guided_diffusers.schedulers import GuidedDDIMScheduler, GuidedDDPMScheduler, GuidedDPMSolverMultistepScheduler
 
 SIZE, CLASSES, STEPS = 8, 4, 5
 LABELS = torch.tensor([0, 1, 2, 3])
@@ -202,6 +203,71 @@ def test_cfg_plus_plus_is_algorithm_1_with_ddim(scheduler):
         latents, out = final_latents(pipe, guider=CFGPlusPlus(guidance_scale=lam), thresholding="none")
         torch.testing.assert_close(latents, cfg_plus_plus_loop(pipe, lam), atol=1e-5, rtol=1e-5)
         assert out.evaluations["unet"] == 2 * STEPS
+
+
+@torch.no_grad()
+def cfg_plus_plus_dpmpp_2m_loop(pipe, lam):
+    """The authors' `dpm++_2m_cfg++` (and ComfyUI's `sample_dpmpp_2m_cfg_pp`), written out in k-diffusion's variables:
+    x = x_t / alpha_t, sigma = sqrt((1 - abar) / abar), denoisers D = x - sigma eps, lambda = -log sigma."""
+    scheduler = pipe.scheduler
+    scheduler.set_timesteps(STEPS)
+    abar = scheduler.alphas_cumprod
+    sigmas = [float(((1 - abar[t]) / abar[t]) ** 0.5) for t in scheduler.timesteps] + [0.0]
+    x = start_latents() * (1 + sigmas[0] ** 2) ** 0.5
+    old_uncond = None
+    for i, t in enumerate(scheduler.timesteps):
+        sigma, sigma_next = sigmas[i], sigmas[i + 1]
+        x_vp = x / (1 + sigma**2) ** 0.5
+        eps_c, eps_u = pipe.unet(x_vp, t, class_labels=LABELS).sample, pipe.unet(x_vp, t, class_labels=NULL).sample
+        denoised, uncond = x - sigma * (eps_u + lam * (eps_c - eps_u)), x - sigma * eps_u
+        if old_uncond is None or sigma_next == 0:
+            x = denoised + (x - uncond) / sigma * sigma_next
+        else:
+            h = torch.tensor(math.log(sigma) - math.log(sigma_next))
+            r = (math.log(sigmas[i - 1]) - math.log(sigma)) / h
+            x = denoised - torch.exp(-h) * uncond - torch.expm1(-h) * (denoised - old_uncond) / (2 * r) + torch.exp(-h) * x
+        old_uncond = uncond
+    return x
+
+
+def test_cfg_plus_plus_in_dpm_solver_is_the_authors_dpmpp_2m_cfg_pp():
+    pipe = pipeline(GuidedDPMSolverMultistepScheduler(num_train_timesteps=100))
+    for lam in (0.3, 0.8):
+        latents, out = final_latents(pipe, guider=CFGPlusPlus(guidance_scale=lam), thresholding="none")
+        torch.testing.assert_close(latents, cfg_plus_plus_dpmpp_2m_loop(pipe, lam), atol=1e-5, rtol=1e-5)
+        assert out.evaluations["unet"] == 2 * STEPS
+    zero, _ = final_latents(pipe, guider=CFGPlusPlus(guidance_scale=0.0), thresholding="none")
+    unconditional, _ = final_latents(pipe, guidance_scale=0.0, thresholding="none")
+    torch.testing.assert_close(zero, unconditional, atol=1e-5, rtol=1e-5)  # lambda = 0: the sampler on the null class
+    first_half, out = final_latents(pipe, guider=CFGPlusPlus(guidance_scale=0.8, stop=0.6), thresholding="none")
+    assert out.evaluations["unet"] == STEPS + 3 and torch.isfinite(first_half).all()
+
+
+@torch.no_grad()
+def cfg_plus_plus_inversion_loop(pipe, images, lam):
+    """The authors' `InversionDDIMCFGpp.inversion`: x0 from eps_u at the lower level, re-noised with eps_w."""
+    scheduler = pipe.inversion_scheduler()
+    scheduler.set_timesteps(STEPS)
+    x = images * 2 - 1
+    for t in scheduler.timesteps.flip(0):
+        eps_c, eps_u = pipe.unet(x, t, class_labels=LABELS).sample, pipe.unet(x, t, class_labels=NULL).sample
+        abar, abar_prev = scheduler.alphas_cumprod[t], scheduler.alphas_cumprod[t - 100 // STEPS] if t >= 100 // STEPS \
+            else scheduler.final_alpha_cumprod  # fmt: skip
+        x0_u = (x - (1 - abar_prev).sqrt() * eps_u) / abar_prev.sqrt()
+        x = abar.sqrt() * x0_u + (1 - abar).sqrt() * (eps_u + lam * (eps_c - eps_u))
+    return x
+
+
+def test_cfg_plus_plus_inversion_is_the_authors_and_reconstruction_inverts_it():
+    pipe = pipeline(GuidedDDIMScheduler(num_train_timesteps=100, clip_sample=False))
+    images = torch.rand(4, 1, SIZE, SIZE, generator=torch.Generator().manual_seed(1))
+    latents = pipe.invert(images, class_labels=LABELS, num_inference_steps=STEPS, guider=CFGPlusPlus(guidance_scale=0.5)).latents
+    torch.testing.assert_close(latents, cfg_plus_plus_inversion_loop(pipe, images, 0.5), atol=1e-5, rtol=1e-5)
+    # with eps evaluated where the sampler will evaluate it (fixed-point iterations), CFG++ sampling undoes it
+    exact = pipe.invert(images, class_labels=LABELS, num_inference_steps=STEPS, guider=CFGPlusPlus(guidance_scale=0.5),
+                        fixed_point_iterations=20).latents  # fmt: skip
+    rebuilt = pipe.reconstruct(exact, class_labels=LABELS, num_inference_steps=STEPS, guider=CFGPlusPlus(guidance_scale=0.5))
+    assert (rebuilt - images).abs().max() < 1e-3
 
 
 def test_cfg_plus_plus_at_lambda_zero_is_the_unconditional_model_and_at_one_is_not_the_conditional_one():
@@ -385,14 +451,15 @@ def test_from_scales_builds_the_default_guiders():
     assert [type(g).__name__ for g in combined.guiders] == ["ClassifierFreeGuidance", "ClassifierGuidance"]
 
 
-def test_inversion_refuses_a_guider_that_replaces_the_sampler_step_but_reconstruction_takes_it():
+def test_inversion_refuses_a_guider_that_changes_the_sampler_step_without_an_inverse():
     pipe = pipeline(GuidedDDIMScheduler(num_train_timesteps=100, clip_sample=False))
     images = torch.rand(2, 1, SIZE, SIZE, generator=torch.Generator().manual_seed(1))
-    with pytest.raises(ValueError, match="changes the sampler's step, and inversion takes no sampler step"):
-        pipe.invert(images, class_labels=[0, 1], num_inference_steps=STEPS, guider=CFGPlusPlus())
-    latents = pipe.invert(images, class_labels=[0, 1], num_inference_steps=STEPS).latents
-    rebuilt = pipe.reconstruct(latents, class_labels=[0, 1], num_inference_steps=STEPS, guider=CFGPlusPlus(guidance_scale=0.5))
-    assert torch.isfinite(rebuilt).all()
+
+    class NoInverse(CFGPlusPlus):
+        inverts_step = False
+
+    with pytest.raises(ValueError, match="changes the sampler's step and has no inverse of that change"):
+        pipe.invert(images, class_labels=[0, 1], num_inference_steps=STEPS, guider=NoInverse())
 
 
 def test_scheduled_scales_follow_the_papers_formulas_and_average_to_w():
