@@ -75,14 +75,18 @@ class SampleCache:
         self.evaluations.append(evaluations or {})
 
     def cost_per_image(self, num_samples: int) -> dict:
-        """Seconds, and UNet (weak UNet, if any) and classifier evaluations, per image over the batches read or written. A batch's
-        "unet" count is already per image (one per prediction, each over the whole batch)."""
+        """Seconds, and UNet and classifier evaluations (weak UNet, UNet forward + backward and clean classifier ones,
+        if any), per image over the batches read or written. A batch's counts are already per image (one per
+        prediction, each over the whole batch)."""
         batches = max(len(self.evaluations), 1)
-        cost = {"seconds_per_image": self.seconds / num_samples,
-                "unet_per_image": sum(e.get("unet", 0) for e in self.evaluations) / batches,
-                "classifier_per_image": sum(e.get("classifier", 0) for e in self.evaluations) / batches}  # fmt: skip
-        weak = sum(e.get("weak_unet", 0) for e in self.evaluations) / batches
-        return {**cost, "weak_unet_per_image": weak} if weak else cost
+        per_image = {name: sum(e.get(name, 0) for e in self.evaluations) / batches for name in EVALUATIONS}
+        return {"seconds_per_image": self.seconds / num_samples,
+                **{f"{name}_per_image": count for name, count in per_image.items() if count or name in ALWAYS}}
+
+
+# the network evaluations a sweep row reports: the first two always, the others where a setting makes them
+EVALUATIONS = ("unet", "classifier", "weak_unet", "unet_gradient", "clean_classifier")
+ALWAYS = ("unet", "classifier")
 
 
 def sweep_cache(output_dir, weights: str, setting: dict, args) -> SampleCache:

@@ -6,7 +6,7 @@ import time
 
 import torch
 
-from ..guiders import Guider, guider_for_call, guider_from_spec
+from ..guiders import guider_for_call, guider_from_spec
 from ..pipelines import make_scheduler
 from ..pipelines.denoising import WEAK, plan
 from ..pipelines.samplers import set_distinct_timesteps
@@ -53,19 +53,26 @@ def planned_predictions(pipe, setting: dict) -> list:
     conditional = bool(pipe.num_classes or setting["classifier_scale"] > 0 or setting.get("guider"))
     arguments = guidance_arguments(setting, conditional)
     guider = guider_for_call(arguments.get("guider"), arguments.get("guidance_scale"), arguments.get("classifier_scale"))
-    if isinstance(guider, Guider):
-        guider.check(scheduler, has_classifier=pipe.classifier is not None, eta=setting["eta"])
     labels = torch.zeros(1, dtype=torch.long, device=pipe.device) if conditional else None
-    return plan(guider, pipe.conditioning(labels, 1), scheduler, scheduler.timesteps)
+    _, conditioning = pipe.check_inputs(1, labels, guider, "pt", scheduler, setting["eta"])
+    return plan(guider, conditioning, scheduler, scheduler.timesteps)
 
 
 def setting_weights(pipe, setting: dict) -> str:
-    """The digest of the weights a setting's samples come from: the pipeline's, and its weak model's only where
-    the setting's guider calls it (so adding a weak model to a pipeline keeps the other settings' cached samples)."""
-    digest = weights_digest(pipe, exclude=("weak_unet",))
+    """The digest of the weights a setting's samples come from: the pipeline's, and its weak model's and clean
+    classifier's only where the setting's guider uses them (so adding either to a pipeline keeps the other settings'
+    cached samples)."""
+    digest = weights_digest(pipe, exclude=("weak_unet", "clean_classifier"))
     if any(prediction.name == WEAK for step in planned_predictions(pipe, setting) for prediction in step):
         digest += "+weak:" + weights_digest(pipe, only=("weak_unet",))
+    if uses_clean_classifier(setting):
+        digest += "+clean:" + weights_digest(pipe, only=("clean_classifier",))
     return digest
+
+
+def uses_clean_classifier(setting: dict) -> bool:
+    guider = guidance_arguments(setting, True).get("guider")
+    return bool(getattr(guider, "needs_clean_classifier", False))
 
 
 def generate(pipe, setting: dict, num_samples: int, batch_size: int, seed: int, cache: SampleCache | None = None):

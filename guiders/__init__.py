@@ -14,11 +14,12 @@ from .guider import Guider
 from .scheduled_cfg import ScheduledCFG
 from .shorthands import from_scales, guider_for_call
 from .specs import SHORT_NAMES, guider_from_spec
+from .universal import UniversalClassifierGuidance, clean_classifier_gradient
 
 # our guiders by class name (what a saved `guider_config.json` names)
 GUIDERS = {cls.__name__: cls for cls in (ClassifierFreeGuidance, ClassifierGuidance, CombinedGuidance,
                                          GuidanceIntervalCFG, CFGPlusPlus, ScheduledCFG, AdaptiveProjectedGuidance,
-                                         WeakModelGuidance)}
+                                         WeakModelGuidance, UniversalClassifierGuidance)}
 
 __all__ = [
     "AdaptiveProjectedGuidance",
@@ -35,10 +36,12 @@ __all__ = [
     "Guider",
     "GuiderOutput",
     "StepContext",
+    "UniversalClassifierGuidance",
     "WeakModelGuidance",
     "autoguidance",
     "classifier_free_guidance",
     "classifier_gradient",
+    "clean_classifier_gradient",
     "from_scales",
     "guide_mean",
     "guide_score",

@@ -19,11 +19,14 @@ def classifier_gradient(classifier, sample: torch.Tensor, timestep, labels: torc
     with torch.inference_mode(False), torch.enable_grad():
         x = sample.clone().requires_grad_(True)
         timestep = timestep.clone() if torch.is_tensor(timestep) else timestep
-        output = classifier(x, timestep)
-        logits = output.logits if hasattr(output, "logits") else output
-        log_prob = torch.log_softmax(logits.float(), dim=-1).gather(1, labels.clone()[:, None]).sum()
-        (gradient,) = torch.autograd.grad(log_prob, x)
+        (gradient,) = torch.autograd.grad(log_likelihood(classifier(x, timestep), labels), x)
     return gradient
+
+
+def log_likelihood(output, labels: torch.Tensor) -> torch.Tensor:
+    """sum_i log p(y_i | x_i) from a classifier's logits (or an output with `.logits`)."""
+    logits = output.logits if hasattr(output, "logits") else output
+    return torch.log_softmax(logits.float(), dim=-1).gather(1, labels.clone()[:, None]).sum()
 
 
 def guide_mean(prev_sample: torch.Tensor, variance, gradient: torch.Tensor, scale: float) -> torch.Tensor:
@@ -40,6 +43,13 @@ def guide_score(model_output, sample, alpha_prod, gradient, scale: float, predic
     guided_eps = eps - scale * (1 - alpha_prod) ** 0.5 * gradient
     guided_x0 = (sample - (1 - alpha_prod) ** 0.5 * guided_eps) / alpha_prod**0.5
     return model_output_from(guided_x0, guided_eps, alpha_prod, prediction_type)
+
+
+def score_guided(context, output: torch.Tensor, gradient: torch.Tensor, scale: float) -> torch.Tensor:
+    """`guide_score` on a network output at the step of `context`, its learned variance (if any) kept."""
+    prediction, variance = context.split(output)
+    guided = guide_score(prediction, context.sample, context.alpha_prod, gradient, scale, context.prediction_type)
+    return guided if variance is None else torch.cat([guided, variance], dim=1)
 
 
 def has_mean_shift(scheduler) -> bool:
@@ -91,10 +101,7 @@ class ClassifierGuidance(Guider):
         if self.form == "mean" or self.form == "auto" and has_mean_shift(context.scheduler):
             self._gradient = gradient
             return output
-        prediction, variance = context.split(output)
-        guided = guide_score(prediction, context.sample, context.alpha_prod, gradient, self.classifier_scale,
-                             context.prediction_type)  # fmt: skip
-        return guided if variance is None else torch.cat([guided, variance], dim=1)
+        return score_guided(context, output, gradient, self.classifier_scale)
 
     def after_step(self, prev_sample: torch.Tensor, output: torch.Tensor, pred_original_sample=None) -> torch.Tensor:
         if self._gradient is None:

@@ -57,6 +57,10 @@ class CombinedGuidance(Guider):
         return any(getattr(member, "needs_classifier", False) for member in self.guiders)
 
     @property
+    def needs_clean_classifier(self) -> bool:
+        return any(getattr(member, "needs_clean_classifier", False) for member in self.guiders)
+
+    @property
     def changes_step(self) -> bool:
         return any(getattr(member, "changes_step", False) for member in self.guiders)
 

@@ -7,6 +7,7 @@ the conversions between the network's parameterisation and (x0, eps); those are 
 """
 
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from functools import cached_property
 
@@ -19,7 +20,9 @@ from ..schedulers.prediction import eps_from_x0, model_output_from, x0_and_eps
 class StepContext:
     """One step of one sampling call. `sample` is x_t as the network reads it (after `scale_model_input`), None
     while a pipeline plans which predictions each step needs. `counts` tallies network evaluations for the call
-    ("unet": one per prediction and image batch, "classifier": one forward and backward)."""
+    ("unet": one per prediction and image batch, "classifier": one forward and backward). `denoiser` makes the
+    conditional prediction at an x of the guider's choosing, for guiders that differentiate through the network
+    (universal guidance); `clean_classifier` is the pipeline's classifier of clean images."""
 
     step: int
     num_inference_steps: int
@@ -29,6 +32,8 @@ class StepContext:
     class_labels: torch.Tensor | None = None
     classifier: torch.nn.Module | None = None
     counts: Counter = field(default_factory=Counter)
+    clean_classifier: torch.nn.Module | None = None
+    denoiser: Callable[[torch.Tensor], torch.Tensor] | None = None  # x -> the conditional output at (x, t), differentiable
 
     @cached_property
     def alpha_prod(self) -> float:

@@ -7,8 +7,9 @@ steps, and the guider may correct the step (classifier guidance's mean shift). A
 at a step is not computed. A guider that alters the network for one prediction (diffusers' PAG, SLG, SEG,
 AutoGuidance hook it in `prepare_models`) gets one call per prediction, in its order, as diffusers' modular pipelines
 make them. `counts` tallies the evaluations: "unet" (one per prediction, each over the whole image batch),
-"unet_calls" (forward calls), "weak_unet" (the weak model's predictions, autoguidance) and "classifier" (forward +
-backward), so that methods can be compared at equal cost.
+"unet_calls" (forward calls), "weak_unet" (the weak model's predictions, autoguidance), "classifier" (forward +
+backward), and for universal guidance "unet_gradient" (a network forward and backward) and "clean_classifier", so
+that methods can be compared at equal cost.
 """
 
 from collections import Counter
@@ -28,12 +29,13 @@ class Conditioning:
     """How to make each prediction: the network to call and, per conditioning ("pred_cond", "pred_uncond"), the
     keyword arguments that condition it (class labels, text states). `models` names other networks for some
     predictions (the weak model of autoguidance for "pred_weak"). `class_labels` and `classifier` are what
-    classifier guidance reads."""
+    classifier guidance reads, `clean_classifier` what universal guidance reads."""
 
     model: object
     branches: dict
     class_labels: torch.Tensor | None = None
     classifier: torch.nn.Module | None = None
+    clean_classifier: torch.nn.Module | None = None
     missing: dict = field(default_factory=dict)  # prediction or conditioning name -> why this pipeline cannot make it
     models: dict = field(default_factory=dict)  # prediction name -> the network that makes it, if not `model`
 
@@ -84,6 +86,23 @@ def predict(guider, conditioning: Conditioning, context: StepContext, prediction
         outputs.update(call(conditioning, conditioning.model_for(group[0]), sample, timestep, group))
         tally(counts, conditioning, group)
     return outputs
+
+
+def step_context(conditioning: Conditioning, step: int, num_steps: int, timestep, scheduler, sample: torch.Tensor,
+                 counts: Counter | None = None) -> StepContext:  # fmt: skip
+    """What a guider of ours sees at one step of a sampling (or inversion) call."""
+    return StepContext(step, num_steps, timestep, scheduler, sample, conditioning.class_labels, conditioning.classifier,
+                       Counter() if counts is None else counts, conditioning.clean_classifier,
+                       lambda x: differentiable_prediction(conditioning, x, timestep))  # fmt: skip
+
+
+def differentiable_prediction(conditioning: Conditioning, sample: torch.Tensor, timestep) -> torch.Tensor:
+    """The conditional output at (sample, timestep), to be called outside inference mode with gradients on (universal
+    guidance differentiates x0_hat(x_t) through the network): inputs made in inference mode are copied, as autograd
+    cannot save them."""
+    branch = {key: value.clone() for key, value in conditioning.branches["pred_cond"].items()}
+    timestep = timestep.clone() if torch.is_tensor(timestep) else timestep
+    return conditioning.model(sample, timestep, **branch).sample
 
 
 def tally(counts: Counter, conditioning: Conditioning, predictions: list) -> None:
@@ -166,8 +185,7 @@ def denoise(guider, conditioning: Conditioning, scheduler, latents, timesteps, s
     counts = Counter() if counts is None else counts
     for i, t in enumerate(progress(timesteps)):
         model_input = scheduler.scale_model_input(latents, t)
-        context = StepContext(i, len(timesteps), t, scheduler, model_input, conditioning.class_labels,
-                              conditioning.classifier, counts)  # fmt: skip
+        context = step_context(conditioning, i, len(timesteps), t, scheduler, model_input, counts)
         output = guided_output(guider, conditioning, context)
         step = scheduler.step(output, t, latents, **step_options)
         latents = after_step(guider, step, output)

@@ -10,11 +10,11 @@ import torch
 from diffusers.utils import BaseOutput
 from diffusers.utils.torch_utils import randn_tensor
 
-from ..guiders import StepContext, guider_for_call
+from ..guiders import guider_for_call
 from ..schedulers import GuidedDDIMScheduler
 from ..schedulers.validation import check_range
 from .image_utils import images_to_model_range
-from .denoising import after_inversion_step, denoise, guided_output, plan, run
+from .denoising import after_inversion_step, denoise, guided_output, plan, run, step_context
 from .inference import ordinary
 from .samplers import editable_config, step_kwargs
 
@@ -112,8 +112,7 @@ class InversionMixin:
         """x at the level before t -> x_t; each fixed-point iteration x_t <- F(x_prev, eps(x_t, t))."""
         x_t = x_prev
         for _ in range(fixed_point_iterations + 1):
-            context = StepContext(step, num_steps, t, scheduler, x_t, conditioning.class_labels, conditioning.classifier)
-            output = guided_output(guider, conditioning, context)
+            output = guided_output(guider, conditioning, step_context(conditioning, step, num_steps, t, scheduler, x_t))
             x_t = after_inversion_step(guider, scheduler.inversion_step(output, t, x_prev, model_input=x_t).next_sample, output)
         return x_t
 

@@ -43,6 +43,9 @@ class GuidedDiffusionPipeline(SafetensorsOnly, InversionMixin, DiffusionPipeline
       any other scheduler it corrects eps (ADM Algorithm 2), so diffusers' DDIM, DPM-Solver or Euler get it too.
     - Guidance is a guider (`guided_diffusers.guiders`, or diffusers' own) applied by the shared loop of
       `pipelines.denoising`; `guidance_scale=` / `classifier_scale=` are shorthands for ours.
+    - `clean_classifier` (optional): a classifier of clean images (a `NoiseAwareClassifier` trained with
+      `--noise_free`), for universal guidance through x0_hat(x_t) (`guiders.UniversalClassifierGuidance`, Bansal
+      et al. 2023).
     - `weak_unet` (optional): a smaller or shorter-trained `UNet2DModel` of the same data, conditioning and
       schedule, for autoguidance (`guiders.WeakModelGuidance`, Karras et al. 2024).
     - `vae` (optional): an `AutoencoderKL` whose latent space the UNet (and classifier) work in, latent diffusion
@@ -53,10 +56,11 @@ class GuidedDiffusionPipeline(SafetensorsOnly, InversionMixin, DiffusionPipeline
     """
 
     model_cpu_offload_seq = "unet->weak_unet->vae"
-    _optional_components = ["classifier", "vae", "weak_unet"]
+    _optional_components = ["classifier", "vae", "weak_unet", "clean_classifier"]
 
     def __init__(self, unet: UNet2DModel, scheduler: SchedulerMixin, classifier=None, null_class_label: int | None = None,
-                 class_names: list[str] | None = None, vae=None, weak_unet: UNet2DModel | None = None):  # fmt: skip
+                 class_names: list[str] | None = None, vae=None, weak_unet: UNet2DModel | None = None,
+                 clean_classifier=None):  # fmt: skip
         super().__init__()
         embeddings = unet.config.num_class_embeds
         if null_class_label is not None and null_class_label != (embeddings or 0) - 1:
@@ -65,7 +69,8 @@ class GuidedDiffusionPipeline(SafetensorsOnly, InversionMixin, DiffusionPipeline
             raise ValueError(f"The VAE's {vae.config.latent_channels} latent channels must be the UNet's "
                              f"{unet.config.in_channels} input channels.")  # fmt: skip
         check_weak_unet(weak_unet, unet)
-        self.register_modules(unet=unet, scheduler=scheduler, classifier=classifier, vae=vae, weak_unet=weak_unet)
+        self.register_modules(unet=unet, scheduler=scheduler, classifier=classifier, vae=vae, weak_unet=weak_unet,
+                              clean_classifier=clean_classifier)  # fmt: skip
         self.register_to_config(null_class_label=null_class_label, class_names=class_names)
 
     @property
@@ -90,6 +95,9 @@ class GuidedDiffusionPipeline(SafetensorsOnly, InversionMixin, DiffusionPipeline
             guider.check(scheduler or self.scheduler, has_classifier=self.classifier is not None, eta=eta)
         if needs_classifier:
             self._check_classifier()
+        if getattr(guider, "needs_clean_classifier", False):
+            self._check_clean_classifier()
+            needs_classifier = True  # its labels are a classifier's targets too
         labels = self._checked_labels(class_labels, batch_size, needs_classifier)
         return labels, self.conditioning(labels, batch_size)
 
@@ -112,7 +120,7 @@ class GuidedDiffusionPipeline(SafetensorsOnly, InversionMixin, DiffusionPipeline
         labels = labels.expand(batch_size) if len(labels) == 1 else labels
         if len(labels) != batch_size:
             raise ValueError(f"`class_labels` must have 1 or `batch_size`={batch_size} entries; got {len(labels)}.")
-        num_classes = self.num_classes or self.classifier.config.num_classes
+        num_classes = self.num_classes or (self.classifier or self.clean_classifier).config.num_classes
         if labels.min() < 0 or labels.max() >= num_classes:
             raise ValueError(f"`class_labels` must lie in [0, {num_classes - 1}]; got {labels.tolist()}.")
         return labels.to(self.device)
@@ -137,13 +145,23 @@ class GuidedDiffusionPipeline(SafetensorsOnly, InversionMixin, DiffusionPipeline
     def _check_classifier(self):
         """The classifier's classes, image size and noise schedule match the UNet's and scheduler's (that there is
         one, `ClassifierGuidance.check` has said)."""
-        config, unet = self.classifier.config, self.unet.config
-        if self.num_classes and config.num_classes != self.num_classes:
-            raise ValueError(f"`classifier` has {config.num_classes} classes, the UNet {self.num_classes}.")
-        if (config.sample_size, config.in_channels) != (unet.sample_size, unet.in_channels):
-            raise ValueError(f"`classifier` reads {config.in_channels}x{config.sample_size}px images, the UNet makes "
-                             f"{unet.in_channels}x{unet.sample_size}px.")  # fmt: skip
+        self._check_reads_the_unets_images("classifier", self.classifier)
         self.classifier.check_schedule(self.scheduler.config)
+
+    def _check_clean_classifier(self):
+        if self.clean_classifier is None:
+            raise ValueError("Universal guidance (UniversalClassifierGuidance) needs a `clean_classifier`, a classifier "
+                             "of clean images; this pipeline has none. Load one with it: `from_pretrained(path, "
+                             "clean_classifier=NoiseAwareClassifier.from_pretrained(classifier_path))`.")  # fmt: skip
+        self._check_reads_the_unets_images("clean_classifier", self.clean_classifier)
+
+    def _check_reads_the_unets_images(self, name: str, classifier) -> None:
+        config, unet = classifier.config, self.unet.config
+        if self.num_classes and config.num_classes != self.num_classes:
+            raise ValueError(f"`{name}` has {config.num_classes} classes, the UNet {self.num_classes}.")
+        if (config.sample_size, config.in_channels) != (unet.sample_size, unet.in_channels):
+            raise ValueError(f"`{name}` reads {config.in_channels}x{config.sample_size}px images, the UNet makes "
+                             f"{unet.in_channels}x{unet.sample_size}px.")  # fmt: skip
 
     def scheduler_for_call(self, thresholding: str | None, dynamic_thresholding_ratio: float | None):
         """A private copy of the scheduler for one call (its timesteps and solver history are per call), with the
@@ -178,7 +196,8 @@ class GuidedDiffusionPipeline(SafetensorsOnly, InversionMixin, DiffusionPipeline
         if weak is None:
             missing[WEAK] = ("it has no `weak_unet`: load one with the pipeline, `from_pretrained(path, "
                              "weak_unet=UNet2DModel.from_pretrained(weak_path))`")  # fmt: skip
-        return Conditioning(unet, branches, class_labels, self.classifier, missing, {} if weak is None else {WEAK: weak})
+        return Conditioning(unet, branches, class_labels, self.classifier, self.clean_classifier, missing,
+                            {} if weak is None else {WEAK: weak})  # fmt: skip
 
     # ------------------------------------------------------------------------------------------ sample
     @torch.inference_mode()

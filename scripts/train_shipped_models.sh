@@ -4,15 +4,15 @@
 # 2 cores ran 20-40x slower); where torch sees a GPU the run takes it (same flags, fp32). ACCELERATE and PYTHON name
 # the launcher and interpreter (default: the .venv that scripts/setup.sh makes).
 #
-#   bash scripts/train_shipped_models.sh mnist unet|weak-unet|classifier|eval-classifier [RUNS_DIR]
-#   bash scripts/train_shipped_models.sh fashion_mnist unet|weak-unet|classifier|eval-classifier [RUNS_DIR]
+#   bash scripts/train_shipped_models.sh mnist unet|weak-unet|classifier|guide-classifier|eval-classifier [RUNS_DIR]
+#   bash scripts/train_shipped_models.sh fashion_mnist unet|weak-unet|classifier|guide-classifier|eval-classifier [RUNS_DIR]
 #   bash scripts/train_shipped_models.sh mnist vae|latent-unet|latent-classifier [RUNS_DIR]  (latent diffusion)
 #   bash scripts/train_shipped_models.sh mnist text|latent-text [RUNS_DIR]   (text-to-image; latent-text is shipped; text,
 #                                                                          in pixels, measures dynamic thresholding)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 dataset=${1:?dataset: mnist or fashion_mnist}
-model=${2:?model: unet, weak-unet, classifier, eval-classifier, vae, latent-unet, latent-classifier, text or latent-text}
+model=${2:?model: unet, weak-unet, classifier, guide-classifier, eval-classifier, vae, latent-unet, latent-classifier, text or latent-text}
 runs=${3:-runs}
 name=${dataset//_/-}
 launch=("${ACCELERATE:-.venv/bin/accelerate}" launch --num_processes 1 --mixed_precision no)
@@ -38,6 +38,11 @@ case "$model" in
     exec "${launch[@]}" training/train_classifier.py "${common[@]}" --ddpm_num_steps 1000 --ddpm_beta_schedule linear \
       --model_config small --pooling attention --max_train_steps "$steps" --learning_rate 5e-4 --lr_warmup_steps 200 \
       --adam_weight_decay 0.05 --ema_max_decay 0.999 --output_dir "$runs/$name-classifier" ;;
+  guide-classifier)  # universal guidance's clean-image classifier (Bansal 2023): the eval-classifier recipe on the tiny
+                     # preset with another seed and fewer steps, so that the guiding classifier is never the judge
+    exec "${launch[@]}" training/train_classifier.py "${common[@]}" --noise_free --model_config tiny --pooling mean \
+      --seed 1 --max_train_steps 1500 --learning_rate 1e-3 --lr_warmup_steps 100 --adam_weight_decay 0.05 \
+      --ema_max_decay 0.999 --eval_max_samples 10000 --output_dir "$runs/$name-guide-classifier" ;;
   eval-classifier)  # clean-image classifier for evaluation only
     exec "${launch[@]}" training/train_classifier.py "${common[@]}" --noise_free --model_config small --pooling mean \
       --max_train_steps 2000 --learning_rate 1e-3 --lr_warmup_steps 100 --adam_weight_decay 0.05 --ema_max_decay 0.999 \
@@ -66,6 +71,6 @@ case "$model" in
     exec "${launch[@]}" training/train_text_to_image.py "${common[@]}" --vae "$runs/$name-vae" --model_config compact \
       --caption_dropout 0.1 --pair_fraction 0.5 --max_train_steps 8000 --learning_rate 1e-3 --lr_warmup_steps 500 \
       --snr_gamma 5 --ema_max_decay 0.9995 --save_images_steps 1000 --output_dir "$runs/$name-latent-text" ;;
-  *) echo "model must be unet, weak-unet, classifier, eval-classifier, text, vae, latent-unet, latent-classifier or latent-text;" \
+  *) echo "model must be unet, weak-unet, classifier, guide-classifier, eval-classifier, text, vae, latent-unet, latent-classifier or latent-text;" \
        "got $model" >&2; exit 2 ;;
 esac

@@ -52,7 +52,8 @@ class ServedModel:
         else:
             other = GuidedDiffusionPipeline(pipe.unet, scheduler, classifier=pipe.classifier, vae=pipe.vae,
                                             null_class_label=pipe.config.null_class_label,
-                                            class_names=pipe.config.class_names, weak_unet=pipe.weak_unet)  # fmt: skip
+                                            class_names=pipe.config.class_names, weak_unet=pipe.weak_unet,
+                                            clean_classifier=pipe.clean_classifier)  # fmt: skip
         other.set_progress_bar_config(disable=True)
         return other
 

@@ -562,16 +562,27 @@ def test_autoguidance_calls_the_weak_model_on_the_conditional_labels_and_counts_
 
 
 @torch.no_grad()
-def diffusers_free_autoguidance(pipe, w):
-    """Karras 2024 eq. 2 written out over DDIM: D = D_weak + w (D_good - D_weak), both on the class labels."""
+def reference_ddim(pipe, guided_eps):
+    """diffusers' DDIM (eta = 0) from `start_latents()` with eps = guided_eps(x_t, t, abar_t): a guidance method
+    written out, to compare a guider with."""
     scheduler = DDIMScheduler.from_config(pipe.scheduler.config)
     scheduler.set_timesteps(STEPS)
     latents = start_latents()
     for t in scheduler.timesteps:
+        eps = guided_eps(latents, t, scheduler.alphas_cumprod[t])
+        latents = scheduler.step(eps, t, latents, eta=0.0, use_clipped_model_output=True).prev_sample
+    return latents
+
+
+def diffusers_free_autoguidance(pipe, w):
+    """Karras 2024 eq. 2 written out over DDIM: D = D_weak + w (D_good - D_weak), both on the class labels."""
+
+    def guided_eps(latents, t, abar):
         good = pipe.unet(latents, t, class_labels=LABELS).sample
         weak = pipe.weak_unet(latents, t, class_labels=LABELS).sample
-        latents = scheduler.step(weak + w * (good - weak), t, latents, eta=0.0, use_clipped_model_output=True).prev_sample
-    return latents
+        return weak + w * (good - weak)
+
+    return reference_ddim(pipe, guided_eps)
 
 
 def test_autoguidance_at_scale_one_makes_no_weak_pass():

@@ -35,3 +35,14 @@ def test_an_unknown_model_is_refused_with_the_choices(tmp_path):
            "PYTHON": stand_in(tmp_path / "python", "exit 1")}  # fmt: skip
     result = subprocess.run(["bash", str(SCRIPT), "mnist", "gan"], capture_output=True, text=True, env=env)
     assert result.returncode == 2 and "model must be unet, weak-unet, classifier" in result.stderr and "got gan" in result.stderr
+
+
+def test_the_guiding_clean_classifier_is_not_the_judges_recipe(tmp_path):
+    env = {**os.environ, "ACCELERATE": stand_in(tmp_path / "accelerate", 'printf "%s\\n" "$@"'),
+           "PYTHON": stand_in(tmp_path / "python", "exit 1")}  # fmt: skip
+    argvs = {model: subprocess.run(["bash", str(SCRIPT), "mnist", model, "runs"], capture_output=True, text=True,
+                                   env=env).stdout.splitlines() for model in ("guide-classifier", "eval-classifier")}  # fmt: skip
+    guide, judge = argvs["guide-classifier"], argvs["eval-classifier"]
+    assert "--noise_free" in guide and guide[-1] == "runs/mnist-guide-classifier"
+    flag = lambda argv, name: argv[argv.index(name) + 1]  # noqa: E731
+    assert flag(guide, "--model_config") != flag(judge, "--model_config") and flag(guide, "--seed") == "1"

@@ -126,7 +126,9 @@ METRICS = [("fd_own", "FD (own classifier)"), ("fd_efficientnet", "FD (Efficient
 # FD is only meaningful beside the floor at the same N, so the tables also give it as a multiple of the floor
 FD_RATIOS = [("fd_own", "FD (own) / floor"), ("fd_efficientnet", "FD (EffNet) / floor")]
 COSTS = [("unet_per_image", "UNet evals / image"), ("weak_unet_per_image", "weak UNet evals / image"),
-         ("classifier_per_image", "classifier evals / image"), ("seconds_per_image", "s / image")]  # fmt: skip
+         ("unet_gradient_per_image", "UNet forward+backward / image"),
+         ("classifier_per_image", "classifier evals / image"),
+         ("clean_classifier_per_image", "clean classifier evals / image"), ("seconds_per_image", "s / image")]  # fmt: skip
 
 
 def write_results(args, rows: list[dict], floor: dict) -> None:
