@@ -25,12 +25,17 @@ def tiny_unet(seed, channels=(8, 16)):
                        num_class_embeds=11)  # fmt: skip
 
 
+def shipped_folder(folder):
+    """A shipped pipeline folder as add_<component>.py finds it: a class-conditional pipeline and its card."""
+    GuidedDiffusionPipeline(tiny_unet(0), GuidedDDPMScheduler(num_train_timesteps=50), null_class_label=10).save_pretrained(folder)
+    write_model_card(folder, title="shipped", metadata={"datasets": ["mnist"], "tags": ["guided-diffusers"]},
+                     sections={"Model": "the good model", "Storage": "float16"})  # fmt: skip
+    return folder
+
+
 @pytest.fixture()
 def folders(tmp_path):
-    shipped = tmp_path / "shipped"
-    GuidedDiffusionPipeline(tiny_unet(0), GuidedDDPMScheduler(num_train_timesteps=50), null_class_label=10).save_pretrained(shipped)
-    write_model_card(shipped, title="shipped", metadata={"datasets": ["mnist"], "tags": ["guided-diffusers"]},
-                     sections={"Model": "the good model", "Storage": "float16"})  # fmt: skip
+    shipped = shipped_folder(tmp_path / "shipped")
     weak = GuidedDiffusionPipeline(tiny_unet(1, (4, 8)), GuidedDDPMScheduler(num_train_timesteps=50), null_class_label=10)
     fake_run(tmp_path / "weak", weak, "weak", {"Samples": "grid"})
     return shipped, tmp_path / "weak"

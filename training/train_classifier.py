@@ -160,8 +160,9 @@ def save_report(args, rows, state, data, held_out, classifier):
     size = f"A {sum(p.numel() for p in classifier.parameters()) / 1e6:.2f}M-parameter `NoiseAwareClassifier`"
     if args.noise_free:
         role = (f"{size} ({args.model_config} preset, {args.pooling} pooling) trained on clean images only (t = 0): "
-                f"the evaluation classifier whose pooled features and accuracy judge samples (training/evaluate.py), "
-                f"separate from the noise-aware classifier that guides sampling. Not for guidance.")  # fmt: skip
+                f"an evaluation classifier whose pooled features and accuracy judge samples (training/evaluate.py), "
+                f"or the clean classifier of universal guidance (training/add_clean_classifier.py); never both for "
+                f"the same samples, as a classifier would grade its own guidance.")  # fmt: skip
     else:
         role = (f"{size} ({args.model_config} preset, {args.pooling} pooling) for classifier guidance: p(y | x_t, t) "
                 f"over {len(data.class_names)} classes, on the `{schedule['beta_schedule']}` schedule with "
@@ -177,8 +178,8 @@ def save_report(args, rows, state, data, held_out, classifier):
         "Held-out accuracy by timestep": f"On {len(held_out)} images of split `{args.eval_split}`"
         + (":" if args.noise_free else ", t uniform in each range:") + f"\n\n{table}",
     }
-    kind = "evaluation classifier" if args.noise_free else "noise-aware classifier"
-    tags = ["evaluation-classifier"] if args.noise_free else ["noise-aware-classifier", "classifier-guidance"]
+    kind = "clean-image classifier" if args.noise_free else "noise-aware classifier"
+    tags = ["clean-classifier"] if args.noise_free else ["noise-aware-classifier", "classifier-guidance"]
     finish_output(args, title=f"guided-diffusers {name} {kind}", tags=tags, sections=sections,
                   pipeline_tag="image-classification", datasets=[name])  # fmt: skip
 
