@@ -5,7 +5,7 @@ import torch
 
 from ..schedulers import model_output_from, x0_and_eps
 from ..schedulers.validation import check_choice, check_range
-from .diffusers_api import register_to_config
+from .diffusers_api import PREDICTIONS, register_to_config
 from .guider import Guider
 
 FORMS = ("auto", "mean", "score")
@@ -62,20 +62,25 @@ class ClassifierGuidance(Guider):
 
     `form`: "mean" shifts the DDPM posterior mean by s Sigma g after the step (Algorithm 1; needs our DDPM
     scheduler, which knows Sigma); "score" corrects eps before the step (Algorithm 2; any scheduler); "auto" picks
-    "mean" for our DDPM and "score" otherwise. Alone it guides the conditional prediction; after another guider
-    in a `CombinedGuidance` it corrects that guider's output (ADM's CFG + classifier)."""
+    "mean" for our DDPM and "score" otherwise. Alone it guides `prediction`: "pred_cond" (the class-conditional
+    model) or "pred_uncond" (the unconditional model, ADM's setting; the same as `from_scales(0, s)`); after another
+    guider in a `CombinedGuidance` it corrects that guider's output (ADM's CFG + classifier)."""
 
-    _input_predictions = ["pred_cond"]
+    _input_predictions = ["pred_cond", "pred_uncond"]
     needs_classifier = True
 
     @register_to_config
-    def __init__(self, classifier_scale: float = 1.0, form: str = "auto", start: float = 0.0, stop: float = 1.0,
-                 enabled: bool = True):  # fmt: skip
+    def __init__(self, classifier_scale: float = 1.0, form: str = "auto", prediction: str = "pred_cond",
+                 start: float = 0.0, stop: float = 1.0, enabled: bool = True):  # fmt: skip
         check_range("classifier_scale", classifier_scale, low=0)
         check_choice("form", form, FORMS)
+        check_choice("prediction", prediction, PREDICTIONS)
         super().__init__(start, stop, enabled)
-        self.classifier_scale, self.form = classifier_scale, form
+        self.classifier_scale, self.form, self.prediction = classifier_scale, form, prediction
         self._gradient = None  # computed before the step, used after it by the mean form
+
+    def needed_predictions(self) -> list[str]:
+        return [self.prediction]
 
     def check(self, scheduler, has_classifier: bool, eta: float = 0.0) -> None:
         if not has_classifier:
@@ -89,7 +94,8 @@ class ClassifierGuidance(Guider):
         return self.in_window() and self.classifier_scale > 0
 
     def forward(self, pred_cond=None, pred_uncond=None):
-        return self.output(self.correct(pred_cond), pred_cond, pred_uncond)
+        guided = pred_cond if self.prediction == "pred_cond" else pred_uncond
+        return self.output(self.correct(guided), pred_cond, pred_uncond)
 
     def correct(self, output: torch.Tensor) -> torch.Tensor:
         self._gradient = None

@@ -20,8 +20,8 @@ from ..schedulers.prediction import eps_from_x0, model_output_from, x0_and_eps
 class StepContext:
     """One step of one sampling call. `sample` is x_t as the network reads it (after `scale_model_input`), None
     while a pipeline plans which predictions each step needs. `counts` tallies network evaluations for the call
-    ("unet": one per prediction and image batch, "classifier": one forward and backward). `denoiser` makes the
-    conditional prediction at an x of the guider's choosing, for guiders that differentiate through the network
+    ("unet": one per prediction and image batch, "classifier": one forward and backward). `denoiser(x, inputs)` makes
+    the prediction on a conditioning ("pred_cond", "pred_uncond") at an x of the guider's choosing, for guiders that differentiate through the network
     (universal guidance); `clean_classifier` is the pipeline's classifier of clean images."""
 
     step: int
@@ -33,7 +33,7 @@ class StepContext:
     classifier: torch.nn.Module | None = None
     counts: Counter = field(default_factory=Counter)
     clean_classifier: torch.nn.Module | None = None
-    denoiser: Callable[[torch.Tensor], torch.Tensor] | None = None  # x -> the conditional output at (x, t), differentiable
+    denoiser: Callable[..., torch.Tensor] | None = None  # (x, inputs="pred_cond") -> the output at (x, t), differentiable
 
     @cached_property
     def alpha_prod(self) -> float:

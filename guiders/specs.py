@@ -19,6 +19,7 @@ SHORT_NAMES = {
     "scheduled": ("ScheduledCFG", "guided_diffusers"),
     "cfg++": ("CFGPlusPlus", "guided_diffusers"),
     "apg": ("AdaptiveProjectedGuidance", "guided_diffusers"),
+    "classifier": ("ClassifierGuidance", "guided_diffusers"),
     "universal": ("UniversalClassifierGuidance", "guided_diffusers"),
     "autoguidance": ("WeakModelGuidance", "guided_diffusers"),
     "apg-diffusers": ("AdaptiveProjectedGuidance", "diffusers"),

@@ -5,9 +5,9 @@ gradient taken through the network, where ADM's classifier guidance needs a clas
 import torch
 
 from ..schedulers import x0_and_eps
-from ..schedulers.validation import check_range
+from ..schedulers.validation import check_choice, check_range
 from .classifier import log_likelihood, score_guided
-from .diffusers_api import register_to_config
+from .diffusers_api import PREDICTIONS, register_to_config
 from .guider import Guider
 
 
@@ -31,23 +31,30 @@ class UniversalClassifierGuidance(Guider):
 
     Bansal et al.'s forward guidance, eps' = eps + s(t) grad l(c, f(x0_hat)), with the loss l = -log p_phi(y | .)
     and s(t) = s sqrt(1 - abar_t), which makes it ADM's score form (Algorithm 2) with the noisy classifier's
-    gradient replaced. Any scheduler. Alone it guides the conditional prediction; after another guider in a
-    `CombinedGuidance` it corrects that guider's output, its gradient still taken through the conditional
-    prediction. Each guided step costs one more network forward *and backward* ("unet_gradient") and one clean
+    gradient replaced. Any scheduler. Alone it guides the `prediction` it reads x0_hat from: "pred_cond" (the
+    class-conditional model) or "pred_uncond" (the unconditional one, as ADM guides its unconditional model); after
+    another guider in a `CombinedGuidance` it corrects that guider's output, its gradient still taken through
+    `prediction`. Each guided step costs one more network forward *and backward* ("unet_gradient") and one clean
     classifier forward and backward ("clean_classifier"). The guiding classifier must not be the one that
     evaluates the samples (it would grade its own adversarial examples): the shipped ones are separate models."""
 
-    _input_predictions = ["pred_cond"]
+    _input_predictions = ["pred_cond", "pred_uncond"]
     needs_clean_classifier = True
 
     @register_to_config
-    def __init__(self, classifier_scale: float = 1.0, start: float = 0.0, stop: float = 1.0, enabled: bool = True):
+    def __init__(self, classifier_scale: float = 1.0, prediction: str = "pred_cond", start: float = 0.0,
+                 stop: float = 1.0, enabled: bool = True):  # fmt: skip
         check_range("classifier_scale", classifier_scale, low=0)
+        check_choice("prediction", prediction, PREDICTIONS)
         super().__init__(start, stop, enabled)
-        self.classifier_scale = classifier_scale
+        self.classifier_scale, self.prediction = classifier_scale, prediction
+
+    def needed_predictions(self) -> list[str]:
+        return [self.prediction]
 
     def forward(self, pred_cond=None, pred_uncond=None):
-        return self.output(self.correct(pred_cond), pred_cond, pred_uncond)
+        guided = pred_cond if self.prediction == "pred_cond" else pred_uncond
+        return self.output(self.correct(guided), pred_cond, pred_uncond)
 
     def correct(self, output: torch.Tensor) -> torch.Tensor:
         if not (self.in_window() and self.classifier_scale > 0):
@@ -56,7 +63,8 @@ class UniversalClassifierGuidance(Guider):
         if context.denoiser is None or context.clean_classifier is None:
             raise ValueError("UniversalClassifierGuidance needs a loop that passes the differentiable network and "
                              "the pipeline's `clean_classifier` (the pipelines' `denoise` does).")  # fmt: skip
-        gradient = clean_classifier_gradient(context.clean_classifier, lambda x: context.split(context.denoiser(x))[0],
+        denoiser = lambda x: context.split(context.denoiser(x, self.prediction))[0]  # noqa: E731
+        gradient = clean_classifier_gradient(context.clean_classifier, denoiser,
                                              context.sample, context.alpha_prod, context.prediction_type,
                                              context.class_labels)  # fmt: skip
         context.counts["unet_gradient"] += 1

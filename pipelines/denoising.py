@@ -93,14 +93,14 @@ def step_context(conditioning: Conditioning, step: int, num_steps: int, timestep
     """What a guider of ours sees at one step of a sampling (or inversion) call."""
     return StepContext(step, num_steps, timestep, scheduler, sample, conditioning.class_labels, conditioning.classifier,
                        Counter() if counts is None else counts, conditioning.clean_classifier,
-                       lambda x: differentiable_prediction(conditioning, x, timestep))  # fmt: skip
+                       lambda x, inputs="pred_cond": differentiable_prediction(conditioning, x, timestep, inputs))  # fmt: skip
 
 
-def differentiable_prediction(conditioning: Conditioning, sample: torch.Tensor, timestep) -> torch.Tensor:
-    """The conditional output at (sample, timestep), to be called outside inference mode with gradients on (universal
+def differentiable_prediction(conditioning: Conditioning, sample: torch.Tensor, timestep, inputs: str) -> torch.Tensor:
+    """The output on the `inputs` conditioning ("pred_cond", "pred_uncond") at (sample, timestep), to be called outside inference mode with gradients on (universal
     guidance differentiates x0_hat(x_t) through the network): inputs made in inference mode are copied, as autograd
     cannot save them."""
-    branch = {key: value.clone() for key, value in conditioning.branches["pred_cond"].items()}
+    branch = {key: value.clone() for key, value in conditioning.branches[inputs].items()}
     timestep = timestep.clone() if torch.is_tensor(timestep) else timestep
     return conditioning.model(sample, timestep, **branch).sample
 

@@ -27,9 +27,11 @@
 #   guidance-methods     the guidance methods side by side (issue 24), each at a few scales of its own, DPM-Solver++(2M)
 #                        20 steps, N = 1000: CFG (and CFG rescale 0.7), CFG in a sigma interval, scheduled CFG
 #                        (linear, cosine), APG in x0 space, diffusers' CFG-Zero* and TCFG, autoguidance with the
-#                        pipeline's weak_unet, CFG++ at lambda = 0.1, 0.2, 0.4 and diffusers' AutoGuidance (the
-#                        mid-block attention dropped); UNet evaluations and seconds per image in every row, fronts.png
-#                        (accuracy-FD, precision-recall); METHODS overrides the list of guider specs
+#                        pipeline's weak_unet, CFG++ at lambda = 0.1, 0.2, 0.4, the unconditional model steered by
+#                        the noise-aware classifier (ADM) and by the clean one through x0_hat (universal guidance), and
+#                        diffusers' AutoGuidance (the mid-block attention dropped); UNet evaluations and seconds per
+#                        image in every row, fronts.png (accuracy-FD, precision-recall); METHODS overrides the list
+#                        of guider specs
 #   guidance-methods-ddim  the same with DDIM 50 steps
 #   text                 a text-to-image pipeline (PIPELINE defaults to checkpoints/<dataset>-text): prompt alignment,
 #                        FD (own) and saturation on the 120 held-out prompts x 2 images, w = 1, 3, 5, 10, 15, with no
@@ -70,6 +72,8 @@ methods="cfg:guidance_scale=1 cfg:guidance_scale=2 cfg:guidance_scale=3 cfg:guid
   cfg-zero-star:guidance_scale=3 cfg-zero-star:guidance_scale=5 tcfg:guidance_scale=3 tcfg:guidance_scale=5
   autoguidance:guidance_scale=2 autoguidance:guidance_scale=3
   cfg++:guidance_scale=0.1 cfg++:guidance_scale=0.2 cfg++:guidance_scale=0.4
+  classifier:classifier_scale=10,prediction=pred_uncond classifier:classifier_scale=30,prediction=pred_uncond
+  universal:classifier_scale=10,prediction=pred_uncond universal:classifier_scale=30,prediction=pred_uncond
   autoguidance-diffusers:guidance_scale=3,auto_guidance_config={\"indices\":[0],\"fqn\":\"mid_block.attentions\",\"skip_ff\":false}"
 case "$sweep" in
   guidance-methods)

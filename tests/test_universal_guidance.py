@@ -44,13 +44,14 @@ def test_the_gradient_through_a_linear_denoiser_is_the_closed_form():
     torch.testing.assert_close(gradient.flatten(1), expected, atol=1e-5, rtol=1e-5)
 
 
-def universal_loop(pipe, scale):
-    """DDIM with eps' = eps - s sqrt(1 - abar_t) grad_x log p(y | x0_hat(x_t)), the gradient by autograd here."""
+def universal_loop(pipe, scale, unet_labels=LABELS):
+    """DDIM with eps' = eps - s sqrt(1 - abar_t) grad_x log p(y | x0_hat(x_t)), the gradient by autograd here, and
+    eps the UNet's on `unet_labels`."""
 
     def guided_eps(x, t, abar):
         with torch.enable_grad():
             z = x.clone().requires_grad_(True)
-            eps = pipe.unet(z, t, class_labels=LABELS).sample
+            eps = pipe.unet(z, t, class_labels=unet_labels).sample
             x0 = (z - (1 - abar).sqrt() * eps) / abar.sqrt()
             logits = pipe.clean_classifier(x0, torch.zeros(4, dtype=torch.long)).logits
             log_p = torch.log_softmax(logits, -1).gather(1, LABELS[:, None]).sum()
@@ -70,6 +71,17 @@ def test_universal_guidance_is_the_update_written_out_and_counts_its_cost():
     assert (latents - unguided).abs().max() > 1e-3
     zero, out = final_latents(pipe, guider=UniversalClassifierGuidance(classifier_scale=0.0), thresholding="none")
     assert torch.equal(zero, unguided) and "unet_gradient" not in out.evaluations  # scale 0: nothing computed
+
+
+def test_it_steers_the_unconditional_model_towards_the_labels():
+    pipe = pipeline(clean_classifier=clean_classifier())
+    guider = UniversalClassifierGuidance(classifier_scale=30.0, prediction="pred_uncond")
+    latents, out = final_latents(pipe, guider=guider, thresholding="none")
+    torch.testing.assert_close(latents, universal_loop(pipe, 30.0, unet_labels=torch.full((4,), CLASSES)), atol=1e-5,
+                               rtol=1e-5)  # fmt: skip
+    assert (out.evaluations["unet"], out.evaluations["unet_gradient"]) == (STEPS, STEPS)
+    with pytest.raises(ValueError, match="`prediction` must be one of"):
+        UniversalClassifierGuidance(prediction="pred_weak")
 
 
 def test_after_cfg_it_corrects_the_cfg_output():
@@ -120,3 +132,16 @@ def test_a_clean_classifier_enters_the_sweep_cache_key_only_of_settings_that_use
     assert "+clean:" in setting_weights(with_clean, {**setting, "guider": "universal:classifier_scale=3"})
     with pytest.raises(ValueError, match="needs a `clean_classifier`"):
         setting_weights(plain, {**setting, "guider": "universal:classifier_scale=3"})
+
+
+def test_adm_guidance_of_the_unconditional_model_is_the_shorthand():
+    """ClassifierGuidance(prediction="pred_uncond"), the noise-aware guide that universal guidance is measured
+    against, is `classifier_scale=s, guidance_scale=0`, with one UNet prediction per step."""
+    from test_guiders import LinearClassifier
+
+    from guided_diffusers.guiders import ClassifierGuidance
+
+    pipe = pipeline(classifier=LinearClassifier())
+    alone, out = final_latents(pipe, guider=ClassifierGuidance(classifier_scale=5.0, prediction="pred_uncond"))
+    shorthand, _ = final_latents(pipe, guidance_scale=0.0, classifier_scale=5.0)
+    assert torch.equal(alone, shorthand) and out.evaluations["unet"] == STEPS
