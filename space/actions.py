@@ -50,10 +50,12 @@ def guidance_options(model: ServedModel, label, guidance, classifier_scale, meth
 
 
 def passes(options: dict) -> int:
-    """Network passes per image per step at most: the guider's predictions (2 for CFG), +1 for a classifier."""
+    """Network passes per image per step at most: the guider's predictions (2 for CFG), +1 for a classifier, +3
+    for universal guidance (a UNet forward and backward, about two passes, and the clean classifier)."""
     guider = guider_for_call(options.get("guider"), options.get("guidance_scale"), options.get("classifier_scale"))
     per_step = planned_predictions(guider, options["num_inference_steps"])
-    return max(map(len, per_step)) + (1 if getattr(guider, "needs_classifier", False) else 0)
+    return (max(map(len, per_step)) + (1 if getattr(guider, "needs_classifier", False) else 0)
+            + (3 if getattr(guider, "needs_clean_classifier", False) else 0))  # fmt: skip
 
 
 def sampling_options(model: ServedModel, label, sampler, steps, eta, guidance, classifier_scale, thresholding,
@@ -82,14 +84,16 @@ def generator(seed: int) -> torch.Generator:
 @user_facing
 def sample(models, model, label, sampler, steps, eta, guidance, classifier_scale, thresholding, percentile, seed,
            randomize, batch, method="cfg", cfg_rescale=0.0, apg_eta=0.0, apg_threshold=15.0, apg_momentum=-0.5,
-           zero_init_steps=1, sigma_lo=0.28, sigma_hi=5.42, progress=gr.Progress(), request: gr.Request = None):  # fmt: skip
+           zero_init_steps=1, sigma_lo=0.28, sigma_hi=5.42, cfgpp_lambda=0.2, universal_scale=10.0,
+           progress=gr.Progress(), request: gr.Request = None):  # fmt: skip
     """Stream (x_t, predicted x0, samples, seed used, PNG download) as files, one update per step; the last
     update carries every picture (API clients get files, never placeholders). `method` is a key of
     `guidance_methods.METHODS`; the arguments after it are the methods' own controls."""
     served = pick(models, model)
     seed = random.randint(0, MAX_SEED) if randomize else number(seed, "seed", 0, MAX_SEED, integer=True)
     extra = dict(cfg_rescale=cfg_rescale, apg_eta=apg_eta, apg_threshold=apg_threshold, apg_momentum=apg_momentum,
-                 zero_init_steps=zero_init_steps, sigma_lo=sigma_lo, sigma_hi=sigma_hi)  # fmt: skip
+                 zero_init_steps=zero_init_steps, sigma_lo=sigma_lo, sigma_hi=sigma_hi, cfgpp_lambda=cfgpp_lambda,
+                 universal_scale=universal_scale)  # fmt: skip
     options = sampling_options(served, label, sampler, steps, eta, guidance, classifier_scale, thresholding,
                                percentile, batch, method, extra)  # fmt: skip
     folder = request_folder()
@@ -191,7 +195,8 @@ def guidance_sweep(models, model, label, scales, seed, method="cfg", progress=gr
         flat = images.flatten(1)
         counts = run["evaluations"]
         weak = f" + {counts['weak_unet']} weak" if counts.get("weak_unet") else ""
-        cells = [f"{counts['unet']}{weak}", f"{torch.cdist(flat, flat).mean().item():.2f}"]
+        gradient = f" + {counts['unet_gradient']} forward+backward" if counts.get("unet_gradient") else ""
+        cells = [f"{counts['unet']}{weak}{gradient}", f"{torch.cdist(flat, flat).mean().item():.2f}"]
         if classifier is not None:
             with torch.no_grad():
                 predicted = classifier(images, torch.zeros(len(images), dtype=torch.long)).logits.argmax(1)

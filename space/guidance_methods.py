@@ -1,13 +1,16 @@
 """The guidance methods the Space offers, each a guider with its own controls: ours (CFG, guidance interval,
-autoguidance, classifier guidance) and diffusers' (APG, CFG-Zero*, TCFG), all applied by the library's one denoising
-loop. A method here is a name, a line on what it does, its extra controls, how its guider is built from them, and
+autoguidance, CFG++, universal guidance, classifier guidance) and diffusers' (APG, CFG-Zero*, TCFG), all applied by the
+library's one denoising loop. A method here is a name, a line on what it does, its extra controls, how its guider is built from them, and
 the pipeline component it needs, if any; the UI and the API read this table, so a new method is one entry."""
 
 from dataclasses import dataclass, field
 
 from diffusers.guiders import AdaptiveProjectedGuidance, ClassifierFreeZeroStarGuidance, TangentialClassifierFreeGuidance
 
-from guided_diffusers.guiders import ClassifierFreeGuidance, ClassifierGuidance, GuidanceIntervalCFG, WeakModelGuidance
+from guided_diffusers.guiders import (
+    CFGPlusPlus, ClassifierFreeGuidance, ClassifierGuidance, GuidanceIntervalCFG, UniversalClassifierGuidance,
+    WeakModelGuidance,
+)  # fmt: skip
 
 from .controls import choice, number
 
@@ -32,6 +35,14 @@ class Method:
     build: object  # (w, {control name: value}) -> guider
     controls: list = field(default_factory=list)
     needs: str | None = None  # a pipeline component the method cannot work without
+
+
+def universal_guider(w: float, extra: dict):
+    """At w = 0 the unconditional model steered alone (x0_hat from it); otherwise CFG at w, then the correction."""
+    scale = extra["universal_scale"]
+    if w == 0:
+        return UniversalClassifierGuidance(classifier_scale=scale, prediction="pred_uncond")
+    return [ClassifierFreeGuidance(guidance_scale=w), UniversalClassifierGuidance(classifier_scale=scale)]
 
 
 METHODS = {
@@ -72,6 +83,18 @@ METHODS = {
                            "trained briefly on the same data) instead of the unconditional model; the paper finds it "
                            "fixes bad samples without CFG's loss of variety.",
                            lambda w, extra: WeakModelGuidance(guidance_scale=w), needs="weak_unet"),
+    "cfg++": Method("CFG++ (guidance on the data manifold)",
+                    "Chung et al. 2024: x0 from CFG at lambda in [0, 1] (its own slider; w is not used), re-noised with "
+                    "the unconditional noise; with DDIM (eta = 0) or DPM-Solver++ only. lambda ~ 0.2 is about CFG 3 "
+                    "in strength: the re-noising compounds the guidance.",
+                    lambda w, extra: CFGPlusPlus(guidance_scale=extra["cfgpp_lambda"]),
+                    [Control("cfgpp_lambda", "CFG++ lambda (in place of w)", 0, 1, 0.2)]),
+    "universal": Method("Universal guidance (a clean classifier through x0)",
+                        "Bansal et al. 2023: the gradient of the model's clean_classifier, a classifier of clean "
+                        "images, read on the predicted x0 and taken through the UNet (one more UNet forward and "
+                        "backward per step), after CFG at w; at w = 0 it steers the unconditional model alone.",
+                        universal_guider, [Control("universal_scale", "universal guidance scale s", 0, 100, 10.0, 1)],
+                        needs="clean_classifier"),
 }  # fmt: skip
 EXTRA_CONTROLS = [control for method in METHODS.values() for control in method.controls]
 
@@ -85,4 +108,6 @@ def method_guider(method, guidance, classifier_scale, extra: dict, class_given: 
     if not class_given:
         return None
     guider = METHODS[method].build(guidance, values)
-    return guider if classifier_scale == 0 else [guider, ClassifierGuidance(classifier_scale=classifier_scale)]
+    if classifier_scale == 0:
+        return guider
+    return [*(guider if isinstance(guider, list) else [guider]), ClassifierGuidance(classifier_scale=classifier_scale)]

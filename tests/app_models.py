@@ -19,12 +19,14 @@ def tiny_mnist_unet(seed: int) -> UNet2DModel:
 
 def write_tiny_model(folder, num_train_timesteps=50):
     """A tiny random class-conditional pipeline with every optional part of the shipped ones: a noise-aware
-    classifier and a weak UNet (autoguidance)."""
+    classifier, a weak UNet (autoguidance) and a clean classifier (universal guidance)."""
     unet = tiny_mnist_unet(0)
     scheduler = GuidedDDPMScheduler(num_train_timesteps=num_train_timesteps)
     classifier = NoiseAwareClassifier(**classifier_config("tiny", 28, 1, 10, "mean", schedule_of(scheduler.config)))
+    clean = NoiseAwareClassifier(**classifier_config("tiny", 28, 1, 10, "mean"))
     pipe = GuidedDiffusionPipeline(unet, scheduler, classifier=classifier, null_class_label=10,
-                                   class_names=[str(d) for d in range(10)], weak_unet=tiny_mnist_unet(1))  # fmt: skip
+                                   class_names=[str(d) for d in range(10)], weak_unet=tiny_mnist_unet(1),
+                                   clean_classifier=clean)  # fmt: skip
     pipe.save_pretrained(folder)
     write_model_card(folder, title="tiny", metadata={"datasets": ["mnist"], "library_name": "diffusers"},
                      sections={"Model": "A tiny random model for tests."})  # fmt: skip

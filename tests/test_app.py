@@ -133,6 +133,19 @@ def test_autoguidance_on_a_model_without_a_weak_unet_is_refused_by_name(models, 
         run_sample(models, method="autoguidance")
 
 
+def test_cfg_plus_plus_and_universal_guidance_sample_and_count_their_cost(models, monkeypatch):
+    assert is_png(run_sample(models, method="cfg++", cfgpp_lambda=0.3)[-1][4])
+    with pytest.raises(gr.Error, match="CFGPlusPlus is CFG\\+\\+'s DDIM update"):
+        run_sample(models, method="cfg++", sampler="ddpm")
+    picture, text = actions.guidance_sweep(models, "tiny-mnist", "3", "0 3", 0, "universal")
+    evaluations = [line.split("|")[2].strip() for line in text.splitlines()[2:]]
+    steps = models["tiny-mnist"].defaults["num_inference_steps"]
+    assert evaluations == [f"{steps} + {steps} forward+backward", f"{2 * steps} + {steps} forward+backward"]
+    monkeypatch.setattr(models["tiny-mnist"].pipe, "clean_classifier", None)
+    with pytest.raises(gr.Error, match="tiny-mnist has no `clean_classifier`, which Universal guidance .* needs"):
+        run_sample(models, method="universal")
+
+
 def samples_of(frames) -> np.ndarray:
     with Image.open(frames[-1][2]) as image:
         return np.asarray(image)
