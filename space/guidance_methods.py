@@ -85,8 +85,8 @@ METHODS = {
                            lambda w, extra: WeakModelGuidance(guidance_scale=w), needs="weak_unet"),
     "cfg++": Method("CFG++ (guidance on the data manifold)",
                     "Chung et al. 2024: x0 from CFG at lambda in [0, 1] (its own slider; w is not used), re-noised with "
-                    "the unconditional noise; with DDIM (eta = 0) or DPM-Solver++ only. lambda ~ 0.2 is about CFG 3 "
-                    "in strength: the re-noising compounds the guidance.",
+                    "the unconditional noise; with DDIM (eta = 0) or DPM-Solver++ only. The paper puts lambda 0.2-1.0 "
+                    "at CFG's w ~ 2-12: the re-noising compounds the guidance.",
                     lambda w, extra: CFGPlusPlus(guidance_scale=extra["cfgpp_lambda"]),
                     [Control("cfgpp_lambda", "CFG++ lambda (in place of w)", 0, 1, 0.2)]),
     "universal": Method("Universal guidance (a clean classifier through x0)",
