@@ -27,7 +27,7 @@ class CFGPlusPlus(Guider):
     The scheduler's step computes x0_w (clipped or thresholded as configured); `after_step` replaces its update.
     lambda = 0 is the unconditional model; the paper's lambda ~ 0.2-1.0 corresponds to CFG's w ~ 2-12 (its sec. 4).
     DDIM with eta = 0 (the paper's update) or our DPM-Solver++; outside [start, stop) the conditional model with the
-    plain sampler step. Inversion (`invert_step`) runs Algorithm 1 backwards, as the authors' code does."""
+    plain sampler step. Inversion (`after_inversion_step`) runs Algorithm 1 backwards, as the authors' code does."""
 
     changes_step = True
     inverts_step = True

@@ -21,8 +21,9 @@ class StepContext:
     """One step of one sampling call. `sample` is x_t as the network reads it (after `scale_model_input`), None
     while a pipeline plans which predictions each step needs. `counts` tallies network evaluations for the call
     ("unet": one per prediction and image batch, "classifier": one forward and backward). `denoiser(x, inputs)` makes
-    the prediction on a conditioning ("pred_cond", "pred_uncond") at an x of the guider's choosing, for guiders that differentiate through the network
-    (universal guidance); `clean_classifier` is the pipeline's classifier of clean images."""
+    the prediction on a conditioning ("pred_cond", "pred_uncond") at an x of the guider's choosing, for guiders that
+    differentiate through the network (universal guidance); `clean_classifier` is the pipeline's classifier of clean
+    images."""
 
     step: int
     num_inference_steps: int

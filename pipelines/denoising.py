@@ -97,9 +97,9 @@ def step_context(conditioning: Conditioning, step: int, num_steps: int, timestep
 
 
 def differentiable_prediction(conditioning: Conditioning, sample: torch.Tensor, timestep, inputs: str) -> torch.Tensor:
-    """The output on the `inputs` conditioning ("pred_cond", "pred_uncond") at (sample, timestep), to be called outside inference mode with gradients on (universal
-    guidance differentiates x0_hat(x_t) through the network): inputs made in inference mode are copied, as autograd
-    cannot save them."""
+    """The output on the `inputs` conditioning ("pred_cond", "pred_uncond") at (sample, timestep), to be called
+    outside inference mode with gradients on (universal guidance differentiates x0_hat(x_t) through the network):
+    inputs made in inference mode are copied, as autograd cannot save them."""
     branch = {key: value.clone() for key, value in conditioning.branches[inputs].items()}
     timestep = timestep.clone() if torch.is_tensor(timestep) else timestep
     return conditioning.model(sample, timestep, **branch).sample
