@@ -16,7 +16,7 @@ from guided_diffusers.schedulers import GuidedDDPMScheduler
 
 from .controls import (MAX_BATCH, MAX_SEED, MAX_STEPS, Steps, check_cost, choice, class_index, number,
                        one_run_per_visitor, pick, refuse, request_folder, saved, user_facing)  # fmt: skip
-from .guidance_methods import METHODS, method_guider
+from .guidance_methods import GUIDANCE_SCALE, METHODS, method_guider
 from .pictures import grid, labelled_rows, strip
 from .models import ServedModel
 
@@ -176,19 +176,23 @@ def table(header: list[str], lines: list[list[str]]) -> str:
 
 @user_facing
 def guidance_sweep(models, model, label, scales, seed, method="cfg", progress=gr.Progress(), request: gr.Request = None):
-    """One seed, a row per scale w of the chosen guidance method (its other controls at their defaults; the model's
-    default sampler and thresholding), each labelled with its w, with the UNet evaluations it took, the
-    within-row diversity and the noise-aware classifier's accuracy at t = 0."""
+    """One seed, a row per value of the chosen guidance method's scale (w, or the scale that takes its place, such as
+    CFG++'s lambda; its other controls at their defaults; the model's default sampler and thresholding), each
+    labelled with its value, with the UNet evaluations it took, the within-row diversity and the noise-aware
+    classifier's accuracy at t = 0."""
     served = pick(models, model)
     if class_index(served, label) is None or served.pipe.config.null_class_label is None:
         raise refuse("The guidance sweep needs a class and a model with a null class (classifier-free guidance).")
-    values = [number(v, "guidance scale", 0, 50) for v in str(scales).replace(",", " ").split()]
+    scale = METHODS[choice(method, "guidance method", METHODS)].scale_control()
+    values = [number(v, scale.label, scale.low, scale.high) for v in str(scales).replace(",", " ").split()]
     if not 1 <= len(values) <= 6:
-        raise refuse(f"Guidance scales: give 1 to 6 numbers separated by spaces; got {scales!r}.")
+        raise refuse(f"{scale.label}: give 1 to 6 numbers separated by spaces; got {scales!r}.")
     seed, d = number(seed, "seed", 0, MAX_SEED, integer=True), served.defaults
-    settings = [(f"w = {w:g}", d["sampler"], sampling_options(served, label, d["sampler"], d["num_inference_steps"], 0,
-                                                               w, 0, d["thresholding"], 99.5, 8, method))
-                for w in values]  # fmt: skip
+    w_of = (lambda value: value) if scale is GUIDANCE_SCALE else (lambda value: d["guidance_scale"])  # not read
+    settings = [(f"{scale.symbol} = {v:g}", d["sampler"],
+                 sampling_options(served, label, d["sampler"], d["num_inference_steps"], 0, w_of(v), 0,
+                                  d["thresholding"], 99.5, 8, method, {scale.name: v}))
+                for v in values]  # fmt: skip
     classifier = served.pipe.classifier
 
     def statistics(options, images, run):

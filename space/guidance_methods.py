@@ -26,6 +26,10 @@ class Control:
     default: float
     step: float = 0.05
     integer: bool = False
+    symbol: str = ""  # its name in a sweep's row labels
+
+
+GUIDANCE_SCALE = Control("guidance_scale", "guidance scale w", 0, 50, 3.0, 0.5, symbol="w")
 
 
 @dataclass(frozen=True)
@@ -35,6 +39,11 @@ class Method:
     build: object  # (w, {control name: value}) -> guider
     controls: list = field(default_factory=list)
     needs: str | None = None  # a pipeline component the method cannot work without
+    scale: str | None = None  # the control that takes the place of w (w is then not read), e.g. CFG++'s lambda
+
+    def scale_control(self) -> Control:
+        """What a guidance sweep varies: the method's own scale, or w."""
+        return next(c for c in self.controls if c.name == self.scale) if self.scale else GUIDANCE_SCALE
 
 
 def universal_guider(w: float, extra: dict):
@@ -88,7 +97,7 @@ METHODS = {
                     "the unconditional noise; with DDIM (eta = 0) or DPM-Solver++ only. The paper puts lambda 0.2-1.0 "
                     "at CFG's w ~ 2-12: the re-noising compounds the guidance.",
                     lambda w, extra: CFGPlusPlus(guidance_scale=extra["cfgpp_lambda"]),
-                    [Control("cfgpp_lambda", "CFG++ lambda (in place of w)", 0, 1, 0.2)]),
+                    [Control("cfgpp_lambda", "CFG++ lambda (in place of w)", 0, 1, 0.2, symbol="lambda")], scale="cfgpp_lambda"),
     "universal": Method("Universal guidance (a clean classifier through x0)",
                         "Bansal et al. 2023: the gradient of the model's clean_classifier, a classifier of clean "
                         "images, read on the predicted x0 and taken through the UNet (one more UNet forward and "

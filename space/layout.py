@@ -11,7 +11,7 @@ from guided_diffusers.pipelines.samplers import THRESHOLDING_MODES
 from . import actions, inversion_actions
 from .components import Number, Slider
 from .controls import MAX_BATCH, MAX_INVERSION_STEPS, request_stop
-from .guidance_methods import METHODS
+from .guidance_methods import GUIDANCE_SCALE, METHODS
 from .models import UNCONDITIONAL, class_models, text_models
 
 SAMPLER_NAMES = {"ddpm": "DDPM (ours)", "ddim": "DDIM (ours)", "dpm2m": "DPM-Solver++(2M) (ours)",
@@ -50,12 +50,17 @@ def follow_model(models, name, default_label=True):
     return gr.update(choices=model.class_choices, value=UNCONDITIONAL if keep_unconditional else model.default_class)
 
 
-def sample_controls(models, name):
+def reads_w(models, name, method):
+    """Whether the w slider applies: the model has a null class and the method has no scale of its own (CFG++)."""
+    return models[name].pipe.config.null_class_label is not None and not getattr(METHODS.get(method), "scale", None)
+
+
+def sample_controls(models, name, method):
     """Every Sample-tab control that depends on the model: classes, the measured defaults, what applies."""
     model, d = models[name], models[name].defaults
     return (gr.update(choices=model.class_choices, value=model.default_class),
             gr.update(value=d["sampler"]), gr.update(value=d["num_inference_steps"], maximum=actions.max_steps(model, d["sampler"])),
-            gr.update(value=d["guidance_scale"], visible=model.pipe.config.null_class_label is not None),
+            gr.update(value=d["guidance_scale"], visible=reads_w(models, name, method)),
             gr.update(value=d["classifier_scale"], visible=model.pipe.classifier is not None),
             gr.update(value=d["thresholding"]))  # fmt: skip
 
@@ -128,8 +133,10 @@ def sample_tab(models, names):
               method, *extras.values()]  # fmt: skip
     wire(run, stop, bind(actions.sample), inputs, [current, predicted, final, used_seed, download], "sample", final)
     follow_method(method, about_method, extras)
-    model.change(partial(sample_controls, models), model, [label, sampler, steps, guidance, classifier_scale, thresholding],
-                 api_visibility="private")  # fmt: skip
+    model.change(partial(sample_controls, models), [model, method],
+                 [label, sampler, steps, guidance, classifier_scale, thresholding], api_visibility="private")  # fmt: skip
+    method.change(lambda name, key: gr.update(visible=reads_w(models, name, key)), [model, method], guidance,
+                  api_visibility="private")  # fmt: skip
     disable_without_class(label, guidance, classifier_scale)
     sampler.change(partial(sampler_controls, models), [model, sampler, steps], [eta, steps], api_visibility="private")
     thresholding.change(lambda mode: gr.update(visible=mode == "dynamic"), thresholding, percentile,
@@ -170,15 +177,34 @@ def sweep_tab(models, names):
             method = method_menu()
             about_method, _ = method_controls(with_extras=False)
             follow_method(method, about_method, {})
-            scales = gr.Textbox("0 1 3 5", label="guidance scales w (up to 6, separated by spaces)")
+            scales = gr.Textbox(SWEEP_DEFAULTS["w"], label=sweep_label(GUIDANCE_SCALE))
             seed = Number(0, precision=0, label="seed", minimum=0)
             run, stop = buttons("Sweep")
-            gr.Markdown("Each row: 8 samples from the same noise at one w, with the model's default sampler and "
-                        "thresholding.")  # fmt: skip
+            gr.Markdown("Each row: 8 samples from the same noise at one value of the scale, with the model's "
+                        "default sampler and thresholding.")  # fmt: skip
         with gr.Column(scale=3):
             picture, stats = result("a row per guidance scale"), gr.Markdown(label="statistics per row")
+    method.change(follow_sweep_scale, [method, scales], scales, api_visibility="private")
     wire(run, stop, partial(actions.guidance_sweep, models), [model, label, scales, seed, method], [picture, stats],
          "guidance_sweep")  # fmt: skip
+
+
+SWEEP_DEFAULTS = {"w": "0 1 3 5", "lambda": "0 0.2 0.4 0.8"}
+
+
+def sweep_label(scale):
+    return f"{scale.label} (up to 6 values, separated by spaces)"
+
+
+def follow_sweep_scale(key, values):
+    """The sweep's values box follows the method's scale: its label, and its default values where the typed ones
+    are out of the new scale's range."""
+    scale = METHODS[key].scale_control() if key in METHODS else GUIDANCE_SCALE
+    try:
+        fits = all(scale.low <= float(v) <= scale.high for v in str(values).replace(",", " ").split())
+    except ValueError:
+        fits = False
+    return gr.update(label=sweep_label(scale), value=values if fits else SWEEP_DEFAULTS[scale.symbol])
 
 
 def thresholding_tab(models, names):

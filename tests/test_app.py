@@ -104,7 +104,7 @@ def test_the_comparison_tabs_return_labelled_pictures_and_one_statistic_per_colu
     picture, text = actions.sampler_comparison(models, "tiny-mnist", "3", 3, 0)
     assert "ddim, 3 steps" in text and "ddpm, 50 steps" not in text  # DDPM over every step is opt-in
     assert "ddpm, 50 steps" in actions.sampler_comparison(models, "tiny-mnist", "3", 3, 0, True)[1]
-    with pytest.raises(gr.Error, match="Guidance scales: give 1 to 6 numbers"):
+    with pytest.raises(gr.Error, match="guidance scale w: give 1 to 6 numbers"):
         actions.guidance_sweep(models, "tiny-mnist", "3", "0 1 2 3 4 5 6", 0)
 
 
@@ -144,6 +144,27 @@ def test_cfg_plus_plus_and_universal_guidance_sample_and_count_their_cost(models
     monkeypatch.setattr(models["tiny-mnist"].pipe, "clean_classifier", None)
     with pytest.raises(gr.Error, match="tiny-mnist has no `clean_classifier`, which Universal guidance .* needs"):
         run_sample(models, method="universal")
+
+
+def test_the_cfg_plus_plus_sweep_varies_lambda_in_place_of_w(models, monkeypatch):
+    picture, text = actions.guidance_sweep(models, "tiny-mnist", "3", "0 0.4", 0, "cfg++")
+    rows = [line.split("|")[1].strip() for line in text.splitlines()[2:]]
+    assert is_png(picture) and rows == ["lambda = 0", "lambda = 0.4"]
+    monkeypatch.setattr(actions, "compared", lambda served, settings, *rest: settings)
+    settings = actions.guidance_sweep(models, "tiny-mnist", "3", "0.1 0.6", 0, "cfg++")
+    assert [options["guider"].guidance_scale for _, _, options in settings] == [0.1, 0.6]  # lambda is what varies
+    with pytest.raises(gr.Error, match="CFG\\+\\+ lambda \\(in place of w\\) must be a number between 0 and 1"):
+        actions.guidance_sweep(models, "tiny-mnist", "3", "0 3", 0, "cfg++")
+
+
+def test_the_w_controls_follow_whether_the_method_reads_w(models):
+    from space.layout import follow_sweep_scale, reads_w
+
+    assert reads_w(models, "tiny-mnist", "cfg") and not reads_w(models, "tiny-mnist", "cfg++")
+    assert follow_sweep_scale("cfg++", "0 1 3 5") == gr.update(label=follow_sweep_scale("cfg++", "")["label"],
+                                                               value="0 0.2 0.4 0.8")  # out of [0, 1]: the defaults
+    assert follow_sweep_scale("cfg++", "0.1 0.3")["value"] == "0.1 0.3"  # typed values that fit are kept
+    assert "lambda" in follow_sweep_scale("cfg++", "")["label"] and "w" in follow_sweep_scale("apg", "0 1")["label"]
 
 
 def samples_of(frames) -> np.ndarray:
