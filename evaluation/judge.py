@@ -2,6 +2,9 @@
 FD in the evaluation classifier's features and in EfficientNet-Lite0's, class accuracy, precision / recall,
 diversity and the saturated-pixel share."""
 
+import hashlib
+from pathlib import Path
+
 import torch
 
 from ..training.data import load_image_dataset, to_model_range, to_tensors
@@ -16,6 +19,7 @@ class Judge:
         self.classifier, self.batch_size = ClassifierFeatures(eval_classifier), batch_size
         self.efficientnet = EfficientNetLite0Features() if use_efficientnet else None
         self.real = self.features(real_test)
+        self.fingerprint = fingerprint(eval_classifier, real_test, use_efficientnet)
 
     def features(self, images: torch.Tensor) -> dict:
         parts = {"own": [], "logits": [], "efficientnet": []}
@@ -43,6 +47,21 @@ class Judge:
         if "efficientnet" in fake:
             result["fd_efficientnet"] = frechet_distance_of(self.real["efficientnet"], fake["efficientnet"])
         return result
+
+
+def fingerprint(eval_classifier, real_test: torch.Tensor, use_efficientnet: bool) -> str:
+    """sha256 of what a measurement depends on besides the samples: the evaluation classifier's weights, the real
+    test images, whether EfficientNet-Lite0 is used, and the source of the metric code (a changed metric is a new
+    judge)."""
+    digest = hashlib.sha256(f"efficientnet={use_efficientnet}".encode())
+    for key, tensor in eval_classifier.state_dict().items():
+        digest.update(key.encode())
+        digest.update(tensor.detach().cpu().reshape(-1).view(torch.uint8).numpy().tobytes())
+    digest.update(real_test.detach().cpu().contiguous().reshape(-1).view(torch.uint8).numpy().tobytes())
+    here = Path(__file__).parent
+    for module in ("judge.py", "metrics.py", "features.py"):
+        digest.update((here / module).read_bytes())
+    return digest.hexdigest()
 
 
 def real_images(dataset_name: str, split: str, num_samples: int, seed: int, size: int, channels: int):

@@ -77,3 +77,36 @@ def test_a_batch_written_under_another_key_is_refused(pipe, tmp_path):
     with pytest.raises(ValueError, match="another setting or other weights"):
         stranger.load(0, 4)
 
+
+
+def test_a_resumed_run_reads_back_the_measures_of_a_finished_row_and_only_under_the_same_judge(pipe, tmp_path):
+    generate(pipe, SETTING, 4, 4, 0, cache_of(pipe, tmp_path, resume=False))
+    calls = []
+
+    def measure(value):
+        return lambda: calls.append(value) or {"fd_own": value}
+
+    assert cache_of(pipe, tmp_path, resume=False).measured("a" * 64, 4, measure(0.5)) == {"fd_own": 0.5}
+    assert cache_of(pipe, tmp_path, resume=True).measured("a" * 64, 4, measure(9.0)) == {"fd_own": 0.5}  # read back
+    assert cache_of(pipe, tmp_path, resume=True).measured("b" * 64, 4, measure(1.0)) == {"fd_own": 1.0}  # new judge
+    assert cache_of(pipe, tmp_path, resume=True).measured("a" * 64, 3, measure(2.0)) == {"fd_own": 2.0}  # other N
+    assert cache_of(pipe, tmp_path, resume=False).measured("a" * 64, 4, measure(3.0)) == {"fd_own": 3.0}  # no resume
+    assert calls == [0.5, 1.0, 2.0, 3.0]
+    assert not list(cache_of(pipe, tmp_path, resume=True).folder.glob("*.partial"))
+
+
+def test_the_judges_fingerprint_follows_its_classifier_and_real_images():
+    from guided_diffusers.evaluation.judge import fingerprint
+    from guided_diffusers.models import NoiseAwareClassifier
+    from guided_diffusers.training.model_configs import classifier_config
+
+    torch.manual_seed(0)
+    classifier = NoiseAwareClassifier(**classifier_config("tiny", 8, 1, 3, "mean"))
+    real = torch.rand(5, 1, 8, 8)
+    first = fingerprint(classifier, real, use_efficientnet=False)
+    assert first == fingerprint(classifier, real.clone(), use_efficientnet=False)
+    assert first != fingerprint(classifier, real, use_efficientnet=True)
+    assert first != fingerprint(classifier, real[:4], use_efficientnet=False)
+    with torch.no_grad():
+        next(classifier.parameters()).add_(1e-3)
+    assert first != fingerprint(classifier, real, use_efficientnet=False)

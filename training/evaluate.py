@@ -102,7 +102,8 @@ def main(argv=None):
     for index, setting in enumerate(sweep):
         cache = sweep_cache(out, setting_weights(pipe, setting), setting, args)
         images, labels = generate(pipe, setting, args.num_samples, args.batch_size, args.seed, cache)
-        rows.append({**setting, **judge.measure(images, labels), **cache.cost_per_image(args.num_samples)})
+        measures = cache.measured(judge.fingerprint, args.num_samples, lambda: judge.measure(images, labels))
+        rows.append({**setting, **measures, **cache.cost_per_image(args.num_samples)})
         save_sample_grid(out / f"samples_{index}.png", images, labels)
         print(json.dumps(rows[-1]), flush=True)
     write_results(args, rows, floor)
