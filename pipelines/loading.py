@@ -5,14 +5,18 @@ from .pipeline_guided import GuidedDiffusionPipeline
 from .pipeline_text_to_image import TextToImagePipeline
 
 PIPELINE_CLASSES = {cls.__name__: cls for cls in (GuidedDiffusionPipeline, TextToImagePipeline)}
+# other diffusers pipelines whose folders ours load, with the folder's own components
+FOREIGN_PIPELINES = {"StableDiffusionPipeline": TextToImagePipeline, "DDPMPipeline": GuidedDiffusionPipeline,
+                     "DDIMPipeline": GuidedDiffusionPipeline}
 
 
 def pipeline_class(source: str) -> type:
     """GuidedDiffusionPipeline or TextToImagePipeline, by the folder's model_index.json."""
     class_name = GuidedDiffusionPipeline.load_config(source).get("_class_name")
-    if class_name not in PIPELINE_CLASSES:
-        raise ValueError(f"{source}: a {class_name} folder; expected one of {', '.join(PIPELINE_CLASSES)}.")
-    return PIPELINE_CLASSES[class_name]
+    known = {**PIPELINE_CLASSES, **FOREIGN_PIPELINES}
+    if class_name not in known:
+        raise ValueError(f"{source}: a {class_name} folder; supported: {', '.join(known)}.")
+    return known[class_name]
 
 
 def load_pipeline(source: str, **kwargs):

@@ -1,6 +1,7 @@
 """Imagen-style text-to-image (Saharia 2022): a frozen pretrained text encoder, a UNet that attends to its token
 states through cross-attention, classifier-free guidance with dynamic thresholding."""
 
+import logging
 from collections import Counter
 from pathlib import Path
 
@@ -16,7 +17,9 @@ from .image_utils import latents_to_images
 from .latent_space import from_latents
 from .pipeline_guided import GuidedPipelineOutput
 from .samplers import private_scheduler, set_distinct_timesteps, step_kwargs
-from .text_encoding import DEFAULT_TEXT_ENCODER, encode_prompts, hidden_size, load_text_encoder
+from .text_encoding import ATTENTION_MASKS, DEFAULT_TEXT_ENCODER, encode_prompts, hidden_size, load_text_encoder
+
+logger = logging.getLogger(__name__)
 
 class TextToImagePipeline(DiffusionPipeline):
     """(tokenizer, text_encoder, unet, scheduler). The unconditional prediction (CFG's and every guider's) is the
@@ -28,14 +31,20 @@ class TextToImagePipeline(DiffusionPipeline):
 
     With a `vae` the UNet works in its latent space (latent diffusion, as Stable Diffusion) and images are decoded
     at the end, x = D(z / scaling_factor); sample latent models with `thresholding="none"` (clipping is for pixels).
+
+    `from_pretrained` of a Stable Diffusion folder (model_index.json: StableDiffusionPipeline) uses its own
+    components and encodes prompts as StableDiffusionPipeline does (`foreign_text_options`), so that with plain CFG
+    and the folder's scheduler the images equal the stock pipeline's for the same seed.
     """
 
     model_cpu_offload_seq = "text_encoder->unet->vae"
     _optional_components = ["tokenizer", "text_encoder", "vae"]
 
     def __init__(self, tokenizer, text_encoder, unet: UNet2DConditionModel, scheduler,
-                 text_encoder_id: str = DEFAULT_TEXT_ENCODER, max_length: int = 24, vae=None):  # fmt: skip
+                 text_encoder_id: str = DEFAULT_TEXT_ENCODER, max_length: int = 24, vae=None,
+                 attention_mask: str = "both"):  # fmt: skip
         super().__init__()
+        check_choice("attention_mask", attention_mask, ATTENTION_MASKS)
         if text_encoder is not None and hidden_size(text_encoder) != unet.config.cross_attention_dim:
             raise ValueError(f"The text encoder's hidden size ({hidden_size(text_encoder)}) must equal the UNet's "
                              f"`cross_attention_dim` ({unet.config.cross_attention_dim}).")  # fmt: skip
@@ -43,14 +52,17 @@ class TextToImagePipeline(DiffusionPipeline):
             raise ValueError(f"The VAE's {vae.config.latent_channels} latent channels must be the UNet's "
                              f"{unet.config.in_channels} input channels.")  # fmt: skip
         self.register_modules(tokenizer=tokenizer, text_encoder=text_encoder, unet=unet, scheduler=scheduler, vae=vae)
-        self.register_to_config(text_encoder_id=text_encoder_id, max_length=max_length)
+        self.register_to_config(text_encoder_id=text_encoder_id, max_length=max_length, attention_mask=attention_mask)
+
+    def text_options(self) -> dict:
+        """The non-module arguments of __init__, as configured: to rebuild the pipeline with other parts."""
+        return {name: self.config[name] for name in ("text_encoder_id", "max_length", "attention_mask")}
 
     # ------------------------------------------------------------------------------------ save / load
     def save_pretrained(self, save_directory, include_text_encoder: bool = False, **kwargs):
         if include_text_encoder:
             return super().save_pretrained(save_directory, **kwargs)
-        without = type(self)(None, None, self.unet, self.scheduler, self.config.text_encoder_id, self.config.max_length,
-                             vae=self.vae)  # fmt: skip
+        without = type(self)(None, None, self.unet, self.scheduler, vae=self.vae, **self.text_options())
         return DiffusionPipeline.save_pretrained(without, save_directory, **kwargs)
 
     @classmethod
@@ -63,12 +75,16 @@ class TextToImagePipeline(DiffusionPipeline):
         kwargs = safetensors_kwargs(pretrained_model_name_or_path, kwargs)
         pipe = super().from_pretrained(pretrained_model_name_or_path, **kwargs)
         pipe.text_encoder.requires_grad_(False).eval()
+        foreign = foreign_text_options(cls.load_config(pretrained_model_name_or_path), pipe.tokenizer, pipe.text_encoder)
+        if foreign:
+            pipe.register_to_config(**foreign)
         return pipe
 
     # ------------------------------------------------------------------------------------------ text
     def encode(self, prompts: list[str]):
         """(token states, attention mask) of the prompts."""
-        return encode_prompts(self.tokenizer, self.text_encoder, prompts, self.config.max_length)
+        return encode_prompts(self.tokenizer, self.text_encoder, prompts, self.config.max_length,
+                              self.config.get("attention_mask", "both"))  # fmt: skip
 
     def check_inputs(self, prompt, negative_prompt, num_images_per_prompt, output_type):
         """Every bad argument raises ValueError before any network runs. Returns (prompts, negative prompts)."""
@@ -92,9 +108,11 @@ class TextToImagePipeline(DiffusionPipeline):
         wanted = [name for name in PREDICTIONS if name in needed]
         states, mask = self.encode([text for name in wanted for text in texts[name]])
         branches = {}
-        for name, name_states, name_mask in zip(wanted, states.chunk(len(wanted)), mask.chunk(len(wanted))):
-            branches[name] = {"encoder_hidden_states": name_states.repeat_interleave(num_images_per_prompt, 0),
-                              "encoder_attention_mask": name_mask.repeat_interleave(num_images_per_prompt, 0)}  # fmt: skip
+        for index, name in enumerate(wanted):
+            rows = slice(index * len(prompts), (index + 1) * len(prompts))
+            branches[name] = {"encoder_hidden_states": states[rows].repeat_interleave(num_images_per_prompt, 0)}
+            if mask is not None:  # the UNet ignores padding tokens (ours); SD and IF attend to all of them
+                branches[name]["encoder_attention_mask"] = mask[rows].repeat_interleave(num_images_per_prompt, 0)
         return Conditioning(self.unet, branches)
 
     # ------------------------------------------------------------------------------------------ sample
@@ -139,3 +157,15 @@ class TextToImagePipeline(DiffusionPipeline):
         if tuple(latents.shape) != shape:
             raise ValueError(f"`latents` must have shape {shape}; got {tuple(latents.shape)}.")
         return latents.to(self.device, self.unet.dtype)
+
+
+def foreign_text_options(config: dict, tokenizer, text_encoder) -> dict:
+    """How a folder saved by another diffusers pipeline encodes prompts, as config of ours ({} for our own folders).
+    StableDiffusionPipeline: prompts padded to the tokenizer's `model_max_length` (CLIP: 77), the encoder given the
+    padding mask only if its config sets `use_attention_mask`, the UNet attending to every token."""
+    if config.get("_class_name") != "StableDiffusionPipeline":
+        return {}
+    if config.get("safety_checker", [None])[0] is not None:
+        logger.warning("This Stable Diffusion folder has a safety checker; TextToImagePipeline does not run it.")
+    masked = bool(getattr(text_encoder.config, "use_attention_mask", False))
+    return {"max_length": tokenizer.model_max_length, "attention_mask": "encoder" if masked else "none"}

@@ -39,13 +39,14 @@ def make_scheduler(name: str, config):
 
 
 def set_distinct_timesteps(scheduler, num_inference_steps: int, device=None) -> None:
-    """`scheduler.set_timesteps`, refusing a schedule that repeats a timestep. A repeated timestep is a step of zero
-    length: diffusers' DPMSolverMultistepScheduler (linspace spacing) makes one at 1,000 steps of a 1,000-step
-    schedule (round(linspace(0, 999, 1001)) holds 500 twice) and divides by h = 0 there, so its samples are NaN.
-    Ours refuse that step count in set_timesteps already."""
+    """`scheduler.set_timesteps`, refusing a DPM-Solver schedule that repeats a timestep. A repeated timestep is a
+    step of zero length: diffusers' DPMSolverMultistepScheduler (linspace spacing) makes one at 1,000 steps of a
+    1,000-step schedule (round(linspace(0, 999, 1001)) holds 500 twice) and divides by h = 0 there, so its samples
+    are NaN. Ours refuse that step count in set_timesteps already. PNDM repeats one timestep on purpose (PLMS's
+    warm-up takes two model outputs there), so only DPM-Solver is checked."""
     scheduler.set_timesteps(num_inference_steps, device=device)
     timesteps = scheduler.timesteps
-    if len(timesteps.unique()) < len(timesteps):
+    if isinstance(scheduler, DPMSolverMultistepScheduler) and len(timesteps.unique()) < len(timesteps):
         raise ValueError(f"`num_inference_steps`={num_inference_steps} makes {type(scheduler).__name__} repeat a "
                          f"timestep (a step of zero length); use fewer steps (at most "
                          f"{scheduler.config.num_train_timesteps - 1} for DPM-Solver).")  # fmt: skip

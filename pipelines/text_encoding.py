@@ -45,10 +45,17 @@ def hidden_size(text_encoder) -> int:
     return getattr(config, "hidden_size", None) or getattr(config, "d_model", None) or config.dim
 
 
+# Where the padding mask goes. Ours ("both"): the encoder reads it and the UNet's cross-attention ignores padding
+# tokens. DeepFloyd IF ("encoder"): T5 reads it, the UNet attends to every token. Stable Diffusion ("none"): CLIP's
+# causal encoder sees no mask (unless its config sets use_attention_mask) and the UNet attends to every token.
+ATTENTION_MASKS = ("both", "encoder", "none")
+
+
 @torch.no_grad()
-def encode_prompts(tokenizer, text_encoder, prompts: list[str], max_length: int):
-    """(token states (B, max_length, D), attention mask (B, max_length)): padded to `max_length` tokens and cut
-    there, with a warning naming what was cut (as diffusers warns for CLIP's 77 tokens)."""
+def encode_prompts(tokenizer, text_encoder, prompts: list[str], max_length: int, attention_mask: str = "both"):
+    """(token states (B, max_length, D), the UNet's attention mask (B, max_length) or None): padded to `max_length`
+    tokens and cut there, with a warning naming what was cut (as diffusers warns for CLIP's 77 tokens).
+    `attention_mask` says who reads the padding mask (ATTENTION_MASKS)."""
     tokens = tokenizer(prompts, padding="max_length", max_length=max_length, truncation=True, return_tensors="pt")
     full = tokenizer(prompts, padding="longest", return_tensors="pt").input_ids
     if full.shape[1] > max_length:
@@ -57,5 +64,6 @@ def encode_prompts(tokenizer, text_encoder, prompts: list[str], max_length: int)
                        [text for text in cut if text])  # fmt: skip
     device = next(text_encoder.parameters()).device
     mask = tokens.attention_mask.to(device)
-    states = text_encoder(input_ids=tokens.input_ids.to(device), attention_mask=mask).last_hidden_state
-    return states, mask
+    encoder_mask = None if attention_mask == "none" else mask
+    states = text_encoder(input_ids=tokens.input_ids.to(device), attention_mask=encoder_mask).last_hidden_state
+    return states, mask if attention_mask == "both" else None

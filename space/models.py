@@ -47,8 +47,8 @@ class ServedModel:
     def _rebuilt(self, scheduler):
         pipe = self.pipe
         if self.is_text:
-            other = TextToImagePipeline(pipe.tokenizer, pipe.text_encoder, pipe.unet, scheduler, pipe.config.text_encoder_id,
-                                        pipe.config.max_length, vae=pipe.vae)  # fmt: skip
+            other = TextToImagePipeline(pipe.tokenizer, pipe.text_encoder, pipe.unet, scheduler, vae=pipe.vae,
+                                        **pipe.text_options())  # fmt: skip
         else:
             other = GuidedDiffusionPipeline(pipe.unet, scheduler, classifier=pipe.classifier, vae=pipe.vae,
                                             null_class_label=pipe.config.null_class_label,
