@@ -73,4 +73,4 @@ class AdaptiveProjectedGuidance(Guider):
         x0_uncond, _ = context.x0_and_eps(uncond)
         update = projected_update(x0_cond - x0_uncond, x0_cond, self.eta, self.norm_threshold, self._running)
         guided = context.prediction_for_x0(x0_cond + (self.guidance_scale - 1) * update)
-        return self.output(guided if variance is None else torch.cat([guided, variance], dim=1), pred_cond, pred_uncond)
+        return self.output(self.joined(guided, variance), pred_cond, pred_uncond)

@@ -41,4 +41,5 @@ class WeakModelGuidance(Guider):
     def forward(self, pred_cond=None, pred_uncond=None, pred_weak=None):
         if pred_weak is None:
             return self.output(pred_cond, pred_cond)
-        return self.output(autoguidance(pred_weak, pred_cond, self.guidance_scale), pred_cond)
+        (cond, variance), (weak, _) = self.split_output(pred_cond), self.split_output(pred_weak)
+        return self.output(self.joined(autoguidance(weak, cond, self.guidance_scale), variance), pred_cond)

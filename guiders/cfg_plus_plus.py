@@ -60,7 +60,9 @@ class CFGPlusPlus(Guider):
             only = pred_cond if pred_cond is not None else pred_uncond
             return self.output(only, pred_cond, pred_uncond)
         # eps_w = eps_u + lambda (eps_c - eps_u): CFG's own combination, at lambda
-        return self.output(classifier_free_guidance(pred_uncond, pred_cond, self.guidance_scale), pred_cond, pred_uncond)
+        (cond, variance), (uncond, _) = self.split_output(pred_cond), self.split_output(pred_uncond)
+        return self.output(self.joined(classifier_free_guidance(uncond, cond, self.guidance_scale), variance), pred_cond,
+                           pred_uncond)  # fmt: skip
 
     def after_step(self, prev_sample: torch.Tensor, output: torch.Tensor, pred_original_sample=None) -> torch.Tensor:
         context = self.context

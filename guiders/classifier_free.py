@@ -56,10 +56,11 @@ class ClassifierFreeGuidance(Guider):
             return self.output(pred_cond, pred_cond)
         if pred_cond is None:
             return self.output(pred_uncond, None, pred_uncond)
+        (cond, variance), (uncond, _) = self.split_output(pred_cond), self.split_output(pred_uncond)
         if self.use_original_formulation:  # cond + w (cond - uncond)
-            guided = pred_cond + self.guidance_scale * (pred_cond - pred_uncond)
+            guided = cond + self.guidance_scale * (cond - uncond)
         else:
-            guided = classifier_free_guidance(pred_uncond, pred_cond, self.guidance_scale)
+            guided = classifier_free_guidance(uncond, cond, self.guidance_scale)
         if self.guidance_rescale > 0:
-            guided = rescaled(guided, pred_cond, self.guidance_rescale)
-        return self.output(guided, pred_cond, pred_uncond)
+            guided = rescaled(guided, cond, self.guidance_rescale)
+        return self.output(self.joined(guided, variance), pred_cond, pred_uncond)

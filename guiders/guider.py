@@ -77,6 +77,19 @@ class Guider(BaseGuidance):
     def check(self, scheduler, has_classifier: bool, eta: float = 0.0) -> None:
         pass
 
+    def split_output(self, output: torch.Tensor | None):
+        """(prediction, learned variance or None). A learned-variance network outputs 2C channels: guidance
+        extrapolates the prediction only, and the variance is the conditional branch's, as GLIDE and DeepFloyd IF
+        sample (extrapolating improved DDPM's interpolation weight v would leave [beta_tilde_t, beta_t]). Outside
+        our loop (no context) the whole output is the prediction."""
+        if self.context is None or output is None:
+            return output, None
+        return self.context.split(output)
+
+    @staticmethod
+    def joined(prediction: torch.Tensor, variance: torch.Tensor | None) -> torch.Tensor:
+        return prediction if variance is None else torch.cat([prediction, variance], dim=1)
+
     @staticmethod
     def output(pred, pred_cond=None, pred_uncond=None) -> GuiderOutput:
         return GuiderOutput(pred=pred, pred_cond=pred_cond, pred_uncond=pred_uncond)

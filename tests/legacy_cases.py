@@ -80,6 +80,8 @@ def pixel_cases():
                                          class_labels=LABELS, guidance_scale=2.0)  # fmt: skip
     yield "classifier_mean_ddpm", lambda: sample(guided(ddpm(), with_classifier=True), class_labels=LABELS,
                                                  guidance_scale=0.0, classifier_scale=2.0)  # fmt: skip
+    # re-recorded in issue 25, on purpose: CFG now guides the prediction channels and keeps the conditional
+    # branch's learned variance (GLIDE, DeepFloyd IF) instead of extrapolating the variance too
     yield "classifier_mean_ddpm_learned_range", lambda: sample(
         guided(ddpm(variance_type="learned_range"), with_classifier=True, learned_variance=True),
         class_labels=LABELS, guidance_scale=2.0, classifier_scale=2.0)  # fmt: skip

@@ -612,3 +612,38 @@ def test_a_weak_unet_is_saved_and_loaded_with_the_pipeline(tmp_path):
 def test_a_weak_unet_that_reads_other_inputs_is_refused(weak_kwargs, message):
     with pytest.raises(ValueError, match=f"`weak_unet` must match the UNet's {message}"):
         weak_pipeline(tiny_unet(**weak_kwargs))
+
+
+@pytest.mark.parametrize("guider, formula", [
+    (ClassifierFreeGuidance(guidance_scale=3.0), lambda c, u: u + 3.0 * (c - u)),
+    (ClassifierFreeGuidance(guidance_scale=3.0, use_original_formulation=True), lambda c, u: c + 3.0 * (c - u)),
+    (GuidanceIntervalCFG(guidance_scale=3.0, sigma_lo=0.0, sigma_hi=1e9), lambda c, u: u + 3.0 * (c - u)),
+    (CFGPlusPlus(guidance_scale=0.4), lambda c, u: u + 0.4 * (c - u)),
+])  # fmt: skip
+def test_guidance_extrapolates_the_prediction_and_keeps_the_conditional_learned_variance(guider, formula):
+    """GLIDE's and DeepFloyd IF's rule for a learned-variance network (2C output channels): eps_w from the eps
+    channels, the variance channels the conditional branch's, never extrapolated."""
+    from guided_diffusers.guiders import StepContext
+
+    scheduler = GuidedDDPMScheduler(num_train_timesteps=100, variance_type="learned_range")
+    generator = torch.Generator().manual_seed(7)
+    x_t = torch.randn(2, 1, SIZE, SIZE, generator=generator)
+    cond, uncond = (torch.randn(2, 2, SIZE, SIZE, generator=generator) for _ in range(2))
+    guider.set_context(StepContext(0, 1, 60, scheduler, x_t))
+    guided = guider.forward(pred_cond=cond, pred_uncond=uncond).pred
+    torch.testing.assert_close(guided[:, :1], formula(cond[:, :1], uncond[:, :1]))
+    assert torch.equal(guided[:, 1:], cond[:, 1:])
+
+
+def test_autoguidance_keeps_the_good_models_learned_variance():
+    from guided_diffusers.guiders import StepContext
+
+    scheduler = GuidedDDPMScheduler(num_train_timesteps=100, variance_type="learned_range")
+    generator = torch.Generator().manual_seed(8)
+    x_t = torch.randn(2, 1, SIZE, SIZE, generator=generator)
+    cond, weak = (torch.randn(2, 2, SIZE, SIZE, generator=generator) for _ in range(2))
+    guider = WeakModelGuidance(guidance_scale=2.0)
+    guider.set_context(StepContext(0, 1, 60, scheduler, x_t))
+    guided = guider.forward(pred_cond=cond, pred_weak=weak).pred
+    torch.testing.assert_close(guided[:, :1], autoguidance(weak[:, :1], cond[:, :1], 2.0))
+    assert torch.equal(guided[:, 1:], cond[:, 1:])
