@@ -195,16 +195,17 @@ def denoise(guider, conditioning: Conditioning, scheduler, latents, timesteps, s
             yield None  # answer the send(); the loop's next() resumes sampling
 
 
-def run(pipe, steps, callback_on_step_end=None, on_step=None):
+def run(pipe, steps, callback_on_step_end=None, on_step=None, tensor_inputs=("latents", "pred_original_sample")):
     """Drive a `denoise` generator to the end: `on_step(i, t, latents, x0)` sees every step (trajectories),
-    `callback_on_step_end(pipe, i, t, {"latents", "pred_original_sample"})` may return new latents. The last
-    latents."""
+    `callback_on_step_end(pipe, i, t, tensors)`, given the `tensor_inputs` of {"latents", "pred_original_sample"},
+    may return new latents. The last latents."""
     final = None
     for i, t, latents, x0 in steps:
         if on_step is not None:
             on_step(i, t, latents, x0)
         if callback_on_step_end is not None:
-            returned = callback_on_step_end(pipe, i, t, {"latents": latents, "pred_original_sample": x0})
+            tensors = {"latents": latents, "pred_original_sample": x0}
+            returned = callback_on_step_end(pipe, i, t, {name: tensors[name] for name in tensor_inputs})
             if isinstance(returned, dict) and "latents" in returned:
                 latents = returned["latents"]
                 steps.send(latents)

@@ -6,8 +6,8 @@ from .pipeline_text_to_image import TextToImagePipeline
 
 PIPELINE_CLASSES = {cls.__name__: cls for cls in (GuidedDiffusionPipeline, TextToImagePipeline)}
 # other diffusers pipelines whose folders ours load, with the folder's own components
-FOREIGN_PIPELINES = {"StableDiffusionPipeline": TextToImagePipeline, "DDPMPipeline": GuidedDiffusionPipeline,
-                     "DDIMPipeline": GuidedDiffusionPipeline}
+FOREIGN_PIPELINES = {"StableDiffusionPipeline": TextToImagePipeline, "IFPipeline": TextToImagePipeline,
+                     "DDPMPipeline": GuidedDiffusionPipeline, "DDIMPipeline": GuidedDiffusionPipeline}
 
 
 def pipeline_class(source: str) -> type:

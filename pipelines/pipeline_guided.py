@@ -21,7 +21,7 @@ from .image_utils import latents_to_images
 from .inference import ordinary
 from .inversion import InversionMixin
 from .latent_space import from_latents, to_latents
-from .samplers import private_scheduler, set_distinct_timesteps, step_kwargs
+from .samplers import private_scheduler, set_distinct_timesteps, step_kwargs, warn_if_latent
 
 
 @dataclass
@@ -88,6 +88,7 @@ class GuidedDiffusionPipeline(SafetensorsOnly, InversionMixin, DiffusionPipeline
     def check_inputs(self, batch_size, class_labels, guider, output_type, scheduler=None, eta: float = 0.0):
         """Every bad argument raises ValueError here, before any network runs. Returns the labels as a tensor
         (None for none) and the `Conditioning` that makes each prediction."""
+        batch_size = images_asked(batch_size, class_labels)
         check_range("batch_size", batch_size, low=1, integer=True)
         check_choice("output_type", output_type, ("pil", "np", "pt"))
         needs_classifier = getattr(guider, "needs_classifier", False)
@@ -119,7 +120,8 @@ class GuidedDiffusionPipeline(SafetensorsOnly, InversionMixin, DiffusionPipeline
         labels = labels.to(torch.long).reshape(-1)
         labels = labels.expand(batch_size) if len(labels) == 1 else labels
         if len(labels) != batch_size:
-            raise ValueError(f"`class_labels` must have 1 or `batch_size`={batch_size} entries; got {len(labels)}.")
+            raise ValueError(f"`class_labels` must have 1 or `batch_size`={batch_size} entries; got {len(labels)}. "
+                             f"Leave `batch_size` out to get one image per label.")  # fmt: skip
         num_classes = self.num_classes or (self.classifier or self.clean_classifier).config.num_classes
         if labels.min() < 0 or labels.max() >= num_classes:
             raise ValueError(f"`class_labels` must lie in [0, {num_classes - 1}]; got {labels.tolist()}.")
@@ -166,7 +168,9 @@ class GuidedDiffusionPipeline(SafetensorsOnly, InversionMixin, DiffusionPipeline
     def scheduler_for_call(self, thresholding: str | None, dynamic_thresholding_ratio: float | None):
         """A private copy of the scheduler for one call (its timesteps and solver history are per call), with the
         thresholding of this call ("none", "static", "dynamic") if given."""
-        return private_scheduler(self.scheduler, thresholding, dynamic_thresholding_ratio)
+        scheduler = private_scheduler(self.scheduler, thresholding, dynamic_thresholding_ratio)
+        warn_if_latent(self.vae, thresholding)
+        return scheduler
 
     # ----------------------------------------------------------------------------------- conditioning
     def conditioning(self, class_labels, batch: int) -> Conditioning:
@@ -203,7 +207,7 @@ class GuidedDiffusionPipeline(SafetensorsOnly, InversionMixin, DiffusionPipeline
     @torch.inference_mode()
     def iterate(
         self,
-        batch_size: int = 1,
+        batch_size: int | None = None,
         class_labels=None,
         guidance_scale: float | None = None,
         classifier_scale: float | None = None,
@@ -221,6 +225,7 @@ class GuidedDiffusionPipeline(SafetensorsOnly, InversionMixin, DiffusionPipeline
         Arguments as for `__call__`; all checked before the first step. `evaluations`, a Counter, receives the
         network evaluations made (see `pipelines.denoising`)."""
         guider = guider_for_call(guider, guidance_scale, classifier_scale, default_guidance_scale=1.0)
+        batch_size = images_asked(batch_size, class_labels)
         check_range("eta", eta, low=0)  # checked here too: schedulers without eta (DDPM, DPM-Solver) never see it
         if isinstance(generator, list) and len(generator) != batch_size:
             raise ValueError(f"`generator` is a list of {len(generator)} generators; it must have one per image, "
@@ -239,13 +244,14 @@ class GuidedDiffusionPipeline(SafetensorsOnly, InversionMixin, DiffusionPipeline
                            evaluations)  # fmt: skip
 
     @torch.inference_mode()  # callbacks run inside it too, so they may edit the latents in place
-    def __call__(self, batch_size: int = 1, class_labels=None, guidance_scale: float | None = None,
+    def __call__(self, batch_size: int | None = None, class_labels=None, guidance_scale: float | None = None,
                  classifier_scale: float | None = None, num_inference_steps: int = 50, eta: float = 0.0,
                  use_clipped_model_output: bool = True, thresholding: str | None = None,
                  dynamic_thresholding_ratio: float | None = None, generator=None, latents: torch.Tensor | None = None,
                  output_type: str = "pil", return_dict: bool = True, return_trajectory: bool = False,
                  callback_on_step_end=None, guider=None):  # fmt: skip
-        """Sample `batch_size` images.
+        """Sample `batch_size` images; without it, one per entry of `class_labels` (as DiTPipeline: `class_labels=
+        [1, 7, 7]` gives three images), or one.
 
         Guidance: `guider`, any guider of `guided_diffusers.guiders` or diffusers' `diffusers.guiders` that needs
         only conditional and unconditional predictions (or a list: `CombinedGuidance`); or the shorthands
@@ -301,6 +307,23 @@ class GuidedDiffusionPipeline(SafetensorsOnly, InversionMixin, DiffusionPipeline
     def postprocess(latents: torch.Tensor, output_type: str):
         """[-1, 1] -> [0, 1] images as PIL, NumPy (N, H, W, C) or torch (N, C, H, W)."""
         return latents_to_images(latents, output_type)
+
+
+def images_asked(batch_size, class_labels):
+    """How many images a call makes. DiTPipeline's rule: n class labels (or n rows of class weights) give n images,
+    so `batch_size` may be left out; without it, one label or none gives one image. A `batch_size` given is kept
+    (checked later, with a list of labels that must agree with it)."""
+    if batch_size is not None:
+        return batch_size
+    if class_labels is None:
+        return 1
+    try:
+        labels = class_labels if torch.is_tensor(class_labels) else torch.as_tensor(class_labels)
+    except (TypeError, ValueError, RuntimeError):
+        return 1  # not labels at all: `_checked_labels` says so
+    if labels.is_floating_point():
+        return len(labels) if labels.ndim == 2 else 1
+    return len(labels) if labels.ndim == 1 and len(labels) > 0 else 1
 
 
 def check_weak_unet(weak_unet, unet) -> None:

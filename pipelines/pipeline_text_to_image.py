@@ -16,8 +16,11 @@ from .denoising import Conditioning, denoise, needed_conditionings, plan, run
 from .image_utils import latents_to_images
 from .latent_space import from_latents
 from .pipeline_guided import GuidedPipelineOutput
-from .samplers import private_scheduler, set_distinct_timesteps, step_kwargs
-from .text_encoding import ATTENTION_MASKS, DEFAULT_TEXT_ENCODER, encode_prompts, hidden_size, load_text_encoder
+from .samplers import private_scheduler, set_distinct_timesteps, step_kwargs, warn_if_latent
+from .text_encoding import (
+    ATTENTION_MASKS, DEFAULT_TEXT_ENCODER, PROMPT_PREPROCESSING, encode_prompts, hidden_size, load_text_encoder,
+    preprocess_prompts,
+)  # fmt: skip
 
 logger = logging.getLogger(__name__)
 
@@ -42,21 +45,26 @@ class TextToImagePipeline(DiffusionPipeline):
 
     def __init__(self, tokenizer, text_encoder, unet: UNet2DConditionModel, scheduler,
                  text_encoder_id: str = DEFAULT_TEXT_ENCODER, max_length: int = 24, vae=None,
-                 attention_mask: str = "both"):  # fmt: skip
+                 attention_mask: str = "both", prompt_preprocessing: str = "none"):  # fmt: skip
         super().__init__()
         check_choice("attention_mask", attention_mask, ATTENTION_MASKS)
-        if text_encoder is not None and hidden_size(text_encoder) != unet.config.cross_attention_dim:
+        check_choice("prompt_preprocessing", prompt_preprocessing, PROMPT_PREPROCESSING)
+        # the width the UNet reads: its encoder_hid_dim where it projects the states first (DeepFloyd IF)
+        reads = unet.config.get("encoder_hid_dim") or unet.config.cross_attention_dim
+        if text_encoder is not None and hidden_size(text_encoder) != reads:
             raise ValueError(f"The text encoder's hidden size ({hidden_size(text_encoder)}) must equal the UNet's "
-                             f"`cross_attention_dim` ({unet.config.cross_attention_dim}).")  # fmt: skip
+                             f"`cross_attention_dim` (or `encoder_hid_dim` where set) ({reads}).")  # fmt: skip
         if vae is not None and vae.config.latent_channels != unet.config.in_channels:
             raise ValueError(f"The VAE's {vae.config.latent_channels} latent channels must be the UNet's "
                              f"{unet.config.in_channels} input channels.")  # fmt: skip
         self.register_modules(tokenizer=tokenizer, text_encoder=text_encoder, unet=unet, scheduler=scheduler, vae=vae)
-        self.register_to_config(text_encoder_id=text_encoder_id, max_length=max_length, attention_mask=attention_mask)
+        self.register_to_config(text_encoder_id=text_encoder_id, max_length=max_length, attention_mask=attention_mask,
+                                prompt_preprocessing=prompt_preprocessing)  # fmt: skip
 
     def text_options(self) -> dict:
         """The non-module arguments of __init__, as configured: to rebuild the pipeline with other parts."""
-        return {name: self.config[name] for name in ("text_encoder_id", "max_length", "attention_mask")}
+        names = ("text_encoder_id", "max_length", "attention_mask", "prompt_preprocessing")
+        return {name: self.config[name] for name in names}
 
     # ------------------------------------------------------------------------------------ save / load
     def save_pretrained(self, save_directory, include_text_encoder: bool = False, **kwargs):
@@ -81,91 +89,179 @@ class TextToImagePipeline(DiffusionPipeline):
         return pipe
 
     # ------------------------------------------------------------------------------------------ text
-    def encode(self, prompts: list[str]):
-        """(token states, attention mask) of the prompts."""
-        return encode_prompts(self.tokenizer, self.text_encoder, prompts, self.config.max_length,
+    def encode(self, prompts: list[str], max_length: int | None = None):
+        """(token states, the UNet's attention mask or None) of the prompts, padded to `max_length` tokens (default
+        the pipeline's)."""
+        prompts = preprocess_prompts(prompts, self.config.get("prompt_preprocessing", "none"))
+        return encode_prompts(self.tokenizer, self.text_encoder, prompts, max_length or self.config.max_length,
                               self.config.get("attention_mask", "both"))  # fmt: skip
 
-    def check_inputs(self, prompt, negative_prompt, num_images_per_prompt, output_type):
-        """Every bad argument raises ValueError before any network runs. Returns (prompts, negative prompts)."""
-        prompts = [prompt] if isinstance(prompt, str) else list(prompt) if prompt is not None else []
-        if not prompts or not all(isinstance(p, str) and p.strip() for p in prompts):
-            raise ValueError(f"`prompt` must be a non-empty string or a list of them; got {prompt!r}.")
-        negatives = [""] * len(prompts) if negative_prompt is None else \
-            [negative_prompt] * len(prompts) if isinstance(negative_prompt, str) else list(negative_prompt)  # fmt: skip
-        if len(negatives) != len(prompts):
-            raise ValueError(f"`negative_prompt` must be one string or {len(prompts)} (one per prompt); got {len(negatives)}.")
+    def check_inputs(self, prompt, negative_prompt, num_images_per_prompt, output_type, prompt_embeds=None,
+                     negative_prompt_embeds=None):  # fmt: skip
+        """Every bad argument raises ValueError before any network runs. Returns (prompts, negative prompts): the
+        prompts are None when `prompt_embeds` stand in for them."""
+        if (prompt is None) == (prompt_embeds is None):
+            raise ValueError("Pass `prompt` or `prompt_embeds`, exactly one of them.")
+        if prompt_embeds is not None:
+            count = len(self._checked_embeds("prompt_embeds", prompt_embeds))
+            prompts = None
+        else:
+            prompts = [prompt] if isinstance(prompt, str) else list(prompt) if isinstance(prompt, (list, tuple)) else []
+            if not prompts or not all(isinstance(p, str) and p.strip() for p in prompts):
+                raise ValueError(f"`prompt` must be a non-empty string or a list of them; got {prompt!r}.")
+            count = len(prompts)
+        if negative_prompt is not None and negative_prompt_embeds is not None:
+            raise ValueError("Pass `negative_prompt` or `negative_prompt_embeds`, not both.")
+        if negative_prompt_embeds is not None:
+            self._checked_embeds("negative_prompt_embeds", negative_prompt_embeds)
+            if prompt_embeds is None or negative_prompt_embeds.shape != prompt_embeds.shape:
+                raise ValueError(f"`negative_prompt_embeds` must come with `prompt_embeds` of the same shape; got "
+                                 f"{tuple(negative_prompt_embeds.shape)} and "
+                                 f"{None if prompt_embeds is None else tuple(prompt_embeds.shape)}.")  # fmt: skip
+        negatives = [""] * count if negative_prompt is None else \
+            [negative_prompt] * count if isinstance(negative_prompt, str) else list(negative_prompt)  # fmt: skip
+        if len(negatives) != count or not all(isinstance(n, str) for n in negatives):
+            raise ValueError(f"`negative_prompt` must be one string or {count} (one per prompt); got {negative_prompt!r}.")
         check_range("num_images_per_prompt", num_images_per_prompt, low=1, integer=True)
         check_choice("output_type", output_type, ("pil", "np", "pt"))
         if self.text_encoder is None or self.tokenizer is None:
             raise ValueError("This pipeline has no text encoder: load it with `from_pretrained`, or pass one.")
         return prompts, negatives
 
-    def conditioning(self, prompts, negatives, num_images_per_prompt: int, needed: set) -> Conditioning:
-        """Cross-attention context and mask per prediction: the prompts for the conditional one, the negative
-        prompts ("" by default) for the unconditional one; only the needed texts are encoded, in one call."""
+    def _checked_embeds(self, name: str, embeds) -> torch.Tensor:
+        """Token states given in place of a prompt: a finite float (batch, tokens, width) tensor, the width the UNet
+        reads."""
+        width = self.unet.config.get("encoder_hid_dim") or self.unet.config.cross_attention_dim
+        if not torch.is_tensor(embeds) or not embeds.is_floating_point() or embeds.ndim != 3 or embeds.shape[-1] != width:
+            shape = tuple(embeds.shape) if torch.is_tensor(embeds) else type(embeds).__name__
+            raise ValueError(f"`{name}` must be a float tensor (batch, tokens, {width}); got {shape}.")
+        if len(embeds) == 0 or not torch.isfinite(embeds).all():
+            raise ValueError(f"`{name}` must hold at least one row, all finite.")
+        return embeds
+
+    def conditioning(self, prompts, negatives, num_images_per_prompt: int, needed: set, prompt_embeds=None,
+                     negative_prompt_embeds=None) -> Conditioning:  # fmt: skip
+        """Cross-attention context (and, for our own models, the padding mask) per prediction: the prompts for the
+        conditional one, the negative prompts ("" by default) for the unconditional one, or the embeddings given in
+        their place; only the needed texts are encoded, in one call. With embeddings the UNet attends to every token,
+        as Stable Diffusion and IF do (the mask is a property of tokens, which embeddings no longer carry)."""
         texts = {"pred_uncond": negatives, "pred_cond": prompts}
+        given = {"pred_uncond": negative_prompt_embeds, "pred_cond": prompt_embeds}
         wanted = [name for name in PREDICTIONS if name in needed]
-        states, mask = self.encode([text for name in wanted for text in texts[name]])
+        encoded = [name for name in wanted if given[name] is None]
+        # "" for the unconditional half beside given embeddings: as long as they are, so the two batch together
+        length = None if prompt_embeds is None else prompt_embeds.shape[1]
+        states, mask = self.encode([t for name in encoded for t in texts[name]], length) if encoded else (None, None)
         branches = {}
-        for index, name in enumerate(wanted):
-            rows = slice(index * len(prompts), (index + 1) * len(prompts))
-            branches[name] = {"encoder_hidden_states": states[rows].repeat_interleave(num_images_per_prompt, 0)}
-            if mask is not None:  # the UNet ignores padding tokens (ours); SD and IF attend to all of them
-                branches[name]["encoder_attention_mask"] = mask[rows].repeat_interleave(num_images_per_prompt, 0)
+        for name in wanted:
+            if given[name] is not None:
+                name_states, name_mask = given[name].to(self.device, self.unet.dtype), None
+            else:
+                rows = slice(encoded.index(name) * len(texts[name]), (encoded.index(name) + 1) * len(texts[name]))
+                name_states, name_mask = states[rows], None if mask is None else mask[rows]
+            branches[name] = {"encoder_hidden_states": name_states.repeat_interleave(num_images_per_prompt, 0)}
+            if name_mask is not None and prompt_embeds is None:  # ours: padding ignored; SD, IF: attend to all
+                branches[name]["encoder_attention_mask"] = name_mask.repeat_interleave(num_images_per_prompt, 0)
         return Conditioning(self.unet, branches)
 
     # ------------------------------------------------------------------------------------------ sample
     @torch.inference_mode()
-    def __call__(self, prompt, negative_prompt=None, num_images_per_prompt: int = 1, guidance_scale: float | None = None,
-                 num_inference_steps: int = 50, eta: float = 0.0, thresholding: str | None = None,
-                 dynamic_thresholding_ratio: float | None = None, generator=None, latents: torch.Tensor | None = None,
-                 output_type: str = "pil", return_dict: bool = True, callback_on_step_end=None, guider=None):  # fmt: skip
-        """Images for `prompt` (one string or a list). Guidance: `guider` (ours or diffusers'), or the shorthand
+    def __call__(self, prompt=None, negative_prompt=None, num_images_per_prompt: int = 1,
+                 guidance_scale: float | None = None, num_inference_steps: int = 50, eta: float = 0.0,
+                 thresholding: str | None = None, dynamic_thresholding_ratio: float | None = None, generator=None,
+                 latents: torch.Tensor | None = None, output_type: str = "pil", return_dict: bool = True,
+                 callback_on_step_end=None, guider=None, prompt_embeds: torch.Tensor | None = None,
+                 negative_prompt_embeds: torch.Tensor | None = None, height: int | None = None,
+                 width: int | None = None, callback_on_step_end_tensor_inputs=None):  # fmt: skip
+        """Images for `prompt` (one string or a list), or for `prompt_embeds` (token states, batch x tokens x
+        width) with optional `negative_prompt_embeds`. Guidance: `guider` (ours or diffusers'), or the shorthand
         `guidance_scale` w (default 5), CFG (Ho & Salimans 2022): eps = eps(x, "") + w (eps(x, prompt) - eps(x, "")),
         with `negative_prompt` in place of "". `thresholding` ("none", "static", "dynamic") overrides the scheduler's
-        x0 clipping for this call; Imagen pairs large w with "dynamic". `callback_on_step_end(pipe, i, t,
-        {"latents", "pred_original_sample"})` runs after each step. The output's `evaluations` counts the network
-        evaluations made."""
+        x0 clipping for this call; Imagen pairs large w with "dynamic". `height` and `width` (pixels; multiples of
+        the VAE's and the UNet's downsampling) default to the UNet's size. `generator` may be a list, one per image.
+        `callback_on_step_end(pipe, i, t, tensors)` runs after each step, with the tensors named in
+        `callback_on_step_end_tensor_inputs` (of "latents", "pred_original_sample"; default both); a dict it returns
+        may replace "latents". The output's `evaluations` counts the network evaluations made."""
         guider = guider_for_call(guider, guidance_scale, default_guidance_scale=5.0)
-        prompts, negatives = self.check_inputs(prompt, negative_prompt, num_images_per_prompt, output_type)
+        prompts, negatives = self.check_inputs(prompt, negative_prompt, num_images_per_prompt, output_type,
+                                               prompt_embeds, negative_prompt_embeds)  # fmt: skip
         check_range("eta", eta, low=0)
+        tensor_inputs = checked_tensor_inputs(callback_on_step_end_tensor_inputs)
+        batch = len(negatives) * num_images_per_prompt
+        shape = self.latent_shape(batch, height, width)
+        if isinstance(generator, list) and len(generator) != batch:
+            raise ValueError(f"`generator` is a list of {len(generator)} generators; it must have one per image "
+                             f"({batch}: prompts x num_images_per_prompt).")  # fmt: skip
         # private_scheduler checks `thresholding`, still before any network runs
         scheduler = private_scheduler(self.scheduler, thresholding, dynamic_thresholding_ratio)
+        warn_if_latent(self.vae, thresholding)
         if isinstance(guider, Guider):
             guider.check(scheduler, has_classifier=False, eta=eta)
         set_distinct_timesteps(scheduler, num_inference_steps, self.device)  # checks the step count before the encoder
         every_prediction = Conditioning(self.unet, dict.fromkeys(PREDICTIONS))
         steps = plan(guider, every_prediction, scheduler, scheduler.timesteps)
-        conditioning = self.conditioning(prompts, negatives, num_images_per_prompt, needed_conditionings(steps))
-        batch = len(prompts) * num_images_per_prompt
-        latents = self.prepare_latents(batch, generator, latents) * scheduler.init_noise_sigma
+        conditioning = self.conditioning(prompts, negatives, num_images_per_prompt, needed_conditionings(steps),
+                                         prompt_embeds, negative_prompt_embeds)  # fmt: skip
+        latents = self.prepare_latents(shape, generator, latents) * scheduler.init_noise_sigma
         options = step_kwargs(scheduler, generator, eta, True)
         evaluations = Counter()
         loop = denoise(guider, conditioning, scheduler, latents, scheduler.timesteps, options, self.progress_bar, evaluations)
-        images = latents_to_images(from_latents(self.vae, run(self, loop, callback_on_step_end)), output_type)
+        final = run(self, loop, callback_on_step_end, tensor_inputs=tensor_inputs)
+        images = latents_to_images(from_latents(self.vae, final), output_type)
         if not return_dict:
             return (images,)
         return GuidedPipelineOutput(images=images, evaluations=dict(evaluations))
 
-    def prepare_latents(self, batch: int, generator, latents):
-        size = self.unet.config.sample_size
-        height, width = (size, size) if isinstance(size, int) else size
-        shape = (batch, self.unet.config.in_channels, height, width)
+    def latent_shape(self, batch: int, height: int | None, width: int | None) -> tuple:
+        """(batch, channels, h, w) of what the UNet denoises for `height` x `width` images: divided by the VAE's
+        factor for a latent model. Both must be multiples of that factor times the UNet's own downsampling, so that
+        its skip connections line up."""
+        config = self.unet.config
+        size = config.sample_size
+        default_h, default_w = (size, size) if isinstance(size, int) else size
+        vae_factor = 2 ** (len(self.vae.config.block_out_channels) - 1) if self.vae is not None else 1
+        multiple = vae_factor * 2 ** (len(config.block_out_channels) - 1)
+        sides = []
+        for name, value, default in (("height", height, default_h), ("width", width, default_w)):
+            value = default * vae_factor if value is None else value
+            check_range(name, value, low=1, integer=True)
+            if value % multiple:
+                raise ValueError(f"`{name}` must be a multiple of {multiple} (the VAE's factor {vae_factor} times the "
+                                 f"UNet's downsampling) for this model; got {value}.")  # fmt: skip
+            sides.append(value // vae_factor)
+        return (batch, config.in_channels, *sides)
+
+    def prepare_latents(self, shape: tuple, generator, latents):
         if latents is None:
             return randn_tensor(shape, generator=generator, device=self.device, dtype=self.unet.dtype)
-        if tuple(latents.shape) != shape:
-            raise ValueError(f"`latents` must have shape {shape}; got {tuple(latents.shape)}.")
+        if not torch.is_tensor(latents) or tuple(latents.shape) != shape:
+            got = tuple(latents.shape) if torch.is_tensor(latents) else type(latents).__name__
+            raise ValueError(f"`latents` must have shape {shape}; got {got}.")
         return latents.to(self.device, self.unet.dtype)
+
+CALLBACK_TENSORS = ("latents", "pred_original_sample")
+
+
+def checked_tensor_inputs(names) -> tuple:
+    """The tensors a step-end callback receives: `callback_on_step_end_tensor_inputs`, or all of them."""
+    if names is None:
+        return CALLBACK_TENSORS
+    if isinstance(names, str) or not all(name in CALLBACK_TENSORS for name in names):
+        raise ValueError(f"`callback_on_step_end_tensor_inputs` must be a list of {list(CALLBACK_TENSORS)}; got {names!r}.")
+    return tuple(names)
 
 
 def foreign_text_options(config: dict, tokenizer, text_encoder) -> dict:
     """How a folder saved by another diffusers pipeline encodes prompts, as config of ours ({} for our own folders).
     StableDiffusionPipeline: prompts padded to the tokenizer's `model_max_length` (CLIP: 77), the encoder given the
-    padding mask only if its config sets `use_attention_mask`, the UNet attending to every token."""
-    if config.get("_class_name") != "StableDiffusionPipeline":
+    padding mask only if its config sets `use_attention_mask`, the UNet attending to every token. IFPipeline: IF's
+    caption cleaning, 77 tokens, T5 given the mask, the UNet attending to every token."""
+    class_name = config.get("_class_name")
+    if class_name not in ("StableDiffusionPipeline", "IFPipeline"):
         return {}
-    if config.get("safety_checker", [None])[0] is not None:
-        logger.warning("This Stable Diffusion folder has a safety checker; TextToImagePipeline does not run it.")
+    if config.get("safety_checker", [None])[0] is not None or config.get("watermarker", [None])[0] is not None:
+        logger.warning("This %s folder has a safety checker or watermarker; TextToImagePipeline runs neither.", class_name)
+    if class_name == "IFPipeline":
+        return {"max_length": 77, "attention_mask": "encoder", "prompt_preprocessing": "deepfloyd-if"}
     masked = bool(getattr(text_encoder.config, "use_attention_mask", False))
     return {"max_length": tokenizer.model_max_length, "attention_mask": "encoder" if masked else "none"}

@@ -2,11 +2,14 @@
 and the per-call scheduler options every pipeline shares."""
 
 import inspect
+import logging
 
 from diffusers import DDIMScheduler, DPMSolverMultistepScheduler
 
 from ..schedulers import GuidedDDIMScheduler, GuidedDDPMScheduler, GuidedDPMSolverMultistepScheduler
 from ..schedulers.validation import check_choice
+
+logger = logging.getLogger(__name__)
 
 THRESHOLDING_MODES = ("none", "static", "dynamic")
 
@@ -81,6 +84,14 @@ def with_thresholding(scheduler, thresholding: str | None, dynamic_thresholding_
     if dynamic_thresholding_ratio is not None:
         config["dynamic_thresholding_ratio"] = dynamic_thresholding_ratio
     return type(scheduler).from_config(config)
+
+
+def warn_if_latent(vae, thresholding: str | None) -> None:
+    """Thresholding bounds x0 to the pixel range [-1, 1]; a latent model's x0 is a latent (Stable Diffusion's have
+    unit variance and no such range), so asking for it on a latent model is most likely a mistake: warn, and do it."""
+    if vae is not None and thresholding in ("static", "dynamic"):
+        logger.warning("thresholding=%r on a latent model: thresholding bounds pixels, not latents (x0 here is a VAE "
+                       "latent); latent models are sampled with thresholding='none'.", thresholding)  # fmt: skip
 
 
 def private_scheduler(scheduler, thresholding: str | None = None, dynamic_thresholding_ratio: float | None = None):

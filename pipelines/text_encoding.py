@@ -51,6 +51,23 @@ def hidden_size(text_encoder) -> int:
 ATTENTION_MASKS = ("both", "encoder", "none")
 
 
+# How prompts are rewritten before tokenizing: ours as typed; DeepFloyd IF's own cleaning (`clean_caption=True`: with
+# bs4 and ftfy installed its caption cleaner, else lower-cased and stripped), diffusers' code, not a copy
+PROMPT_PREPROCESSING = ("none", "deepfloyd-if")
+
+
+def preprocess_prompts(prompts: list[str], preprocessing: str) -> list[str]:
+    if preprocessing == "none":
+        return prompts
+    from diffusers import IFPipeline
+    from diffusers.utils import is_bs4_available, is_ftfy_available
+
+    # IF's `_text_preprocessing` reads only class attributes (its regexes): an instance without weights will do.
+    # Without bs4 and ftfy IF itself falls back to clean_caption=False (with two warnings per call): so do we, quietly
+    clean = is_bs4_available() and is_ftfy_available()
+    return IFPipeline._text_preprocessing(object.__new__(IFPipeline), list(prompts), clean_caption=clean)
+
+
 @torch.no_grad()
 def encode_prompts(tokenizer, text_encoder, prompts: list[str], max_length: int, attention_mask: str = "both"):
     """(token states (B, max_length, D), the UNet's attention mask (B, max_length) or None): padded to `max_length`

@@ -254,6 +254,19 @@ def test_callback_can_replace_latents_and_trajectory_has_every_step():
     assert len(out.trajectory) == 4 and torch.equal(out.images, torch.full_like(out.images, 0.5))
 
 
+def test_n_class_labels_give_n_images_without_a_batch_size_as_dit_does():
+    pipe = pipeline()
+    run = lambda **kwargs: pipe(num_inference_steps=2, output_type="pt", guidance_scale=2.0,  # noqa: E731
+                                generator=torch.Generator().manual_seed(0), **kwargs).images  # fmt: skip
+    labels = run(class_labels=[1, 3, 3])
+    assert labels.shape[0] == 3
+    assert torch.equal(labels, run(class_labels=[1, 3, 3], batch_size=3))  # the same as saying it
+    assert run(class_labels=2).shape[0] == 1 and run(class_labels=[2]).shape[0] == 1
+    assert run(class_labels=torch.tensor([[1.0, 0, 0, 0], [0, 0.5, 0.5, 0]])).shape[0] == 2  # rows of class weights
+    with pytest.raises(ValueError, match="`class_labels` must have 1 or `batch_size`=2 entries; got 3. Leave"):
+        run(class_labels=[1, 3, 3], batch_size=2)
+
+
 # ------------------------------------------------------------------------------------------ bad input
 def noise_aware(schedule_scheduler=None, num_classes=CLASSES, size=SIZE):
     scheduler = schedule_scheduler or GuidedDDPMScheduler(num_train_timesteps=100)
