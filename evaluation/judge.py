@@ -9,6 +9,7 @@ import torch
 
 from ..training.data import load_image_dataset, to_model_range, to_tensors
 from .features import ClassifierFeatures, EfficientNetLite0Features
+from .sample_cache import add_module
 from .metrics import class_accuracy, diversity, frechet_distance_of, precision_recall, saturated_share
 
 
@@ -54,9 +55,7 @@ def fingerprint(eval_classifier, real_test: torch.Tensor, use_efficientnet: bool
     test images, whether EfficientNet-Lite0 is used, and the source of the metric code (a changed metric is a new
     judge)."""
     digest = hashlib.sha256(f"efficientnet={use_efficientnet}".encode())
-    for key, tensor in eval_classifier.state_dict().items():
-        digest.update(key.encode())
-        digest.update(tensor.detach().cpu().reshape(-1).view(torch.uint8).numpy().tobytes())
+    add_module(digest, "eval_classifier", eval_classifier)
     digest.update(real_test.detach().cpu().contiguous().reshape(-1).view(torch.uint8).numpy().tobytes())
     here = Path(__file__).parent
     for module in ("judge.py", "metrics.py", "features.py"):

@@ -25,10 +25,15 @@ def weights_digest(pipe, exclude: tuple = (), only: tuple | None = None) -> str:
         if name in exclude or (only is not None and name not in only):
             continue
         if isinstance(component, torch.nn.Module):
-            for key, tensor in component.state_dict().items():
-                digest.update(f"{name}.{key}".encode())
-                digest.update(tensor.detach().cpu().reshape(-1).view(torch.uint8).numpy().tobytes())
+            add_module(digest, name, component)
     return digest.hexdigest()
+
+
+def add_module(digest, name: str, module: torch.nn.Module) -> None:
+    """Feed a module's parameters and buffers, each under its key, to a hashlib digest."""
+    for key, tensor in module.state_dict().items():
+        digest.update(f"{name}.{key}".encode())
+        digest.update(tensor.detach().cpu().contiguous().reshape(-1).view(torch.uint8).numpy().tobytes())
 
 
 class SampleCache:

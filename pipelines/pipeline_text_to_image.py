@@ -19,7 +19,7 @@ from .pipeline_guided import GuidedPipelineOutput
 from .samplers import private_scheduler, set_distinct_timesteps, step_kwargs, warn_if_latent
 from .text_encoding import (
     ATTENTION_MASKS, DEFAULT_TEXT_ENCODER, PROMPT_PREPROCESSING, encode_prompts, hidden_size, load_text_encoder,
-    preprocess_prompts,
+    preprocess_prompts, text_width,
 )  # fmt: skip
 
 logger = logging.getLogger(__name__)
@@ -35,9 +35,9 @@ class TextToImagePipeline(DiffusionPipeline):
     With a `vae` the UNet works in its latent space (latent diffusion, as Stable Diffusion) and images are decoded
     at the end, x = D(z / scaling_factor); sample latent models with `thresholding="none"` (clipping is for pixels).
 
-    `from_pretrained` of a Stable Diffusion folder (model_index.json: StableDiffusionPipeline) uses its own
-    components and encodes prompts as StableDiffusionPipeline does (`foreign_text_options`), so that with plain CFG
-    and the folder's scheduler the images equal the stock pipeline's for the same seed.
+    `from_pretrained` of a Stable Diffusion or DeepFloyd IF folder (model_index.json: StableDiffusionPipeline,
+    IFPipeline) uses its own components and encodes prompts as the stock pipeline does (`foreign_text_options`), so
+    that with plain CFG and the folder's scheduler the images equal the stock pipeline's for the same seed.
     """
 
     model_cpu_offload_seq = "text_encoder->unet->vae"
@@ -49,8 +49,7 @@ class TextToImagePipeline(DiffusionPipeline):
         super().__init__()
         check_choice("attention_mask", attention_mask, ATTENTION_MASKS)
         check_choice("prompt_preprocessing", prompt_preprocessing, PROMPT_PREPROCESSING)
-        # the width the UNet reads: its encoder_hid_dim where it projects the states first (DeepFloyd IF)
-        reads = unet.config.get("encoder_hid_dim") or unet.config.cross_attention_dim
+        reads = text_width(unet)
         if text_encoder is not None and hidden_size(text_encoder) != reads:
             raise ValueError(f"The text encoder's hidden size ({hidden_size(text_encoder)}) must equal the UNet's "
                              f"`cross_attention_dim` (or `encoder_hid_dim` where set) ({reads}).")  # fmt: skip
@@ -131,7 +130,7 @@ class TextToImagePipeline(DiffusionPipeline):
     def _checked_embeds(self, name: str, embeds) -> torch.Tensor:
         """Token states given in place of a prompt: a finite float (batch, tokens, width) tensor, the width the UNet
         reads."""
-        width = self.unet.config.get("encoder_hid_dim") or self.unet.config.cross_attention_dim
+        width = text_width(self.unet)
         if not torch.is_tensor(embeds) or not embeds.is_floating_point() or embeds.ndim != 3 or embeds.shape[-1] != width:
             shape = tuple(embeds.shape) if torch.is_tensor(embeds) else type(embeds).__name__
             raise ValueError(f"`{name}` must be a float tensor (batch, tokens, {width}); got {shape}.")

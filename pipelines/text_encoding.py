@@ -40,6 +40,12 @@ def load_text_encoder(name_or_path: str = DEFAULT_TEXT_ENCODER):
     return tokenizer, encoder
 
 
+def text_width(unet) -> int:
+    """The token-state width a UNet reads: its `encoder_hid_dim` where it projects the states first (DeepFloyd
+    IF), else its `cross_attention_dim`."""
+    return unet.config.get("encoder_hid_dim") or unet.config.cross_attention_dim
+
+
 def hidden_size(text_encoder) -> int:
     config = text_encoder.config
     return getattr(config, "hidden_size", None) or getattr(config, "d_model", None) or config.dim
