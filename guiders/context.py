@@ -14,6 +14,7 @@ from functools import cached_property
 import torch
 
 from ..schedulers.prediction import eps_from_x0, model_output_from, x0_and_eps
+from ..schedulers.sigmas import alpha_prod_at
 
 
 @dataclass
@@ -38,8 +39,9 @@ class StepContext:
 
     @cached_property
     def alpha_prod(self) -> float:
-        """abar_t, the signal fraction of x_t = sqrt(abar_t) x0 + sqrt(1 - abar_t) eps (Ho 2020, eq. 4)."""
-        return float(self.scheduler.alphas_cumprod[int(self.timestep)])
+        """abar_t, the signal fraction of x_t = sqrt(abar_t) x0 + sqrt(1 - abar_t) eps (Ho 2020, eq. 4); at a
+        fractional timestep (the sigma samplers: our EDM, diffusers' Euler and Heun) the level it stands for."""
+        return alpha_prod_at(self.scheduler.alphas_cumprod, self.timestep)
 
     @cached_property
     def alpha_prod_prev(self) -> float:

@@ -1,12 +1,19 @@
 """The samplers the project compares (ours, diffusers' DDIM and DPM-Solver++), built from one diffusion config,
-and the per-call scheduler options every pipeline shares."""
+and the per-call scheduler options every pipeline shares. A sampler's cost is its network evaluations: one per entry
+of `scheduler.timesteps` (N for most, 2N - 1 for Heun, N (1 + corrector steps) for predictor-corrector)."""
 
 import inspect
 import logging
 
 from diffusers import DDIMScheduler, DPMSolverMultistepScheduler
 
-from ..schedulers import GuidedDDIMScheduler, GuidedDDPMScheduler, GuidedDPMSolverMultistepScheduler
+from ..schedulers import (
+    GuidedDDIMScheduler,
+    GuidedDDPMScheduler,
+    GuidedDPMSolverMultistepScheduler,
+    GuidedEDMScheduler,
+    GuidedScoreSDEScheduler,
+)
 from ..schedulers.validation import check_choice
 
 logger = logging.getLogger(__name__)
@@ -14,17 +21,27 @@ logger = logging.getLogger(__name__)
 THRESHOLDING_MODES = ("none", "static", "dynamic")
 
 DPM_SOLVER_SPACING = "linspace"  # DPM-Solver's own timestep spacing, for both implementations
+# name -> (scheduler class, config overrides)
 SAMPLERS = {
-    "ddpm": lambda config: GuidedDDPMScheduler.from_config(config),
-    "ddim": lambda config: GuidedDDIMScheduler.from_config(config),
+    "ddpm": (GuidedDDPMScheduler, {}),
+    "ddim": (GuidedDDIMScheduler, {}),
     # ours: DPM-Solver++(2M) (Lu et al. 2022), with DPM-Solver's own timestep spacing whatever the training used
-    "dpm2m": lambda config: GuidedDPMSolverMultistepScheduler.from_config(config, timestep_spacing=DPM_SOLVER_SPACING),
+    "dpm2m": (GuidedDPMSolverMultistepScheduler, {"timestep_spacing": DPM_SOLVER_SPACING}),
     # Lu et al. 2022, second-order multistep; diffusers' implementation, for comparison: with the same spacing as
     # ours, so that the two differ in implementation only (from a DDPM config it would inherit "leading")
-    "dpm++": lambda config: DPMSolverMultistepScheduler.from_config(config, algorithm_type="dpmsolver++", solver_order=2,
-                                                                    timestep_spacing=DPM_SOLVER_SPACING),
+    "dpm++": (DPMSolverMultistepScheduler, {"algorithm_type": "dpmsolver++", "solver_order": 2,
+                                            "timestep_spacing": DPM_SOLVER_SPACING}),
     # diffusers' own DDIM, the reference ours is tested against
-    "diffusers-ddim": lambda config: DDIMScheduler.from_config(config),
+    "diffusers-ddim": (DDIMScheduler, {}),
+    # Karras 2022's noise levels (rho = 7) rounded to training timesteps, for our DDIM and DPM-Solver++
+    "ddim-karras": (GuidedDDIMScheduler, {"timestep_spacing": "karras"}),
+    "dpm2m-karras": (GuidedDPMSolverMultistepScheduler, {"timestep_spacing": "karras"}),
+    # the EDM sampler (Karras 2022, Algorithm 2, no churn): Heun on Karras levels, 2N - 1 evaluations; and its Euler
+    "heun": (GuidedEDMScheduler, {"solver_order": 2, "timestep_spacing": DPM_SOLVER_SPACING}),
+    "euler": (GuidedEDMScheduler, {"solver_order": 1, "timestep_spacing": DPM_SOLVER_SPACING}),
+    # the reverse VP SDE (Song 2021): Euler-Maruyama alone, and reverse diffusion + one Langevin step (snr 0.16)
+    "sde": (GuidedScoreSDEScheduler, {"predictor": "euler_maruyama", "corrector_steps": 0}),
+    "pc": (GuidedScoreSDEScheduler, {"predictor": "reverse_diffusion", "corrector_steps": 1}),
 }
 
 
@@ -35,10 +52,18 @@ def editable_config(config) -> dict:
 
 
 def make_scheduler(name: str, config):
-    """A fresh scheduler of kind `name` (ddpm, ddim, dpm2m: ours; dpm++, diffusers-ddim: diffusers') on the noise
-    schedule in `config`."""
+    """A fresh scheduler of kind `name` (a key of SAMPLERS: ours, or diffusers' dpm++ and diffusers-ddim) on the
+    noise schedule in `config`."""
     check_choice("sampler", name, SAMPLERS)
-    return SAMPLERS[name](editable_config(config))
+    scheduler_class, overrides = SAMPLERS[name]
+    return scheduler_class.from_config(known_keys_only(editable_config(config), scheduler_class), **overrides)
+
+
+def known_keys_only(config: dict, scheduler_class) -> dict:
+    """`config` without the keys `scheduler_class` does not take (another sampler's options, such as a Heun's churn
+    in a config saved from it), which `from_config` would ignore with a warning each."""
+    accepted = set(inspect.signature(scheduler_class.__init__).parameters)
+    return {key: value for key, value in config.items() if key in accepted or key.startswith("_")}
 
 
 def set_distinct_timesteps(scheduler, num_inference_steps: int, device=None) -> None:

@@ -14,6 +14,7 @@ from diffusers.utils.torch_utils import randn_tensor
 
 from .noise_schedules import make_betas
 from .prediction import PREDICTION_TYPES, model_output_from, noisy_sample, x0_and_eps
+from .sigmas import karras_timesteps
 from .thresholding import clip_or_threshold
 from .timesteps import TIMESTEP_SPACINGS, checked_custom_timesteps, spaced_timesteps
 from .validation import check_choice, check_range
@@ -95,7 +96,13 @@ class DiscreteDiffusionScheduler(SchedulerMixin, ConfigMixin):
         self._previous = dict(zip(visited, visited[1:] + [-1]))
 
     def _spaced_timesteps(self, num_inference_steps: int):
-        """The DDPM/DDIM rule for `timestep_spacing`; a solver with another rule overrides this."""
+        """The timesteps `timestep_spacing` names: Karras levels rounded to timesteps, or a uniform rule."""
+        if self.config.timestep_spacing == "karras":
+            return karras_timesteps(num_inference_steps, self.alphas_cumprod)
+        return self._uniform_timesteps(num_inference_steps)
+
+    def _uniform_timesteps(self, num_inference_steps: int):
+        """The DDPM/DDIM rule for a uniform `timestep_spacing`; a solver with another rule overrides this."""
         config = self.config
         return spaced_timesteps(num_inference_steps, config.num_train_timesteps, config.timestep_spacing, config.steps_offset)
 
@@ -185,3 +192,24 @@ class DiscreteDiffusionScheduler(SchedulerMixin, ConfigMixin):
         if variance_noise is not None:
             return variance_noise
         return randn_tensor(like.shape, generator=generator, device=like.device, dtype=like.dtype)
+
+
+class SeveralEvaluationsPerStep:
+    """diffusers' step bookkeeping for a scheduler whose `timesteps` hold one entry per network evaluation, several
+    per step (Heun's two, a predictor-corrector's 1 + corrector steps): the entry the next `step` is at, and where
+    an image-to-image run starts."""
+
+    _step_index = None
+    _begin_index = None
+
+    @property
+    def step_index(self):
+        return self._step_index
+
+    @property
+    def begin_index(self):
+        return self._begin_index
+
+    def set_begin_index(self, begin_index: int = 0) -> None:
+        """Start at entry `begin_index` of `timesteps` (image-to-image starts mid-schedule: step k is entry k x order)."""
+        self._begin_index = begin_index

@@ -59,3 +59,18 @@ def noisy_sample(x0: torch.Tensor, eps: torch.Tensor, alpha_prod) -> torch.Tenso
     """The forward marginal q(x_t | x0) = N(a x0, b^2 I), sampled as x_t = a x0 + b eps (Ho 2020, eq. 4)."""
     a, b = _coefficients(alpha_prod, x0)
     return a * x0 + b * eps
+
+
+def x0_from_sigma_sample(model_output: torch.Tensor, sample: torch.Tensor, sigma, prediction_type: str) -> torch.Tensor:
+    """x0 from a network output at the variance-exploding sample x = x0 + sigma eps = x_t / sqrt(abar_t), with
+    sigma = sqrt((1 - abar_t) / abar_t) (Karras 2022), computed as diffusers' Euler and Heun schedulers compute it:
+    - "epsilon": x0 = x - sigma eps;
+    - "v_prediction": x0 = a x_t - b v with x_t = x / sqrt(sigma^2 + 1), a = 1 / sqrt(sigma^2 + 1), b = sigma a;
+    - "sample": the output itself."""
+    if prediction_type == "epsilon":
+        return sample - sigma * model_output
+    if prediction_type == "v_prediction":
+        return model_output * (-sigma / (sigma**2 + 1) ** 0.5) + sample / (sigma**2 + 1)
+    if prediction_type == "sample":
+        return model_output
+    raise ValueError(f"`prediction_type` must be one of {PREDICTION_TYPES}; got {prediction_type!r}.")

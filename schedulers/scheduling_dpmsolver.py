@@ -51,7 +51,7 @@ class GuidedDPMSolverMultistepScheduler(DiscreteDiffusionScheduler):
         self._build()
         self._last = None  # (timestep, x0) of the previous step, for the second-order correction
 
-    def _spaced_timesteps(self, num_inference_steps: int):
+    def _uniform_timesteps(self, num_inference_steps: int):
         config = self.config
         return solver_timesteps(num_inference_steps, config.num_train_timesteps, config.timestep_spacing, config.steps_offset)
 

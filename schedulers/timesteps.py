@@ -4,7 +4,9 @@ import numpy as np
 
 from .validation import check_choice
 
-TIMESTEP_SPACINGS = ("leading", "trailing", "linspace")
+UNIFORM_SPACINGS = ("leading", "trailing", "linspace")
+# "karras": Karras 2022's levels rounded to training timesteps (sigmas.karras_timesteps); it needs the noise schedule
+TIMESTEP_SPACINGS = (*UNIFORM_SPACINGS, "karras")
 
 
 def spaced_timesteps(num_inference_steps: int, num_train_timesteps: int, spacing: str, steps_offset: int = 0):
@@ -16,7 +18,7 @@ def spaced_timesteps(num_inference_steps: int, num_train_timesteps: int, spacing
     n, T = num_inference_steps, num_train_timesteps
     if isinstance(n, bool) or not isinstance(n, (int, np.integer)) or not 0 < n <= T:
         raise ValueError(f"`num_inference_steps` must be an integer in [1, num_train_timesteps={T}]; got {n!r}.")
-    check_choice("timestep_spacing", spacing, TIMESTEP_SPACINGS)
+    check_choice("timestep_spacing", spacing, UNIFORM_SPACINGS)
     if spacing == "linspace":
         timesteps = np.linspace(0, T - 1, n).round()[::-1].astype(np.int64)
     elif spacing == "leading":
@@ -41,7 +43,7 @@ def solver_timesteps(num_inference_steps: int, num_train_timesteps: int, spacing
     n, T = num_inference_steps, num_train_timesteps
     if isinstance(n, bool) or not isinstance(n, (int, np.integer)) or not 0 < n < T:
         raise ValueError(f"`num_inference_steps` must be an integer in [1, num_train_timesteps - 1 = {T - 1}]; got {n!r}.")
-    check_choice("timestep_spacing", spacing, TIMESTEP_SPACINGS)
+    check_choice("timestep_spacing", spacing, UNIFORM_SPACINGS)
     if spacing == "trailing":
         return spaced_timesteps(n, T, spacing, steps_offset)
     if spacing == "linspace":

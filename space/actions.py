@@ -20,7 +20,7 @@ from .guidance_methods import GUIDANCE_SCALE, METHODS, method_guider
 from .pictures import grid, labelled_rows, strip
 from .models import ServedModel
 
-ETA_SAMPLERS = ("ddim", "diffusers-ddim")  # the samplers whose step takes eta
+ETA_SAMPLERS = ("ddim", "diffusers-ddim", "ddim-karras")  # the samplers whose step takes eta
 DPM_SAMPLERS = ("dpm2m", "dpm++")  # refuse num_inference_steps = num_train_timesteps (a repeated timestep)
 
 

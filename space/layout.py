@@ -15,7 +15,11 @@ from .guidance_methods import GUIDANCE_SCALE, METHODS
 from .models import UNCONDITIONAL, class_models, text_models
 
 SAMPLER_NAMES = {"ddpm": "DDPM (ours)", "ddim": "DDIM (ours)", "dpm2m": "DPM-Solver++(2M) (ours)",
-                 "dpm++": "DPM-Solver++ (diffusers)", "diffusers-ddim": "DDIM (diffusers)"}  # fmt: skip
+                 "dpm++": "DPM-Solver++ (diffusers)", "diffusers-ddim": "DDIM (diffusers)",
+                 "ddim-karras": "DDIM, Karras levels (ours)", "dpm2m-karras": "DPM-Solver++(2M), Karras levels (ours)",
+                 "heun": "EDM Heun, 2 evaluations a step (ours)", "euler": "EDM Euler, Karras levels (ours)",
+                 "sde": "reverse SDE, Euler-Maruyama (ours)",
+                 "pc": "SDE predictor-corrector, 2 evaluations a step (ours)"}  # fmt: skip
 CSS = ".result img { image-rendering: pixelated; }"  # keep upscaled digits crisp if the browser rescales them
 
 

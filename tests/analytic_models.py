@@ -5,6 +5,8 @@ from diffusers import ConfigMixin, ModelMixin
 from diffusers.configuration_utils import register_to_config
 from diffusers.models.unets.unet_2d import UNet2DOutput
 
+from guided_diffusers.schedulers.sigmas import alpha_prod_at
+
 
 class GaussianDenoiser(ModelMixin, ConfigMixin):
     """Data x0 ~ N(mu_y, s^2 I), one mean per class y (the last, if `num_class_embeds` is set, serves as the null
@@ -23,7 +25,8 @@ class GaussianDenoiser(ModelMixin, ConfigMixin):
         self.anchor = torch.nn.Parameter(torch.zeros(()))  # gives the model a dtype and a device
 
     def forward(self, sample: torch.Tensor, timestep, class_labels=None, return_dict: bool = True):
-        alpha_prod = self.alphas_cumprod[int(timestep)]
+        # a sigma sampler (EDM Heun) tells a fractional timestep: the level between two training timesteps
+        alpha_prod = torch.tensor(alpha_prod_at(self.alphas_cumprod, timestep), dtype=torch.float64)
         a, b = alpha_prod.sqrt(), (1 - alpha_prod).sqrt()
         mean = self.means[0:1] if class_labels is None else self.means[class_labels]
         eps = b * (sample.double() - a * mean) / (alpha_prod * self.config.data_std**2 + b**2)

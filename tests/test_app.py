@@ -68,7 +68,7 @@ def test_each_request_writes_into_a_folder_of_its_own(models):
      ({"batch": 99}, "batch size must be"), ({"guidance": -1}, "guidance scale must be"),
      ({"guidance": "abc"}, "guidance scale must be a number"), ({"guidance": math.nan}, "guidance scale must be"),
      ({"guidance": math.inf}, "guidance scale must be"), ({"label": "eleven"}, "class for tiny-mnist must be one of"),
-     ({"label": "10"}, "class for tiny-mnist must be one of"), ({"sampler": "euler"}, "sampler must be one of"),
+     ({"label": "10"}, "class for tiny-mnist must be one of"), ({"sampler": "unipc"}, "sampler must be one of"),
      ({"thresholding": "soft"}, "thresholding must be one of"), ({"seed": -5}, "seed must be a whole number")],
 )  # fmt: skip
 def test_bad_controls_are_refused_with_a_sentence_before_any_work(models, override, message):
