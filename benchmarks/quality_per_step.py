@@ -1,9 +1,16 @@
-"""Quality per model evaluation: FD (own classifier and EfficientNet-Lite0) and class accuracy against the number of
-sampling steps for our DDPM, our DDIM (eta 0 and 1), our DPM-Solver++(2M), diffusers' DDIM and diffusers'
-DPM-Solver++(2M) on the same UNet, each beside the real-data floor at the same N, with a plot of FD against steps.
+"""Quality per model evaluation: FD (own classifier and EfficientNet-Lite0), class accuracy, precision / recall and
+the saturated share against the number of network calls for our DDPM, DDIM (eta 0 and 1; uniform and Karras levels),
+DPM-Solver++(2M) (uniform and Karras levels), EDM Heun and Euler, the reverse SDE (Euler-Maruyama) and
+predictor-corrector, and diffusers' DDIM and DPM-Solver++(2M), on the same UNet, each beside the real-data floor at
+the same N, with a plot of FD against network calls.
 
     python benchmarks/quality_per_step.py --pipeline checkpoints/mnist \
         --eval_classifier checkpoints/mnist-eval-classifier --num_samples 500 --output_dir eval/quality-per-step
+
+A sampler's cost is its network calls per image, one per entry of its timesteps: N for most, 2N - 1 for Heun,
+2N for predictor-corrector (each call evaluates CFG's two branches as one batch). `--steps` sets N for every
+sampler; `--budgets` instead gives each sampler the most steps whose calls fit each budget, so that rows compare at
+equal cost.
 
 Rows run separately (1,000 steps take hours per row on a CPU) are drawn into one table and plot by
 `--combine RUN_DIR [RUN_DIR ...] --output_dir DIR`, which refuses runs of another model, seed, N or setting.
@@ -18,7 +25,8 @@ from pathlib import Path
 from common import machine_line
 
 from guided_diffusers.models import NoiseAwareClassifier
-from guided_diffusers.pipelines import GuidedDiffusionPipeline
+from guided_diffusers.pipelines import GuidedDiffusionPipeline, make_scheduler
+from guided_diffusers.pipelines.samplers import set_distinct_timesteps
 from guided_diffusers.evaluation.judge import Judge, real_images
 from guided_diffusers.evaluation.sweeps import add_device_argument, check_steps, generate, sampling_device
 from guided_diffusers.evaluation.sample_cache import sweep_cache, weights_digest
@@ -31,9 +39,16 @@ SAMPLER_VARIANTS = {
     "dpm2m": ("ours DPM-Solver++ (2M)", "dpm2m", 0.0),
     "diffusers-ddim": ("diffusers DDIM eta=0", "diffusers-ddim", 0.0),
     "dpm++": ("diffusers DPM-Solver++ (2M)", "dpm++", 0.0),
+    "ddim-karras": ("ours DDIM, Karras levels", "ddim-karras", 0.0),
+    "dpm2m-karras": ("ours DPM-Solver++ (2M), Karras levels", "dpm2m-karras", 0.0),
+    "heun": ("ours EDM Heun", "heun", 0.0),
+    "euler": ("ours EDM Euler", "euler", 0.0),
+    "sde": ("ours reverse SDE (Euler-Maruyama)", "sde", 0.0),
+    "pc": ("ours SDE predictor-corrector", "pc", 0.0),
 }
 FD_METRICS = [("fd_own", "FD (own classifier)"), ("fd_efficientnet", "FD (EfficientNet-Lite0)")]
-TABLE_METRICS = [*FD_METRICS, ("accuracy", "accuracy"), ("saturated", "saturated px")]
+TABLE_METRICS = [*FD_METRICS, ("accuracy", "accuracy"), ("precision", "precision"), ("recall", "recall"),
+                 ("saturated", "saturated px")]
 # what runs must share for their rows to share a table: the same samples per row, judged against the same floor
 SAME_IN_COMBINED_RUNS = ("pipeline", "eval_classifier", "dataset_name", "num_samples", "batch_size", "seed",
                          "guidance_scale", "thresholding", "no_efficientnet")
@@ -46,7 +61,10 @@ def parse_args(argv=None):
     parser.add_argument("--dataset_name", default="mnist")
     parser.add_argument("--num_samples", type=int, default=500)
     parser.add_argument("--batch_size", type=int, default=100)
-    parser.add_argument("--steps", nargs="+", type=int, default=[10, 20, 50, 100, 250, 1000])
+    cost = parser.add_mutually_exclusive_group()
+    cost.add_argument("--steps", nargs="+", type=int, default=[10, 20, 50, 100, 250, 1000], help="N for every sampler")
+    cost.add_argument("--budgets", nargs="+", type=int, help="network calls per image: each sampler gets the most "
+                      "steps whose calls fit each budget (Heun 2N - 1, predictor-corrector 2N)")  # fmt: skip
     parser.add_argument("--guidance_scale", type=float, default=3.0)
     parser.add_argument("--samplers", nargs="+", default=list(SAMPLER_VARIANTS), choices=list(SAMPLER_VARIANTS))
     parser.add_argument("--thresholding", default="static", choices=["none", "static", "dynamic"])
@@ -78,10 +96,12 @@ def main(argv=None):
     print(machine_line(), flush=True)
     pipe = GuidedDiffusionPipeline.from_pretrained(args.pipeline).to(args.device)
     pipe.set_progress_bar_config(disable=True)
+    costs = [(steps, None) for steps in args.steps] if args.budgets is None else None
     runs = [(label, dict(sampler=sampler, num_inference_steps=steps, guidance_scale=args.guidance_scale,
-                         classifier_scale=0.0, thresholding=args.thresholding, eta=eta))
-            for label, sampler, eta in (SAMPLER_VARIANTS[name] for name in args.samplers) for steps in args.steps]  # fmt: skip
-    check_steps(pipe, [setting for _, setting in runs])
+                         classifier_scale=0.0, thresholding=args.thresholding, eta=eta), budget)
+            for label, sampler, eta in (SAMPLER_VARIANTS[name] for name in args.samplers)
+            for steps, budget in (costs or [(steps_within(pipe, sampler, b), b) for b in args.budgets])]  # fmt: skip
+    check_steps(pipe, [setting for _, setting, _ in runs])
     config = pipe.image_config  # the decoded images' size for a latent model
     test, _ = real_images(args.dataset_name, "test", args.num_samples, args.seed, config.sample_size, config.in_channels)
     judge = Judge(NoiseAwareClassifier.from_pretrained(args.eval_classifier), test, not args.no_efficientnet, args.batch_size)
@@ -90,15 +110,39 @@ def main(argv=None):
     floor = judge.measure(train, train_labels)
     weights = weights_digest(pipe)
     rows = []
-    for label, setting in runs:
+    for label, setting, budget in runs:
         cache = sweep_cache(args.output_dir, weights, setting, args)
         images, labels = generate(pipe, setting, args.num_samples, args.batch_size, args.seed, cache)
         # the time the samples took, also when some batches come from an interrupted run
         rows.append({"sampler": label, "steps": setting["num_inference_steps"],
+                     "network_calls": network_calls(pipe, setting["sampler"], setting["num_inference_steps"]),
+                     **({} if budget is None else {"budget": budget}),
                      "seconds_per_image": cache.seconds / args.num_samples,
                      **cache.measured(judge.fingerprint, args.num_samples, lambda: judge.measure(images, labels))})  # fmt: skip
         print(json.dumps(rows[-1]), flush=True)
     write_results(args, rows, floor)
+
+
+def network_calls(pipe, sampler: str, steps: int) -> int:
+    """Network calls per image of `sampler` at `steps`: one per entry of its timesteps (the loop makes one there)."""
+    scheduler = make_scheduler(sampler, pipe.scheduler.config)
+    set_distinct_timesteps(scheduler, steps)
+    return len(scheduler.timesteps)
+
+
+def steps_within(pipe, sampler: str, budget: int) -> int:
+    """The most steps of `sampler` whose network calls per image fit in `budget`."""
+    fitting = []
+    for steps in range(1, budget + 1):
+        try:
+            calls = network_calls(pipe, sampler, steps)
+        except ValueError:  # more steps than the sampler can take (DPM-Solver at T of T)
+            break
+        if calls <= budget:
+            fitting.append(steps)
+    if not fitting:
+        raise SystemExit(f"--budgets: {sampler} needs more than {budget} network calls for one step.")
+    return fitting[-1]
 
 
 def write_results(args, rows, floor) -> None:
@@ -120,16 +164,32 @@ def write_report(out: Path, record: dict, header: str, rows, floor) -> None:
     out.mkdir(parents=True, exist_ok=True)
     (out / "results.json").write_text(json.dumps({**record, "real_data_floor": floor, "rows": rows}, indent=2))
     metrics = [(key, name) for key, name in TABLE_METRICS if key in floor]
-    lines = ["| sampler | steps | " + " | ".join(name for _, name in metrics) + " | s / image |",
-             "| --- | --- |" + " --- |" * (len(metrics) + 1),
-             "| real data (train vs test) | - | " + " | ".join(f"{floor[key]:.4g}" for key, _ in metrics) + " | - |"]  # fmt: skip
+    lines = ["| sampler | steps | network calls | " + " | ".join(name for _, name in metrics) + " | s / image |",
+             "| --- | --- | --- |" + " --- |" * (len(metrics) + 1),
+             "| real data (train vs test) | - | - | " + " | ".join(f"{floor[key]:.4g}" for key, _ in metrics) + " | - |"]  # fmt: skip
     for row in rows:
-        lines.append(f"| {row['sampler']} | {row['steps']} | " + " | ".join(f"{row[key]:.4g}" for key, _ in metrics)
-                     + f" | {row['seconds_per_image']:.3f} |")  # fmt: skip
-    table = "\n".join(lines)
+        lines.append(f"| {row['sampler']} | {row['steps']} | {calls_of(row)} | "
+                     + " | ".join(f"{row[key]:.4g}" for key, _ in metrics) + f" | {row['seconds_per_image']:.3f} |")  # fmt: skip
+    table = "\n".join(lines + best_at_each_budget(rows))
     (out / "results.md").write_text(f"{header}\n\n{table}\n")
     print(table)
     plot(out, rows, floor, [m for m in FD_METRICS if m[0] in floor])
+
+
+def best_at_each_budget(rows) -> list[str]:
+    """Lines naming, for each budget of a --budgets run, the sampler with the lowest FD in each feature space."""
+    lines = []
+    for budget in sorted({row["budget"] for row in rows if "budget" in row}):
+        members = [row for row in rows if row.get("budget") == budget]
+        best = [f"{name}: {min(members, key=lambda row: row[key])['sampler']}" for key, name in FD_METRICS
+                if all(key in row for row in members)]  # fmt: skip
+        lines.append(f"\nBest within {budget} network calls: " + "; ".join(best) + ".")
+    return lines
+
+
+def calls_of(row: dict) -> int:
+    """A row's network calls per image; rows written before they were recorded ran one call per step."""
+    return row.get("network_calls", row["steps"])
 
 
 def combine(run_dirs: list[str], output_dir: str) -> None:
@@ -174,15 +234,16 @@ def plot(out: Path, rows, floor, metrics) -> None:
     figure, panels = plt.subplots(1, len(metrics), figsize=(5 * len(metrics), 3.6), squeeze=False)
     # samplers with the same maths give the same curve (ours vs diffusers' DDIM; DDPM vs DDIM eta=1): distinct
     # markers and dashes keep the overlapped ones visible
-    styles = [("o", "-", 7), ("s", "--", 9), ("^", ":", 5), ("D", "-.", 9), ("v", "-", 6), ("P", "--", 8)]
+    styles = [("o", "-", 7), ("s", "--", 9), ("^", ":", 5), ("D", "-.", 9), ("v", "-", 6), ("P", "--", 8),
+              ("X", ":", 7), ("*", "-.", 9), ("<", "-", 6), (">", "--", 6), ("h", ":", 7), ("p", "-.", 7)]
     labels = list(dict.fromkeys(row["sampler"] for row in rows))  # the samplers of this run, in run order
     for panel, (key, name) in zip(panels[0], metrics):
         for label, (marker, dashes, size) in zip(labels, styles):
             members = [row for row in rows if row["sampler"] == label]
-            panel.plot([r["steps"] for r in members], [r[key] for r in members], marker=marker, linestyle=dashes,
+            panel.plot([calls_of(r) for r in members], [r[key] for r in members], marker=marker, linestyle=dashes,
                        markersize=size, markerfacecolor="none", label=label)  # fmt: skip
         panel.axhline(floor[key], color="grey", linestyle="--", linewidth=1, label="real data")
-        panel.set(xscale="log", yscale="log", xlabel="sampling steps (model evaluations)", title=name)
+        panel.set(xscale="log", yscale="log", xlabel="network calls per image", title=name)
     panels[0][0].legend(fontsize=7)
     figure.tight_layout()
     figure.savefig(out / "fd_vs_steps.png", dpi=110)

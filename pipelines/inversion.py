@@ -177,10 +177,11 @@ class InversionMixin:
         x0 = self.preprocess(images)
         _, conditioning = self.check_inputs(len(x0), class_labels, guider, output_type, scheduler, eta)
         scheduler.set_timesteps(num_inference_steps, device=self.device)
-        steps_run = min(math.floor(num_inference_steps * strength), num_inference_steps)
+        levels = scheduler.num_inference_steps  # fewer than asked where Karras levels round onto one timestep
+        steps_run = min(math.floor(levels * strength), levels)
         if steps_run < 1:
             raise ValueError(f"`strength`={strength} x `num_inference_steps`={num_inference_steps} leaves no step to run.")
-        start = num_inference_steps - steps_run
+        start = levels - steps_run
         timesteps = scheduler.timesteps[start * scheduler.order :]
         if hasattr(scheduler, "set_begin_index"):  # multistep solvers (DPM-Solver++) track their position
             scheduler.set_begin_index(start * scheduler.order)

@@ -18,11 +18,16 @@
 #   inversion-cfg++      CFG++'s claim for inversion: CFG at w = 3, 5 against CFG++ at lambda = 0.2, 0.4, 0.6, 32 held-out
 #                        images, 10 ... 100 DDIM steps, no fixed-point iteration
 #   quality-per-step     benchmarks/quality_per_step.py at the steps of STEPS (default "10 20 50"), N = 500, for the
-#                        samplers of SAMPLERS (default: all six) on the same UNet; resumable: run the same line again
+#                        samplers of SAMPLERS (default: all twelve) on the same UNet; resumable: run the same line again
 #                        after an interruption and it re-uses every finished batch. DPM-Solver takes at most 999
 #                        steps of the 1,000-step schedule, so on a GPU: STEPS="10 20 50 100 250 1000"
 #                        SAMPLERS="ddpm ddim ddim-eta1 diffusers-ddim", then STEPS=999 SAMPLERS="dpm2m dpm++" with
 #                        another EVAL_DIR
+#   samplers-per-call    quality-per-step at equal cost (issue 28): each sampler of SAMPLERS (default DDPM, DDIM,
+#                        DPM-Solver++(2M) on uniform and Karras levels, EDM Heun and Euler, the reverse SDE and
+#                        predictor-corrector) gets the most steps whose network calls per image fit each budget of
+#                        BUDGETS (default "10 20 50 100"; Heun takes 2N - 1 calls, predictor-corrector 2N), N = 500;
+#                        resumable (run BUDGETS="10 20" first, then the full line re-uses those rows' samples)
 #   solvers              quality-per-step for ours and diffusers' DPM-Solver++(2M) only, side by side, 10 and 20 steps
 #   guidance-methods     the guidance methods side by side (issue 24), each at a few scales of its own, DPM-Solver++(2M)
 #                        20 steps, N = 1000: CFG (and CFG rescale 0.7), CFG in a sigma interval, scheduled CFG
@@ -110,6 +115,12 @@ case "$sweep" in
     exec "$python" benchmarks/quality_per_step.py --pipeline "$pipeline" --eval_classifier \
       "$judge" --dataset_name "$dataset" --num_samples 500 --steps ${STEPS:-10 20 50} --thresholding "$thresholding" \
       ${SAMPLERS:+--samplers $SAMPLERS} --output_dir "$eval_dir/$name-quality-per-step" --resume ;;
+  samplers-per-call)
+    # shellcheck disable=SC2086
+    exec "$python" benchmarks/quality_per_step.py --pipeline "$pipeline" --eval_classifier "$judge" \
+      --dataset_name "$dataset" --num_samples 500 --budgets ${BUDGETS:-10 20 50 100} --thresholding "$thresholding" \
+      --samplers ${SAMPLERS:-ddpm ddim dpm2m dpm2m-karras heun euler sde pc} \
+      --output_dir "$eval_dir/$name-samplers-per-call" --resume ;;
   solvers)
     exec "$python" benchmarks/quality_per_step.py --pipeline "$pipeline" --eval_classifier "$judge" \
       --dataset_name "$dataset" --num_samples 500 --steps 10 20 --samplers dpm2m dpm++ --thresholding "$thresholding" \
@@ -125,6 +136,6 @@ case "$sweep" in
     exec "${evaluate_text[@]}" --guidance_scales ${GUIDANCE_SCALES:-10} --thresholding static dynamic \
       --dynamic_thresholding_ratios 0.5 0.8 0.9 0.95 0.995 --batch_size 120 \
       --output_dir "$eval_dir/$text_name-thresholding" ;;
-  *) echo "sweep must be guidance-methods, guidance-methods-ddim, cfg, classifier-probe, classifier-guidance, thresholding, inversion, inversion-cfg++, quality-per-step, solvers, text, text-train-prompts or text-thresholding;" \
+  *) echo "sweep must be guidance-methods, guidance-methods-ddim, cfg, classifier-probe, classifier-guidance, thresholding, inversion, inversion-cfg++, quality-per-step, samplers-per-call, solvers, text, text-train-prompts or text-thresholding;" \
        "got $sweep" >&2; exit 2 ;;
 esac

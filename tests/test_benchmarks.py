@@ -60,6 +60,19 @@ def test_quality_per_step_writes_its_table_and_plot(tmp_path):
     assert (tmp_path / "out" / "fd_vs_steps.png").is_file()
 
 
+def test_quality_per_step_compares_samplers_at_equal_network_calls(tmp_path):
+    """--budgets gives each sampler the most steps whose calls fit: Heun 2N - 1, predictor-corrector 2N, DDIM N."""
+    model = write_tiny_model(tmp_path / "model")
+    NoiseAwareClassifier(**classifier_config("tiny", 28, 1, 10, "mean")).save_pretrained(tmp_path / "judge")
+    bench("quality_per_step.py", "--pipeline", model, "--eval_classifier", tmp_path / "judge", "--num_samples", 10,
+          "--batch_size", 10, "--budgets", 5, "--samplers", "heun", "pc", "ddim", "--no_efficientnet", "--output_dir",
+          tmp_path / "out")  # fmt: skip
+    rows = json.loads((tmp_path / "out" / "results.json").read_text())["rows"]
+    assert [(row["steps"], row["network_calls"], row["budget"]) for row in rows] == [(3, 5, 5), (2, 4, 5), (5, 5, 5)]
+    report = (tmp_path / "out" / "results.md").read_text()
+    assert "| ours EDM Heun | 3 | 5 |" in report and "Best within 5 network calls: FD (own classifier): " in report
+
+
 def test_quality_per_step_combines_runs_of_the_same_setting_only(tmp_path):
     model = write_tiny_model(tmp_path / "model")
     NoiseAwareClassifier(**classifier_config("tiny", 28, 1, 10, "mean")).save_pretrained(tmp_path / "judge")

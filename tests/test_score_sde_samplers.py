@@ -331,6 +331,21 @@ def test_cfg_plus_plus_is_refused_on_a_sigma_sampler_before_any_network_call():
     assert calls == []
 
 
+@pytest.mark.parametrize("sampler,steps,calls", [("ddim-karras", 100, 49), ("heun", 10, 9), ("pc", 10, 10)])
+def test_sdedit_runs_the_last_strength_share_of_the_steps_a_sampler_visits(sampler, steps, calls):
+    """strength 0.5: the last half of the levels. DDIM on Karras levels visits 99 at 100 steps (two round onto
+    t = 1), so 49; Heun's last 5 of 10 steps are 4 two-call steps and the final Euler step; PC's 5 levels, 2 calls
+    each."""
+    model = GaussianDenoiser(sample_size=4, num_class_embeds=3)
+    pipe = GuidedDiffusionPipeline(model, make_scheduler(sampler, GuidedDDIMScheduler().config), null_class_label=2)
+    pipe.set_progress_bar_config(disable=True)
+    made = []
+    model.register_forward_hook(lambda *_: made.append(1))
+    out = pipe.variations(torch.rand(1, 1, 4, 4), strength=0.5, class_labels=[0], guidance_scale=1.0,
+                          num_inference_steps=steps, output_type="pt", generator=torch.Generator().manual_seed(0))  # fmt: skip
+    assert len(made) == calls and torch.isfinite(out).all()
+
+
 # ------------------------------------------------------------------------------------------------ bad input
 @pytest.mark.parametrize("config,message", [
     (dict(rho=0.0), "`rho` must lie in \\(0"),
