@@ -179,3 +179,19 @@ def test_over_long_prompts_are_truncated_with_a_warning(encoder, caplog):
         images = sample(pipe, prompt="a handwritten seven to the left of a handwritten nine and a bag")
     assert images.shape == (1, 1, 8, 16)
     assert "truncated to 8 tokens" in caplog.text and "nine" in caplog.text
+
+
+@pytest.mark.parametrize("sampler", ["heun", "pc", "dpm2m-karras"])
+def test_the_score_sde_samplers_run_here_and_save_with_the_pipeline(encoder, tmp_path, sampler):
+    from guided_diffusers.pipelines import make_scheduler
+
+    pipe = pipeline(encoder)
+    pipe.scheduler = make_scheduler(sampler, pipe.scheduler.config)
+    images = sample(pipe, guidance_scale=3.0)
+    assert images.shape == (2, 1, 8, 16) and torch.isfinite(images).all()
+    pipe.save_pretrained(tmp_path / sampler)
+    loaded = TextToImagePipeline.from_pretrained(tmp_path / sampler)
+    loaded.set_progress_bar_config(disable=True)
+    assert type(loaded.scheduler) is type(pipe.scheduler)
+    assert editable_config(loaded.scheduler.config) == editable_config(pipe.scheduler.config)
+    torch.testing.assert_close(sample(loaded, guidance_scale=3.0), images)
