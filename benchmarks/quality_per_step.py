@@ -1,7 +1,7 @@
 """Quality per model evaluation: FD (own classifier and EfficientNet-Lite0), class accuracy, precision / recall and
 the saturated share against the number of network calls for our DDPM, DDIM (eta 0 and 1; uniform and Karras levels),
-DPM-Solver++(2M) (uniform and Karras levels), EDM Heun and Euler, the reverse SDE (Euler-Maruyama) and
-predictor-corrector, and diffusers' DDIM and DPM-Solver++(2M), on the same UNet, each beside the real-data floor at
+DPM-Solver++(2M) (uniform and Karras levels), EDM Heun and Euler, the reverse SDE (Euler-Maruyama, reverse
+diffusion) and predictor-corrector, and diffusers' DDIM and DPM-Solver++(2M), on the same UNet, each beside the real-data floor at
 the same N, with a plot of FD against network calls.
 
     python benchmarks/quality_per_step.py --pipeline checkpoints/mnist \
@@ -44,6 +44,7 @@ SAMPLER_VARIANTS = {
     "heun": ("ours EDM Heun", "heun", 0.0),
     "euler": ("ours EDM Euler", "euler", 0.0),
     "sde": ("ours reverse SDE (Euler-Maruyama)", "sde", 0.0),
+    "reverse-diffusion": ("ours reverse SDE (reverse diffusion)", "reverse-diffusion", 0.0),
     "pc": ("ours SDE predictor-corrector", "pc", 0.0),
 }
 FD_METRICS = [("fd_own", "FD (own classifier)"), ("fd_efficientnet", "FD (EfficientNet-Lite0)")]

@@ -39,8 +39,10 @@ SAMPLERS = {
     # the EDM sampler (Karras 2022, Algorithm 2, no churn): Heun on Karras levels, 2N - 1 evaluations; and its Euler
     "heun": (GuidedEDMScheduler, {"solver_order": 2, "timestep_spacing": DPM_SOLVER_SPACING}),
     "euler": (GuidedEDMScheduler, {"solver_order": 1, "timestep_spacing": DPM_SOLVER_SPACING}),
-    # the reverse VP SDE (Song 2021): Euler-Maruyama alone, and reverse diffusion + one Langevin step (snr 0.16)
+    # the reverse VP SDE (Song 2021): Euler-Maruyama alone, reverse diffusion alone, and reverse diffusion + one
+    # Langevin step (snr 0.16), so that the corrector's worth is one comparison at equal network calls
     "sde": (GuidedScoreSDEScheduler, {"predictor": "euler_maruyama", "corrector_steps": 0}),
+    "reverse-diffusion": (GuidedScoreSDEScheduler, {"predictor": "reverse_diffusion", "corrector_steps": 0}),
     "pc": (GuidedScoreSDEScheduler, {"predictor": "reverse_diffusion", "corrector_steps": 1}),
 }
 

@@ -302,7 +302,7 @@ def test_heun_is_second_order_and_beats_euler_at_equal_evaluations_on_the_exact_
 
 
 # ------------------------------------------------------------------------------------------------ in the pipelines
-@pytest.mark.parametrize("sampler,evaluations", [("heun", 2 * 6 - 1), ("euler", 6), ("sde", 6), ("pc", 12),
+@pytest.mark.parametrize("sampler,evaluations", [("heun", 2 * 6 - 1), ("euler", 6), ("sde", 6), ("reverse-diffusion", 6), ("pc", 12),
                                                  ("ddim-karras", 6), ("dpm2m-karras", 6)])  # fmt: skip
 def test_every_new_sampler_runs_guided_in_the_pipeline_and_its_evaluations_are_counted(sampler, evaluations):
     model = GaussianDenoiser(sample_size=4, data_std=0.8, num_class_embeds=3)
