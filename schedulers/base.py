@@ -211,5 +211,5 @@ class SeveralEvaluationsPerStep:
         return self._begin_index
 
     def set_begin_index(self, begin_index: int = 0) -> None:
-        """Start at entry `begin_index` of `timesteps` (image-to-image starts mid-schedule: step k is entry k x order)."""
+        """Start at entry `begin_index` of `timesteps` (image-to-image starts mid-schedule at entry k x order)."""
         self._begin_index = begin_index

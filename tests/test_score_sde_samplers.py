@@ -121,7 +121,8 @@ def test_edm_default_levels_span_the_schedule_and_each_told_timestep_names_its_l
 def test_karras_spacing_for_ddim_and_dpm_solver_is_diffusers_rounded_levels(steps):
     theirs = DPMSolverMultistepScheduler(use_karras_sigmas=True)
     theirs.set_timesteps(steps)
-    for ours in (GuidedDPMSolverMultistepScheduler(timestep_spacing="karras"), GuidedDDIMScheduler(timestep_spacing="karras")):
+    for ours in (GuidedDPMSolverMultistepScheduler(timestep_spacing="karras"),
+                 GuidedDDIMScheduler(timestep_spacing="karras")):
         ours.set_timesteps(steps)
         assert torch.equal(ours.timesteps, theirs.timesteps)
 
@@ -167,7 +168,7 @@ def test_heun_with_churn_follows_karras_algorithm_2(s_churn, s_tmin, s_tmax):
     level its timestep names (so the only difference is float rounding of sigma -> t -> sigma)."""
     scheduler = GuidedEDMScheduler(s_churn=s_churn, s_tmin=s_tmin, s_tmax=s_tmax)
     scheduler.set_timesteps(12)
-    x = torch.randn(SHAPE, generator=torch.Generator().manual_seed(0), dtype=torch.float64).float() * scheduler.init_noise_sigma
+    x = torch.randn(SHAPE, generator=torch.Generator().manual_seed(0)) * scheduler.init_noise_sigma
     start = x.clone()
     generator = torch.Generator().manual_seed(5)
     for t in scheduler.timesteps:
@@ -254,7 +255,8 @@ def test_zero_corrector_steps_is_the_predictor_alone():
         alpha_prev = scheduler.alphas_cumprod[levels[i + 1]] if i + 1 < len(levels) else torch.tensor(1.0)
         beta = 1 - alpha_t / alpha_prev
         score = -model(expected, t).sample / (1 - alpha_t) ** 0.5
-        expected = (2 - (1 - beta) ** 0.5) * expected + beta * score + (beta**0.5 * noises[i] if i + 1 < len(levels) else 0)
+        noise = beta**0.5 * noises[i] if i + 1 < len(levels) else 0  # z = 0 on the last step
+        expected = (2 - (1 - beta) ** 0.5) * expected + beta * score + noise
     torch.testing.assert_close(x, expected)
 
 
@@ -302,7 +304,8 @@ def test_heun_is_second_order_and_beats_euler_at_equal_evaluations_on_the_exact_
 
 
 # ------------------------------------------------------------------------------------------------ in the pipelines
-@pytest.mark.parametrize("sampler,evaluations", [("heun", 2 * 6 - 1), ("euler", 6), ("sde", 6), ("reverse-diffusion", 6), ("pc", 12),
+@pytest.mark.parametrize("sampler,evaluations", [("heun", 2 * 6 - 1), ("euler", 6), ("sde", 6),
+                                                 ("reverse-diffusion", 6), ("pc", 12),
                                                  ("ddim-karras", 6), ("dpm2m-karras", 6)])  # fmt: skip
 def test_every_new_sampler_runs_guided_in_the_pipeline_and_its_evaluations_are_counted(sampler, evaluations):
     model = GaussianDenoiser(sample_size=4, data_std=0.8, num_class_embeds=3)
@@ -384,7 +387,7 @@ def test_bad_sampling_calls_are_refused_before_any_network_call():
     edm = GuidedEDMScheduler()
     with pytest.raises(ValueError, match="cannot be used with `use_karras_sigmas`"):
         edm.set_timesteps(timesteps=[900, 500, 100])
-    with pytest.raises(ValueError, match="`num_inference_steps` must be an integer in \\[1, num_train_timesteps=1000\\]"):
+    with pytest.raises(ValueError, match="`num_inference_steps` must be an integer in \\[1, num_train_timesteps"):
         edm.set_timesteps(0)
     sde = GuidedScoreSDEScheduler()
     with pytest.raises(ValueError, match="call `set_timesteps` before `step`"):
