@@ -64,8 +64,10 @@ def make_scheduler(name: str, config):
 def known_keys_only(config: dict, scheduler_class) -> dict:
     """`config` without the keys `scheduler_class` does not take (another sampler's options, such as a Heun's churn
     in a config saved from it), which `from_config` would ignore with a warning each."""
-    accepted = set(inspect.signature(scheduler_class.__init__).parameters)
-    return {key: value for key, value in config.items() if key in accepted or key.startswith("_")}
+    parameters = inspect.signature(scheduler_class.__init__).parameters
+    if any(p.kind is inspect.Parameter.VAR_KEYWORD for p in parameters.values()):
+        return config  # it takes any key
+    return {key: value for key, value in config.items() if key in parameters or key.startswith("_")}
 
 
 def set_distinct_timesteps(scheduler, num_inference_steps: int, device=None) -> None:
