@@ -15,7 +15,7 @@ from .base import DiscreteDiffusionScheduler, SeveralEvaluationsPerStep
 from .prediction import x0_from_sigma_sample
 from .sigmas import karras_sigmas, timestep_for_sigma, training_sigmas
 from .thresholding import clip_or_threshold
-from .timesteps import UNIFORM_SPACINGS, checked_custom_timesteps
+from .timesteps import UNIFORM_SPACINGS, check_step_count, checked_custom_timesteps
 from .validation import check_choice, check_range
 
 
@@ -121,8 +121,7 @@ class GuidedEDMScheduler(SeveralEvaluationsPerStep, DiscreteDiffusionScheduler):
         """diffusers' Euler/Heun timesteps for `timestep_spacing` (float32, not rounded for linspace)."""
         config = self.config
         T = config.num_train_timesteps
-        if isinstance(n, bool) or not isinstance(n, (int, np.integer)) or not 0 < n <= T:
-            raise ValueError(f"`num_inference_steps` must be an integer in [1, num_train_timesteps={T}]; got {n!r}.")
+        check_step_count(n, T)
         if config.timestep_spacing == "linspace":
             return np.linspace(0, T - 1, n, dtype=np.float32)[::-1].copy()
         if config.timestep_spacing == "leading":

@@ -9,6 +9,7 @@ linear interpolation in log sigma (diffusers' `_sigma_to_t`, k-diffusion's `Disc
 import numpy as np
 import torch
 
+from .timesteps import check_step_count
 from .validation import check_range
 
 
@@ -57,12 +58,7 @@ def karras_timesteps(num_inference_steps: int, alphas_cumprod: torch.Tensor, rho
     diffusers, which then steps between the unrounded levels while telling the network the rounded ones, a sampler of
     ours steps between the levels of the timesteps it visits; where rounding lands two levels on one timestep (at
     ~100 steps of a linear schedule, near t = 0) that timestep is visited once, so the count can be lower than asked."""
-    T = len(alphas_cumprod)
-    if isinstance(num_inference_steps, bool) or not isinstance(num_inference_steps, (int, np.integer)) or not (
-        0 < num_inference_steps <= T
-    ):
-        raise ValueError(f"`num_inference_steps` must be an integer in [1, num_train_timesteps={T}]; "
-                         f"got {num_inference_steps!r}.")  # fmt: skip
+    check_step_count(num_inference_steps, len(alphas_cumprod))
     sigmas = training_sigmas(alphas_cumprod)
     if not np.isfinite(sigmas).all():
         raise ValueError("Karras spacing needs a finite sigma at every timestep; a zero-terminal-SNR schedule "

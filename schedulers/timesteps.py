@@ -9,6 +9,13 @@ UNIFORM_SPACINGS = ("leading", "trailing", "linspace")
 TIMESTEP_SPACINGS = (*UNIFORM_SPACINGS, "karras")
 
 
+def check_step_count(num_inference_steps, num_train_timesteps: int) -> None:
+    """Raise unless `num_inference_steps` is an integer in [1, num_train_timesteps]."""
+    n, T = num_inference_steps, num_train_timesteps
+    if isinstance(n, bool) or not isinstance(n, (int, np.integer)) or not 0 < n <= T:
+        raise ValueError(f"`num_inference_steps` must be an integer in [1, num_train_timesteps={T}]; got {n!r}.")
+
+
 def spaced_timesteps(num_inference_steps: int, num_train_timesteps: int, spacing: str, steps_offset: int = 0):
     """Descending int64 timesteps, exactly as diffusers computes them for the same config:
     - leading:  0, k, 2k, ... (+ steps_offset), k = T // n   (DDIM paper; never visits t = T - 1)
@@ -16,8 +23,7 @@ def spaced_timesteps(num_inference_steps: int, num_train_timesteps: int, spacing
     - linspace: round(linspace(0, T - 1, n))
     """
     n, T = num_inference_steps, num_train_timesteps
-    if isinstance(n, bool) or not isinstance(n, (int, np.integer)) or not 0 < n <= T:
-        raise ValueError(f"`num_inference_steps` must be an integer in [1, num_train_timesteps={T}]; got {n!r}.")
+    check_step_count(n, T)
     check_choice("timestep_spacing", spacing, UNIFORM_SPACINGS)
     if spacing == "linspace":
         timesteps = np.linspace(0, T - 1, n).round()[::-1].astype(np.int64)
