@@ -29,8 +29,8 @@ def images_to_model_range(images, channels: int, size: int) -> torch.Tensor:
     if images.ndim != 4 or tuple(images.shape[1:]) != (channels, size, size):
         raise ValueError(f"`images` must be {channels}x{size}x{size} (channels x height x width) for this model; "
                          f"got shape {tuple(images.shape)}.")  # fmt: skip
-    if images.numel() == 0 or images.min() < 0 or images.max() > 1:
-        raise ValueError("`images` must have values in [0, 1], as the pipelines output them.")
+    if images.numel() == 0 or not torch.isfinite(images).all() or images.min() < 0 or images.max() > 1:
+        raise ValueError("`images` must have finite values in [0, 1], as the pipelines output them.")
     return images.float() * 2 - 1
 
 

@@ -7,12 +7,14 @@
 #   bash scripts/train_shipped_models.sh mnist unet|weak-unet|classifier|guide-classifier|eval-classifier [RUNS_DIR]
 #   bash scripts/train_shipped_models.sh fashion_mnist unet|weak-unet|classifier|guide-classifier|eval-classifier [RUNS_DIR]
 #   bash scripts/train_shipped_models.sh mnist vae|latent-unet|latent-classifier [RUNS_DIR]  (latent diffusion)
+#   bash scripts/train_shipped_models.sh mnist low-resolution-unet|super-resolution|super-resolution-no-augmentation [RUNS_DIR]
+#                                                                          (a cascade, 14x14 -> 28x28; fashion_mnist too)
 #   bash scripts/train_shipped_models.sh mnist text|latent-text [RUNS_DIR]   (text-to-image; latent-text is shipped; text,
 #                                                                          in pixels, measures dynamic thresholding)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 dataset=${1:?dataset: mnist or fashion_mnist}
-model=${2:?model: unet, weak-unet, classifier, guide-classifier, eval-classifier, vae, latent-unet, latent-classifier, text or latent-text}
+model=${2:?model: unet, weak-unet, classifier, guide-classifier, eval-classifier, vae, latent-unet, latent-classifier, text, latent-text, low-resolution-unet, super-resolution or super-resolution-no-augmentation}
 runs=${3:-runs}
 name=${dataset//_/-}
 launch=("${ACCELERATE:-.venv/bin/accelerate}" launch --num_processes 1 --mixed_precision no)
@@ -71,6 +73,20 @@ case "$model" in
     exec "${launch[@]}" training/train_text_to_image.py "${common[@]}" --vae "$runs/$name-vae" --model_config compact \
       --caption_dropout 0.1 --pair_fraction 0.5 --max_train_steps 8000 --learning_rate 1e-3 --lr_warmup_steps 500 \
       --snr_gamma 5 --ema_max_decay 0.9995 --save_images_steps 1000 --output_dir "$runs/$name-latent-text" ;;
-  *) echo "model must be unet, weak-unet, classifier, guide-classifier, eval-classifier, text, vae, latent-unet, latent-classifier or latent-text;" \
+  low-resolution-unet)  # a cascade's base (Ho et al. 2021): the unet recipe at 14x14 on area-downsampled images,
+                        # shallow preset (two levels, 0.94M parameters)
+    exec "${launch[@]}" training/train_unet.py "${common[@]}" --resolution 14 --resize_filter area --class_conditional \
+      --label_dropout 0.2 --model_config shallow --max_train_steps 5000 --learning_rate 1e-3 --lr_warmup_steps 500 \
+      --snr_gamma 5 --ema_max_decay 0.9995 --save_images_steps 1000 --output_dir "$runs/$name-14" ;;
+  super-resolution)  # a cascade's 14 -> 28 stage with noise-conditioning augmentation, a ~ U[0, 1] (Imagen), narrow preset
+    exec "${launch[@]}" training/train_super_resolution.py "${common[@]}" --low_resolution 14 --max_augmentation_level 1 \
+      --model_config narrow --max_train_steps 5000 --learning_rate 1e-3 --lr_warmup_steps 500 --snr_gamma 5 \
+      --ema_max_decay 0.9995 --save_images_steps 1000 --output_dir "$runs/$name-super-resolution" ;;
+  super-resolution-no-augmentation)  # the ablation: the super-resolution recipe without augmentation (a = 0)
+    exec "${launch[@]}" training/train_super_resolution.py "${common[@]}" --low_resolution 14 --max_augmentation_level 0 \
+      --model_config narrow --max_train_steps 5000 --learning_rate 1e-3 --lr_warmup_steps 500 --snr_gamma 5 \
+      --ema_max_decay 0.9995 --save_images_steps 1000 --output_dir "$runs/$name-super-resolution-no-augmentation" ;;
+  *) echo "model must be unet, weak-unet, classifier, guide-classifier, eval-classifier, text, vae, latent-unet, latent-classifier," \
+       "latent-text, low-resolution-unet, super-resolution or super-resolution-no-augmentation;" \
        "got $model" >&2; exit 2 ;;
 esac

@@ -133,7 +133,7 @@ def test_two_processes_train_one_model(tmp_path):
     [
         (["--resolution", "27"], "--resolution 27 must be divisible by 2"),
         (["--train_batch_size", "0"], "--train_batch_size must be a positive integer"),
-        (["--model_config", "huge"], "--model_config must be one of the presets tiny, small, base"),
+        (["--model_config", "huge"], "--model_config must be one of the presets tiny, small, shallow, narrow, base"),
         (["--resume_from_checkpoint", "/no/such/checkpoint"], "is not a complete checkpoint folder"),
         (["--label_dropout", "1.0"], "--label_dropout must lie in"),
     ],

@@ -12,6 +12,9 @@ DATA = [
     ("--label_column", dict(default=None, help="default: the first ClassLabel feature")),
     ("--resolution", dict(type=int, default=28)),
     ("--channels", dict(type=int, default=1, choices=[1, 3], help="1: grayscale, 3: RGB")),
+    ("--resize_filter", dict(default="bicubic", choices=["bicubic", "area"],
+                             help="how images larger than --resolution are shrunk; area: block means, the "
+                                  "low-resolution data of a cascade's base model")),
     ("--random_flip", dict(action="store_true", help="flip half the images horizontally (not for digits)")),
     ("--cache_dir", dict(default=None)),
 ]
@@ -60,7 +63,7 @@ SECRET_FLAGS = ("--hub_token",)  # values never recorded: redacted in commands, 
 REDACTED = "REDACTED"  # no shell metacharacters: the recorded command stays unquoted
 
 DIFFUSION = [
-    ("--model_config", dict(default="small", help="a preset (tiny, small, base) or a UNet2DModel JSON file")),
+    ("--model_config", dict(default="small", help="a preset (tiny, small, shallow, narrow, base) or a UNet2DModel JSON file")),
     ("--class_conditional", dict(action="store_true", help="condition on the label column, with a null class")),
     ("--label_dropout", dict(type=float, default=0.1, help="share of labels replaced by the null class (CFG)")),
     ("--prediction_type", dict(default="epsilon", choices=["epsilon", "sample", "v_prediction"])),

@@ -112,11 +112,20 @@ def find_columns(dataset: datasets.Dataset, image_column: str | None = None, lab
     return image_column, label_column
 
 
-def fit_image(image: Image.Image, resolution: int, channels: int) -> np.ndarray:
+RESIZE_FILTERS = {"bicubic": Image.Resampling.BICUBIC,
+                  # each output pixel the mean of the input pixels it covers: the low-resolution images of a cascade
+                  # (Ho et al. 2021), the same as `pipelines.noise_augmentation.area_downsample` up to uint8 rounding
+                  "area": Image.Resampling.BOX}  # fmt: skip
+
+
+def fit_image(image: Image.Image, resolution: int, channels: int, resize_filter: str = "bicubic") -> np.ndarray:
     """An (H, W, C) uint8 array at `resolution`: grayscale or RGB by `channels`; smaller images are padded with
-    black (keeps MNIST strokes crisp at 32x32), larger ones resized on the short side and centre-cropped."""
+    black (keeps MNIST strokes crisp at 32x32), larger ones resized on the short side (`resize_filter`: "bicubic"
+    or "area") and centre-cropped."""
     if channels not in (1, 3):
         raise ValueError(f"`channels` must be 1 (grayscale) or 3 (RGB); got {channels!r}.")
+    if resize_filter not in RESIZE_FILTERS:
+        raise ValueError(f"`resize_filter` must be one of {', '.join(RESIZE_FILTERS)}; got {resize_filter!r}.")
     image = image.convert("L" if channels == 1 else "RGB")
     width, height = image.size
     if width <= resolution and height <= resolution:
@@ -126,7 +135,7 @@ def fit_image(image: Image.Image, resolution: int, channels: int) -> np.ndarray:
     else:
         scale = resolution / min(width, height)
         image = image.resize((max(resolution, round(width * scale)), max(resolution, round(height * scale))),
-                             Image.Resampling.BICUBIC)  # fmt: skip
+                             RESIZE_FILTERS[resize_filter])  # fmt: skip
         left, top = (image.width - resolution) // 2, (image.height - resolution) // 2
         image = image.crop((left, top, left + resolution, top + resolution))
     return np.asarray(image, dtype=np.uint8).reshape(resolution, resolution, channels)
@@ -144,10 +153,11 @@ class ImageTensors:
         return len(self.images)
 
 
-def to_tensors(dataset, resolution: int, channels: int, image_column=None, label_column=None) -> ImageTensors:
+def to_tensors(dataset, resolution: int, channels: int, image_column=None, label_column=None,
+               resize_filter: str = "bicubic") -> ImageTensors:  # fmt: skip
     """Decode and fit every image once; small datasets (MNIST: 47 MB as uint8) then train with no per-step I/O."""
     image_column, label_column = find_columns(dataset, image_column, label_column)
-    images = np.stack([fit_image(image, resolution, channels) for image in dataset[image_column]])
+    images = np.stack([fit_image(image, resolution, channels, resize_filter) for image in dataset[image_column]])
     labels = class_names = None
     if label_column is not None:
         labels = torch.as_tensor(np.asarray(dataset[label_column]), dtype=torch.int64)

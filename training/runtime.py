@@ -1,8 +1,10 @@
 """Setting up a training run the same way in every script: accelerate, data, optimizer, LR schedule, EMA, resume."""
 
 import os
+import sys
 from pathlib import Path
 
+import numpy as np
 import torch
 from accelerate import Accelerator
 from accelerate.utils import ProjectConfiguration
@@ -39,7 +41,8 @@ def load_training_data(args, split: str | None = None, max_samples: int | None =
     """(dataset, ImageTensors) for the data flags; `split`/`max_samples` override them (held-out evaluation)."""
     dataset = load_image_dataset(args.dataset_name, args.train_data_dir, split or args.dataset_split,
                                  max_samples or args.max_train_samples, args.cache_dir)  # fmt: skip
-    return dataset, to_tensors(dataset, args.resolution, args.channels, args.image_column, args.label_column)
+    return dataset, to_tensors(dataset, args.resolution, args.channels, args.image_column, args.label_column,
+                               args.resize_filter)  # fmt: skip
 
 
 def prepare_training(args, accelerator, model, num_samples: int, project_name: str):
@@ -68,6 +71,24 @@ def prepare_training(args, accelerator, model, num_samples: int, project_name: s
         scalars = {k: v for k, v in recordable(args).items() if isinstance(v, (int, float, str, bool))}
         accelerator.init_trackers(project_name, config=scalars)
     return model, optimizer, lr_scheduler, ema, state
+
+
+def log_sample_grid(accelerator, args, grid, step: int) -> None:
+    """A sample grid (PIL) of a training step: samples/step-N.png in the output folder, and TensorBoard's images."""
+    Path(args.output_dir, "samples").mkdir(parents=True, exist_ok=True)
+    grid.save(Path(args.output_dir, "samples", f"step-{step}.png"))
+    if args.logger == "tensorboard":
+        pixels = np.asarray(grid)
+        writer = accelerator.get_tracker("tensorboard", unwrap=True)
+        writer.add_image("samples", pixels, step, dataformats="HW" if pixels.ndim == 2 else "HWC")
+
+
+def report_weights_checksum(accelerator, model) -> None:
+    """Each process prints the sum of its weights: equal sums show the processes stayed in sync (tests read it).
+    One write with its newline: print() writes text and "\\n" separately, and the ranks share one pipe."""
+    checksum = sum(p.double().sum().item() for p in accelerator.unwrap_model(model).parameters())
+    sys.stdout.write(f"process {accelerator.process_index}/{accelerator.num_processes}: weights checksum {checksum:.10e}\n")
+    sys.stdout.flush()
 
 
 class swapped_in_ema:

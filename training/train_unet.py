@@ -7,10 +7,8 @@ The output folder becomes a complete pipeline (model_index.json, unet/ with the 
 model card; `checkpoint-N/` folders beside it let an interrupted run continue with --resume_from_checkpoint latest.
 """
 
-import sys
 from pathlib import Path
 
-import numpy as np
 import torch
 
 from guided_diffusers.pipelines import GuidedDiffusionPipeline
@@ -26,8 +24,10 @@ from guided_diffusers.training.model_configs import build_unet, unet_config
 from guided_diffusers.training.runtime import (
     finish_output,
     load_training_data,
+    log_sample_grid,
     make_accelerator,
     prepare_training,
+    report_weights_checksum,
     swapped_in_ema,
 )
 
@@ -80,21 +80,13 @@ def main(argv=None):
     def log_images(step):
         with swapped_in_ema(ema, unet):
             grid = sample_grid(accelerator.unwrap_model(unet), noise_scheduler, args, num_classes, vae)
-        Path(args.output_dir, "samples").mkdir(parents=True, exist_ok=True)
-        grid.save(Path(args.output_dir, "samples", f"step-{step}.png"))
-        if args.logger == "tensorboard":
-            pixels = np.asarray(grid)
-            writer = accelerator.get_tracker("tensorboard", unwrap=True)
-            writer.add_image("samples", pixels, step, dataformats="HW" if pixels.ndim == 2 else "HWC")
+        log_sample_grid(accelerator, args, grid, step)
 
     compute_loss = make_loss(noise_scheduler, data, args, accelerator.device, latents)
     state = train(accelerator, unet, optimizer, lr_scheduler, ema, compute_loss, len(data), args, state, log_images)
 
     accelerator.wait_for_everyone()
-    checksum = sum(p.double().sum().item() for p in accelerator.unwrap_model(unet).parameters())
-    # one write with its newline: print() writes text and "\n" separately, and the ranks share one pipe
-    sys.stdout.write(f"process {accelerator.process_index}/{accelerator.num_processes}: weights checksum {checksum:.10e}\n")
-    sys.stdout.flush()
+    report_weights_checksum(accelerator, unet)
     if accelerator.is_main_process:
         save_pipeline(accelerator.unwrap_model(unet), ema, noise_scheduler, data, dataset, args, state, num_classes, vae)
     accelerator.end_training()
