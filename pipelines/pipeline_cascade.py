@@ -86,7 +86,7 @@ class CascadePipeline(SafetensorsOnly, DiffusionPipeline):
         check_choice("output_type", output_type, ("pil", "np", "pt"))
         base, super_resolution = self.base, self.super_resolution
         super_resolution.check_options(augmentation_level, super_resolution_steps, super_resolution_thresholding,
-                                       super_resolution_eta)  # fmt: skip
+                                       super_resolution_eta, prefix="super_resolution_")  # fmt: skip
         evaluations = Counter()
         low_resolution = run(base, base.iterate(batch_size, class_labels, guidance_scale, classifier_scale,
                                                 num_inference_steps, eta, thresholding=thresholding,

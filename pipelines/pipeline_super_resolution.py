@@ -73,13 +73,14 @@ class SuperResolutionPipeline(SafetensorsOnly, DiffusionPipeline):
     def channels(self) -> int:
         return self.unet.config.in_channels // 2
 
-    def check_options(self, augmentation_level, num_inference_steps, thresholding, eta) -> None:
-        """The stage's own arguments, checked before any network runs (a cascade checks them before its base)."""
+    def check_options(self, augmentation_level, num_inference_steps, thresholding, eta, prefix: str = "") -> None:
+        """The stage's own arguments, checked before any network runs; a cascade checks them before its base runs,
+        naming them as it does (`prefix` "super_resolution_": super_resolution_steps, super_resolution_eta, ...)."""
         check_range("augmentation_level", augmentation_level, low=0, high=1)
-        check_range("num_inference_steps", num_inference_steps, low=1, integer=True)
-        check_range("eta", eta, low=0)
+        check_range(f"{prefix}steps" if prefix else "num_inference_steps", num_inference_steps, low=1, integer=True)
+        check_range(f"{prefix}eta", eta, low=0)
         if thresholding is not None:
-            check_choice("thresholding", thresholding, THRESHOLDING_MODES)
+            check_choice(f"{prefix}thresholding", thresholding, THRESHOLDING_MODES)
 
     @torch.inference_mode()
     def iterate(self, low_resolution: torch.Tensor, augmentation_level: float = DEFAULT_AUGMENTATION_LEVEL,

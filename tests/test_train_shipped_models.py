@@ -46,3 +46,17 @@ def test_the_guiding_clean_classifier_is_not_the_judges_recipe(tmp_path):
     assert "--noise_free" in guide and guide[-1] == "runs/mnist-guide-classifier"
     flag = lambda argv, name: argv[argv.index(name) + 1]  # noqa: E731
     assert flag(guide, "--model_config") != flag(judge, "--model_config") and flag(guide, "--seed") == "1"
+
+
+def test_the_cascade_recipes_share_the_low_resolution_and_the_ablation_differs_in_augmentation_only(tmp_path):
+    env = {**os.environ, "ACCELERATE": stand_in(tmp_path / "accelerate", 'printf "%s\\n" "$@"'),
+           "PYTHON": stand_in(tmp_path / "python", "exit 1")}  # fmt: skip
+    argvs = {model: subprocess.run(["bash", str(SCRIPT), "fashion_mnist", model, "runs"], capture_output=True, text=True,
+                                   env=env).stdout.splitlines()
+             for model in ("low-resolution-unet", "super-resolution", "super-resolution-no-augmentation")}  # fmt: skip
+    flag = lambda argv, name: argv[argv.index(name) + 1]  # noqa: E731
+    base, stage, ablation = argvs.values()
+    assert flag(base, "--resolution") == flag(stage, "--low_resolution") == "14" and flag(base, "--resize_filter") == "area"
+    assert flag(stage, "--max_augmentation_level") == "1" and flag(ablation, "--max_augmentation_level") == "0"
+    differs = [a for a, b in zip(stage, ablation) if a != b]
+    assert differs == ["1", "runs/fashion-mnist-super-resolution"]
