@@ -1,7 +1,9 @@
 """Sample-quality metrics on feature vectors (NumPy, float64): Frechet distance, k-NN precision/recall,
-within-class diversity, class accuracy; and the share of saturated pixels. Feature extractors live in features.py."""
+within-class diversity, class accuracy; the share of saturated pixels; and PSNR and SSIM of images against references
+(super-resolution). Feature extractors live in features.py."""
 
 import numpy as np
+import torch
 
 
 def gaussian_fit(features: np.ndarray):
@@ -74,3 +76,31 @@ SATURATED = 0.99  # |x| above this, on [-1, 1], counts as a saturated pixel
 def saturated_share(images) -> float:
     """The share of pixels at the ends of [-1, 1] (|x| > 0.99): what thresholding and high guidance push up."""
     return float((images.abs() > SATURATED).float().mean())
+
+
+def psnr(images, references) -> float:
+    """Peak signal-to-noise ratio in dB of images against references in [-1, 1] (peak-to-peak 2), per image, then
+    averaged: 10 log10(2^2 / MSE)."""
+    squared_error = ((images.double() - references.double()) ** 2).flatten(1).mean(1).clamp(min=1e-12)
+    return float((10 * torch.log10(4.0 / squared_error)).mean())
+
+
+def ssim(images, references, window: int = 11, sigma: float = 1.5) -> float:
+    """Structural similarity (Wang et al. 2004, eq. 13) of (N, C, H, W) images against references in [-1, 1]: local
+    means, variances and covariance under an 11x11 Gaussian window (sigma 1.5) over the valid region,
+    C1 = (0.01 L)^2, C2 = (0.03 L)^2 with the dynamic range L = 2, averaged over pixels, channels and images."""
+    x, y = images.double(), references.double()
+    channels = x.shape[1]
+    taps = torch.exp(-((torch.arange(window, dtype=torch.float64) - (window - 1) / 2) ** 2) / (2 * sigma**2))
+    kernel = torch.outer(taps, taps) / taps.sum() ** 2
+    kernel = kernel.expand(channels, 1, window, window)
+
+    def local_mean(z):
+        return torch.nn.functional.conv2d(z, kernel, groups=channels)
+
+    mean_x, mean_y = local_mean(x), local_mean(y)
+    var_x, var_y = local_mean(x * x) - mean_x**2, local_mean(y * y) - mean_y**2
+    covariance = local_mean(x * y) - mean_x * mean_y
+    c1, c2 = (0.01 * 2) ** 2, (0.03 * 2) ** 2
+    index = ((2 * mean_x * mean_y + c1) * (2 * covariance + c2)) / ((mean_x**2 + mean_y**2 + c1) * (var_x + var_y + c2))
+    return float(index.mean())

@@ -76,7 +76,8 @@ def uses_clean_classifier(setting: dict) -> bool:
 
 
 def generate(pipe, setting: dict, num_samples: int, batch_size: int, seed: int, cache: SampleCache | None = None):
-    """Samples in [-1, 1] with labels 0, 1, ..., K-1, 0, 1, ... (class-balanced), or unlabelled. The sampler is
+    """Samples in [-1, 1] with labels 0, 1, ..., K-1, 0, 1, ... (class-balanced), or unlabelled. A setting's
+    "options" (a dict, if any) are passed to the pipeline as they are (a cascade's super-resolution arguments). The sampler is
     built from the pipeline's own scheduler config, which is put back afterwards: a sampler built from the previous
     setting's would inherit its config (DPM-Solver's timestep spacing leaked into the next sampler that way). With a
     `cache`, finished batches are kept on disk and, when it resumes, re-used (batch i is seeded with seed + i *
@@ -106,7 +107,8 @@ def sample_balanced(pipe, setting: dict, num_samples: int, batch_size: int, seed
         out = pipe(batch_size=count, class_labels=batch_labels if conditional else None,
                    num_inference_steps=setting["num_inference_steps"], eta=setting["eta"],
                    thresholding=setting["thresholding"], output_type="pt",
-                   generator=torch.Generator().manual_seed(seed + start), **guidance_arguments(setting, conditional))  # fmt: skip
+                   generator=torch.Generator().manual_seed(seed + start), **guidance_arguments(setting, conditional),
+                   **setting.get("options", {}))  # fmt: skip
         images.append(out.images.cpu() * 2 - 1)
         if cache is not None:
             cache.save(start, images[-1], time.perf_counter() - began, out.evaluations)

@@ -17,6 +17,7 @@ from .image_utils import latents_to_images
 from .noise_augmentation import upsample
 from .pipeline_guided import GuidedDiffusionPipeline
 from .pipeline_super_resolution import DEFAULT_AUGMENTATION_LEVEL, SuperResolutionPipeline, check_super_resolution_unet
+from .samplers import SAMPLERS, make_scheduler
 
 
 @dataclass
@@ -68,6 +69,14 @@ class CascadePipeline(SafetensorsOnly, DiffusionPipeline):
         return self._stage(SuperResolutionPipeline(self.super_resolution_unet, self.super_resolution_scheduler,
                                                    low_resolution=self.unet.config.sample_size))  # fmt: skip
 
+    @property
+    def num_classes(self) -> int:
+        return self.base.num_classes
+
+    def check_inputs(self, *args, **kwargs):
+        """The base stage's checks and conditioning (`GuidedDiffusionPipeline.check_inputs`)."""
+        return self.base.check_inputs(*args, **kwargs)
+
     def _stage(self, pipeline):
         pipeline.set_progress_bar_config(**getattr(self, "_progress_bar_config", {}))
         return pipeline
@@ -77,14 +86,19 @@ class CascadePipeline(SafetensorsOnly, DiffusionPipeline):
                  classifier_scale: float | None = None, guider=None, num_inference_steps: int = 50, eta: float = 0.0,
                  thresholding: str | None = None, augmentation_level: float = DEFAULT_AUGMENTATION_LEVEL,
                  super_resolution_steps: int = 50, super_resolution_eta: float = 0.0,
-                 super_resolution_thresholding: str | None = None, generator=None, output_type: str = "pil",
-                 return_dict: bool = True):  # fmt: skip
+                 super_resolution_thresholding: str | None = None, super_resolution_sampler: str | None = None,
+                 generator=None, output_type: str = "pil", return_dict: bool = True):  # fmt: skip
         """Sample with the base (arguments as `GuidedDiffusionPipeline.__call__`: labels, guider or the scale
         shorthands, steps, eta, thresholding), then super-resolve with the stage's own `augmentation_level`,
-        `super_resolution_steps`, `super_resolution_eta` and `super_resolution_thresholding`. Every argument of both
-        stages is checked before the first network call. One `generator` draws the base's noise, then the stage's."""
+        `super_resolution_steps`, `super_resolution_eta`, `super_resolution_thresholding` and
+        `super_resolution_sampler` (a name of `pipelines.SAMPLERS`; default: the stage's scheduler). Every argument
+        of both stages is checked before the first network call. One `generator` draws the base's noise, then the
+        stage's."""
         check_choice("output_type", output_type, ("pil", "np", "pt"))
         base, super_resolution = self.base, self.super_resolution
+        if super_resolution_sampler is not None:  # this call's sampler, on the stage's noise schedule
+            check_choice("super_resolution_sampler", super_resolution_sampler, SAMPLERS)
+            super_resolution.scheduler = make_scheduler(super_resolution_sampler, self.super_resolution_scheduler.config)
         super_resolution.check_options(augmentation_level, super_resolution_steps, super_resolution_thresholding,
                                        super_resolution_eta, prefix="super_resolution_")  # fmt: skip
         evaluations = Counter()

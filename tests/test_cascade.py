@@ -188,6 +188,15 @@ def test_the_cascade_is_its_base_then_its_super_resolution_stage():
     torch.testing.assert_close(out.images, stage)
 
 
+def test_the_stage_sampler_is_chosen_per_call():
+    pipe = cascade()
+    kwargs = dict(class_labels=[1], num_inference_steps=2, super_resolution_steps=3, output_type="pt")
+    heun = pipe(super_resolution_sampler="heun", generator=torch.Generator().manual_seed(0), **kwargs)
+    ddim = pipe(generator=torch.Generator().manual_seed(0), **kwargs)
+    assert heun.evaluations["super_resolution_unet"] == 5 and ddim.evaluations["super_resolution_unet"] == 3  # 2N - 1
+    assert type(pipe.super_resolution_scheduler).__name__ == "GuidedDDIMScheduler"  # the folder's, untouched
+
+
 def test_the_cascade_saves_and_loads_as_one_folder(tmp_path):
     pipe = cascade()
     pipe.save_pretrained(tmp_path)
@@ -218,6 +227,8 @@ def test_bad_stage_options_are_refused_before_the_base_runs():
         pipe(class_labels=[0], super_resolution_steps=0, num_inference_steps=2)
     with pytest.raises(ValueError, match="`super_resolution_thresholding` must be one of"):
         pipe(class_labels=[0], super_resolution_thresholding="hard", num_inference_steps=2)
+    with pytest.raises(ValueError, match="`super_resolution_sampler` must be one of"):
+        pipe(class_labels=[0], super_resolution_sampler="unipc", num_inference_steps=2)
     with pytest.raises(ValueError, match="`class_labels` must lie in \\[0, 2\\]"):
         pipe(class_labels=[5], num_inference_steps=2)
     assert spy.calls == []

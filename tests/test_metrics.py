@@ -1,5 +1,7 @@
 """Sample-quality metrics against closed forms and toy sets whose answers are known."""
 
+import math
+
 import numpy as np
 import pytest
 import torch
@@ -13,6 +15,8 @@ from guided_diffusers.evaluation.metrics import (
     frechet_distance_of,
     gaussian_fit,
     precision_recall,
+    psnr,
+    ssim,
 )
 from guided_diffusers.training.model_configs import classifier_config
 
@@ -93,3 +97,32 @@ def test_classifier_features_read_padded_images_as_the_originals():
     padded = torch.nn.functional.pad(images, (2, 2, 2, 2), value=-1.0)
     for got, want in zip(judge(padded), judge(images)):
         torch.testing.assert_close(got, want)
+
+
+def test_psnr_is_ten_log10_of_peak_squared_over_mse():
+    references = torch.zeros(2, 1, 4, 4)
+    images = references + torch.tensor([0.1, 0.2]).view(2, 1, 1, 1)  # MSE 0.01 and 0.04
+    expected = (10 * math.log10(4 / 0.01) + 10 * math.log10(4 / 0.04)) / 2
+    assert psnr(images, references) == pytest.approx(expected, rel=1e-6)  # 0.1 and 0.2 in float32
+
+
+def test_ssim_equals_the_paper_written_out_window_by_window():
+    """Wang et al. 2004, eq. 13, one 11x11 window at a time with explicit sums: the oracle for the convolutions."""
+    generator = torch.Generator().manual_seed(0)
+    x = torch.rand(2, 1, 13, 14, generator=generator) * 2 - 1
+    y = (x + 0.3 * torch.randn(x.shape, generator=generator)).clamp(-1, 1)
+    taps = [math.exp(-((i - 5) ** 2) / (2 * 1.5**2)) for i in range(11)]
+    weights = torch.tensor([[a * b for b in taps] for a in taps], dtype=torch.float64)
+    weights /= weights.sum()
+    c1, c2, values = 0.02**2, 0.06**2, []
+    for n in range(2):
+        for top in range(13 - 10):
+            for left in range(14 - 10):
+                a = x[n, 0, top : top + 11, left : left + 11].double()
+                b = y[n, 0, top : top + 11, left : left + 11].double()
+                mu_a, mu_b = (weights * a).sum(), (weights * b).sum()
+                var_a, var_b = (weights * (a - mu_a) ** 2).sum(), (weights * (b - mu_b) ** 2).sum()
+                cov = (weights * (a - mu_a) * (b - mu_b)).sum()
+                values.append(((2 * mu_a * mu_b + c1) * (2 * cov + c2)) / ((mu_a**2 + mu_b**2 + c1) * (var_a + var_b + c2)))
+    assert ssim(x, y) == pytest.approx(float(torch.stack(values).mean()), abs=1e-9)
+    assert ssim(x, x) == pytest.approx(1.0, abs=1e-12) and ssim(x, y) < 0.9
