@@ -120,3 +120,27 @@ def test_the_assembly_records_the_demo_defaults_measured_by_its_evaluations(runs
                     "--demo_guidance_sweep", "cfg", "--output_dir", str(out)], check=True, capture_output=True)  # fmt: skip
     demo = read_model_card(out)[0]["demo"]
     assert demo["guidance_scale"] == 3.0 and demo["thresholding"] == "static" and demo["sampler"] == "dpm2m"
+
+
+def test_a_super_resolution_run_makes_the_folder_a_cascade_with_both_stages_stories(tmp_path):
+    from guided_diffusers.pipelines import CascadePipeline, SuperResolutionPipeline
+    from guided_diffusers.training.model_configs import build_unet, super_resolution_unet_config, unet_config
+
+    torch.manual_seed(0)
+    scheduler = GuidedDDPMScheduler()
+    base = build_unet(unet_config("tiny", 14, 1, num_classes=10))
+    fake_run(tmp_path / "base", GuidedDiffusionPipeline(base, scheduler, null_class_label=10), "base", {"Samples": "grid"})
+    stage = SuperResolutionPipeline(build_unet(super_resolution_unet_config("tiny", 28, 1)), scheduler)
+    fake_run(tmp_path / "stage", stage, "stage", {"Samples": "Rows: ...\n\n![samples](samples.png)"})
+    out = tmp_path / "cascade"
+    subprocess.run([sys.executable, SCRIPT, "--unet_run", str(tmp_path / "base"), "--super_resolution_run",
+                    str(tmp_path / "stage"), "--fp16", "--check_steps", "2", "--output_dir", str(out)], check=True,
+                   capture_output=True)  # fmt: skip
+    pipe = CascadePipeline.from_pretrained(out)
+    assert pipe.unet.config.sample_size == 14 and pipe.super_resolution_unet.config.sample_size == 28
+    torch.testing.assert_close(pipe.super_resolution_unet.conv_in.weight, stage.unet.conv_in.weight, atol=1e-3, rtol=1e-3)
+    metadata, body = read_model_card(out)
+    assert "base command" in body and "stage command" in body and "## Super-resolution stage" in body
+    assert "(super_resolution_samples.png)" in body and (out / "super_resolution_samples.png").is_file()
+    assert "CascadePipeline.from_pretrained" in body and "cascaded diffusion" in body
+    assert "max abs pixel difference" in body  # the float16 check ran through the cascade

@@ -2,13 +2,16 @@
 classifier of a train_classifier.py run as its `classifier/` component, one model card telling both stories, and
 optionally the evaluations of evaluate.py (each a section with its table, plots and sample grids). A
 train_text_to_image.py run (no classifier) assembles the same way, with evaluate_text_to_image.py's evaluations.
+With --super_resolution_run (a train_super_resolution.py run) the folder is a CascadePipeline: the --unet_run is its
+low-resolution base, the run its super-resolution stage, and evaluate_cascade.py's evaluations its sections.
 
     python training/assemble_checkpoint.py --unet_run runs/mnist --classifier_run runs/mnist-classifier \
         --evaluation eval/mnist-cfg eval/mnist-classifier-guidance --fp16 --output_dir checkpoints/mnist
 
 With --fp16 the weights are stored in half precision (half the size); diffusers loads them back into float32
 models, so sampling runs in float32 either way, and the card says how much the rounding moves samples: the same
-seeds through the float32 runs and the stored folder (CFG 3 and classifier guidance). Checkpoints, logs and
+seeds through the float32 runs and the stored folder (CFG 3 and classifier guidance; a cascade's stages both at
+--check_steps). Checkpoints, logs and
 intermediate samples are left behind.
 """
 
@@ -20,7 +23,9 @@ from pathlib import Path
 import torch
 
 from guided_diffusers.models import NoiseAwareClassifier
-from guided_diffusers.pipelines import TextToImagePipeline, load_pipeline, pipeline_class
+from guided_diffusers.pipelines import (
+    CascadePipeline, SuperResolutionPipeline, TextToImagePipeline, load_pipeline, pipeline_class,
+)  # fmt: skip
 from guided_diffusers.pipelines.samplers import default_thresholding
 from guided_diffusers.training.text_samples import grid_prompts, sample_grid, samples_section, usage_section
 from guided_diffusers.training.demo_defaults import DEMO_KEY, measured_defaults
@@ -31,6 +36,9 @@ def parse_args(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--unet_run", required=True, help="output folder of train_unet.py or train_text_to_image.py")
     parser.add_argument("--classifier_run", default=None, help="output folder of train_classifier.py")
+    parser.add_argument("--super_resolution_run", default=None,
+                        help="output folder of train_super_resolution.py: the folder becomes a CascadePipeline, the "
+                             "--unet_run its low-resolution base")  # fmt: skip
     parser.add_argument("--evaluation", nargs="+", default=[], help="output folders of evaluate.py (results.md)")
     parser.add_argument("--summary", default=None, help="a markdown file: the card's summary of the results")
     parser.add_argument("--fp16", action="store_true", help="store weights in float16")
@@ -46,11 +54,15 @@ def parse_args(argv=None):
     parser.add_argument("--output_dir", required=True)
     args = parser.parse_args(argv)
     for flag, folder in [("unet_run", args.unet_run), ("classifier_run", args.classifier_run),
+                         ("super_resolution_run", args.super_resolution_run),
                          *(("evaluation", folder) for folder in args.evaluation)]:  # fmt: skip
         if folder is not None and not (Path(folder) / ("results.md" if flag == "evaluation" else "README.md")).is_file():
             raise ValueError(f"--{flag} {folder!r} is not a finished {flag.replace('_', ' ')} folder.")
     if args.classifier_run is not None and pipeline_class(args.unet_run) is TextToImagePipeline:
         raise ValueError(f"--classifier_run: {args.unet_run!r} is a text-to-image run, which takes no classifier.")
+    if args.super_resolution_run is not None and pipeline_class(args.unet_run) is TextToImagePipeline:
+        raise ValueError(f"--super_resolution_run: {args.unet_run!r} is a text-to-image run; cascades here have a "
+                         "class-conditional (or unconditional) base.")  # fmt: skip
     if args.summary is not None and not Path(args.summary).is_file():
         raise ValueError(f"--summary {args.summary!r} is not a file.")
     return args
@@ -106,6 +118,8 @@ def storage_effect(full, stored, dataset: str, args) -> str:
              f"What the rounding does to samples: the same 64 seeds, DDIM {args.check_steps} steps, through the "
              "float32 runs and this folder (pixels in [0, 1]):", "",
              "| sampling | max abs pixel difference | mean abs pixel difference |", "| --- | --- | --- |"]  # fmt: skip
+    if isinstance(full, CascadePipeline):  # both stages take the check's step count
+        inputs["super_resolution_steps"] = args.check_steps
     for name, guidance in modes.items():
         images = [pipe(**inputs, num_inference_steps=args.check_steps, output_type="pt",
                        generator=torch.Generator().manual_seed(0), **guidance).images for pipe in (full, stored)]  # fmt: skip
@@ -120,6 +134,25 @@ def text_samples(pipe, out: Path, dataset: str, card: dict) -> None:
     grid.save(out / "samples.png")
     card["Samples"] = samples_section(prompts, 3.0, 50, thresholding)
     card["Usage"] = usage_section(thresholding)
+
+
+def with_super_resolution_stage(pipe, run: str, card: dict, out: Path) -> CascadePipeline:
+    """The base `pipe` and a train_super_resolution.py run as one CascadePipeline; the stage's card joins `card`."""
+    stage = SuperResolutionPipeline.from_pretrained(run)
+    cascade = CascadePipeline(pipe.unet, pipe.scheduler, stage.unet, stage.scheduler, pipe.config.null_class_label,
+                              pipe.config.class_names, pipe.classifier, pipe.weak_unet, pipe.clean_classifier)  # fmt: skip
+    cascade.set_progress_bar_config(disable=True)
+    stage_card = sections(read_model_card(run)[1])
+    shutil.copy(Path(run) / "samples.png", out / "super_resolution_samples.png")
+    card["Super-resolution stage"] = "\n\n".join(
+        [stage_card["Model"], "Training:\n\n" + stage_card["Training"],
+         stage_card["Samples"].replace("(samples.png)", "(super_resolution_samples.png)")])  # fmt: skip
+    card["Usage"] = ("```python\nfrom guided_diffusers.pipelines import CascadePipeline\n"
+                     "pipe = CascadePipeline.from_pretrained(\"path/or/repo_id\")\n"
+                     "out = pipe(class_labels=[3, 7], guidance_scale=3.0, num_inference_steps=20, augmentation_level=0.2,\n"
+                     "           super_resolution_steps=20)\n"
+                     "out.images, out.low_resolution_images, out.upsampled_images\n```")  # fmt: skip
+    return cascade
 
 
 def main(argv=None):
@@ -142,6 +175,8 @@ def main(argv=None):
         metadata["tags"] = sorted(set(metadata["tags"]) | {"classifier-guidance"})
     out = Path(args.output_dir)
     out.mkdir(parents=True, exist_ok=True)
+    if args.super_resolution_run is not None:
+        pipe = with_super_resolution_stage(pipe, args.super_resolution_run, card, out)
     # a float16 copy is stored; `pipe` stays the float32 original that the storage check compares against
     (copy.deepcopy(pipe).to(torch.float16) if args.fp16 else pipe).save_pretrained(out)
     accuracy = None if args.classifier_run is None else Path(args.classifier_run) / "accuracy_by_timestep.json"
@@ -158,7 +193,8 @@ def main(argv=None):
                                                                 "prompt" if text else "class")
     card["Storage"] = storage_effect(pipe, load_pipeline(str(out)), dataset, args) \
         if args.fp16 else "Weights stored in float32."  # fmt: skip
-    kind = "latent diffusion" if pipe.vae is not None else "diffusion"
+    kind = "latent diffusion" if getattr(pipe, "vae", None) is not None else "diffusion"
+    kind = f"cascaded {kind}" if isinstance(pipe, CascadePipeline) else kind
     task = "text-to-image" if text else "class-conditional"
     title = f"guided-diffusers {dataset}: {task} {kind}" + ("" if text else " with guidance")
     write_model_card(out, title=title, metadata=metadata, sections=card)

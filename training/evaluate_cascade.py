@@ -113,7 +113,7 @@ def measure_generation(args, pipelines: dict, judge: Judge, out: Path) -> list[d
             images, labels = generate(pipe, setting, args.num_samples, args.batch_size, args.seed, cache)
             measures = cache.measured(judge.fingerprint, args.num_samples, lambda: judge.measure(images, labels))
             row = {**{k: setting[k] for k in GENERATION}, **measures, **cost_per_image(cache, args.num_samples)}
-            save_sample_grid(out / f"generation_{len(rows)}.png", images, labels)
+            save_sample_grid(out / f"samples_{len(rows)}.png", images, labels)  # a row per class, by table row
             rows.append(row)
             print(json.dumps(row), flush=True)
     return rows
