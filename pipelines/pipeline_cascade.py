@@ -84,31 +84,36 @@ class CascadePipeline(SafetensorsOnly, DiffusionPipeline):
     @torch.inference_mode()
     def __call__(self, batch_size: int | None = None, class_labels=None, guidance_scale: float | None = None,
                  classifier_scale: float | None = None, guider=None, num_inference_steps: int = 50, eta: float = 0.0,
-                 thresholding: str | None = None, augmentation_level: float = DEFAULT_AUGMENTATION_LEVEL,
+                 thresholding: str | None = None, sampler: str | None = None,
+                 augmentation_level: float = DEFAULT_AUGMENTATION_LEVEL,
                  super_resolution_steps: int = 50, super_resolution_eta: float = 0.0,
                  super_resolution_thresholding: str | None = None, super_resolution_sampler: str | None = None,
-                 generator=None, output_type: str = "pil", return_dict: bool = True):  # fmt: skip
+                 generator=None, output_type: str = "pil", return_dict: bool = True, callback_on_step_end=None):  # fmt: skip
         """Sample with the base (arguments as `GuidedDiffusionPipeline.__call__`: labels, guider or the scale
-        shorthands, steps, eta, thresholding), then super-resolve with the stage's own `augmentation_level`,
-        `super_resolution_steps`, `super_resolution_eta`, `super_resolution_thresholding` and
-        `super_resolution_sampler` (a name of `pipelines.SAMPLERS`; default: the stage's scheduler). Every argument
-        of both stages is checked before the first network call. One `generator` draws the base's noise, then the
-        stage's."""
+        shorthands, steps, eta, thresholding; `sampler`, a name of `pipelines.SAMPLERS`, for this call, default the
+        base's scheduler), then super-resolve with the stage's own `augmentation_level`, `super_resolution_steps`,
+        `super_resolution_eta`, `super_resolution_thresholding` and `super_resolution_sampler`. Every argument of
+        both stages is checked before the first network call. One `generator` draws the base's noise, then the
+        stage's. `callback_on_step_end(stage_pipeline, i, t, tensors)` is called after each step of both stages."""
         check_choice("output_type", output_type, ("pil", "np", "pt"))
         base, super_resolution = self.base, self.super_resolution
-        if super_resolution_sampler is not None:  # this call's sampler, on the stage's noise schedule
-            check_choice("super_resolution_sampler", super_resolution_sampler, SAMPLERS)
-            super_resolution.scheduler = make_scheduler(super_resolution_sampler, self.super_resolution_scheduler.config)
+        for name, chosen, stage, scheduler in [("sampler", sampler, base, self.scheduler),
+                                               ("super_resolution_sampler", super_resolution_sampler, super_resolution,
+                                                self.super_resolution_scheduler)]:  # fmt: skip
+            if chosen is not None:  # this call's sampler, on the stage's noise schedule
+                check_choice(name, chosen, SAMPLERS)
+                stage.scheduler = make_scheduler(chosen, scheduler.config)
         super_resolution.check_options(augmentation_level, super_resolution_steps, super_resolution_thresholding,
                                        super_resolution_eta, prefix="super_resolution_")  # fmt: skip
         evaluations = Counter()
         low_resolution = run(base, base.iterate(batch_size, class_labels, guidance_scale, classifier_scale,
                                                 num_inference_steps, eta, thresholding=thresholding,
-                                                generator=generator, guider=guider, evaluations=evaluations))  # fmt: skip
+                                                generator=generator, guider=guider, evaluations=evaluations),
+                             callback_on_step_end)  # fmt: skip
         stage_evaluations = Counter()
         images = run(super_resolution, super_resolution.iterate(
             low_resolution.clamp(-1, 1), augmentation_level, super_resolution_steps, super_resolution_eta,
-            super_resolution_thresholding, generator=generator, evaluations=stage_evaluations))  # fmt: skip
+            super_resolution_thresholding, generator=generator, evaluations=stage_evaluations), callback_on_step_end)  # fmt: skip
         evaluations["super_resolution_unet"] = stage_evaluations["unet"]
         size = self.super_resolution_unet.config.sample_size
         outputs = [latents_to_images(x, output_type) for x in (images, low_resolution, upsample(low_resolution, size))]

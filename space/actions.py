@@ -243,6 +243,47 @@ def sampler_comparison(models, model, label, steps, seed, with_ddpm_1000=False, 
                     lambda options, images, run: [f"{run['seconds'] / len(images):.2f} s"])
 
 
+# ----------------------------------------------------------------------------------------- Cascade
+@user_facing
+def cascade(models, model, label, guidance, steps, augmentation_level, super_resolution_steps, seed, count=4,
+            progress=gr.Progress(), request: gr.Request = None):  # fmt: skip
+    """A cascade's base samples, those upsampled bilinearly, and the super-resolved result, a labelled row each
+    (the same images in each column), with each stage's network evaluations and time. Both stages use the model's
+    default sampler and thresholding; the augmentation level is the stage's noise-conditioning level."""
+    served = pick(models, model, "cascade")
+    d, pipe = served.defaults, served.pipe
+    index = class_index(served, label)
+    guidance = number(guidance, "guidance scale", 0, 50) if pipe.config.null_class_label is not None else 1.0
+    guidance = 1.0 if index is None else guidance  # no class: nothing to guide towards
+    level = number(augmentation_level, "augmentation level", 0, 1)
+    steps = number(steps, "base steps", 1, max_steps(served, d["sampler"]), integer=True)
+    stage_train = pipe.super_resolution_scheduler.config.num_train_timesteps
+    stage_steps = number(super_resolution_steps, "super-resolution steps", 1,
+                         min(MAX_STEPS, stage_train - (1 if d["sampler"] in DPM_SAMPLERS else 0)), integer=True)  # fmt: skip
+    count = number(count, "images", 1, 8, integer=True)
+    seed = number(seed, "seed", 0, MAX_SEED, integer=True)
+    check_cost(steps * (1 if guidance in (0, 1) else 2) + stage_steps, count, 1)
+    tracker = Steps(progress, request, steps + stage_steps)
+    start = time.perf_counter()
+    with one_run_per_visitor(request):
+        out = pipe(batch_size=count, class_labels=None if index is None else [index] * count, guidance_scale=guidance,
+                   num_inference_steps=steps, thresholding=d["thresholding"], sampler=d["sampler"],
+                   augmentation_level=level, super_resolution_steps=stage_steps, super_resolution_sampler=d["sampler"],
+                   super_resolution_thresholding=d["thresholding"], generator=generator(seed), output_type="pt",
+                   callback_on_step_end=tracker.callback)  # fmt: skip
+    seconds = time.perf_counter() - start
+    low = out.low_resolution_images
+    size = low.shape[-1]
+    rows = [low * 2 - 1, out.upsampled_images * 2 - 1, out.images * 2 - 1]
+    names = [f"base\n{size}x{size}", "upsampled\n(bilinear)", f"super-resolved\na = {level:g}"]
+    picture = labelled_rows(rows, names)
+    counts = out.evaluations
+    lines = [["base", f"{counts['unet']}", f"{size}x{size}"],
+             ["super-resolution", f"{counts['super_resolution_unet']}", f"{out.images.shape[-1]}x{out.images.shape[-1]}"]]  # fmt: skip
+    text = table(["stage", "UNet evaluations", "size"], lines) + f"\n\n{seconds:.1f} s for {count} images."
+    return saved(picture, request_folder(), "cascade"), text
+
+
 # -------------------------------------------------------------------------------------------- Text
 @user_facing
 def text_to_image(models, model, prompt, negative_prompt, guidance, thresholding, steps, count, seed, compare,

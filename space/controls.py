@@ -85,8 +85,8 @@ def choice(value, name: str, allowed) -> str:
 
 
 def pick(models: dict, name, kind: str = "class") -> ServedModel:
-    """The served model called `name` of the kind the action needs ("class" or "text")."""
-    names = [n for n, model in models.items() if model.is_text == (kind == "text")]
+    """The served model called `name` of the kind the action needs ("class", "text" or "cascade")."""
+    names = [n for n, model in models.items() if model.kind == kind]
     return models[choice(name, "model", names)]
 
 

@@ -6,13 +6,14 @@ from functools import partial
 import gradio as gr
 
 from guided_diffusers.pipelines import SAMPLERS
+from guided_diffusers.pipelines.pipeline_super_resolution import DEFAULT_AUGMENTATION_LEVEL
 from guided_diffusers.pipelines.samplers import THRESHOLDING_MODES
 
 from . import actions, inversion_actions
 from .components import Number, Slider
 from .controls import MAX_BATCH, MAX_INVERSION_STEPS, request_stop
 from .guidance_methods import GUIDANCE_SCALE, METHODS
-from .models import UNCONDITIONAL, class_models, text_models
+from .models import UNCONDITIONAL, cascade_models, class_models, text_models
 
 SAMPLER_NAMES = {"ddpm": "DDPM (ours)", "ddim": "DDIM (ours)", "dpm2m": "DPM-Solver++(2M) (ours)",
                  "dpm++": "DPM-Solver++ (diffusers)", "diffusers-ddim": "DDIM (diffusers)",
@@ -41,6 +42,8 @@ inversion, and models trained by our own scripts on MNIST and Fashion-MNIST, all
 - **Forward process**: a real image noised to any t, and the noise schedules.
 - **Inversion**: DDIM run backwards to noise and forwards again, interpolation between two images, SDEdit variations.
 - **Text** (with a text-to-image model): a prompt drawn by an Imagen-style model on a frozen MiniLM encoder.
+- **Cascade** (with a cascade): a 14x14 base sample, the same upsampled, and a diffusion super-resolution stage's
+  28x28 result side by side, with the stage's noise-conditioning augmentation level as a control.
 
 Model cards (training command, data, hardware, time and every measurement):
 {cards}
@@ -367,8 +370,32 @@ def text_tab(models, names):
                  api_visibility="private")  # fmt: skip
 
 
+def cascade_tab(models, names):
+    first = models[names[0]]
+    d = first.defaults
+    with gr.Row():
+        with gr.Column(scale=2, min_width=320):
+            model = gr.Dropdown(names, value=names[0], label="cascade")
+            label = class_menu(models, names, model, "class")
+            guidance = Slider(0, 20, value=d["guidance_scale"], step=0.5, label="base guidance scale w")
+            level = Slider(0, 1, value=DEFAULT_AUGMENTATION_LEVEL, step=0.05, label="augmentation level a",
+                           info="noise on the base's image before super-resolution: 0 clean, 1 pure noise")  # fmt: skip
+            run, stop = buttons("Sample and super-resolve")
+            steps = Slider(1, 200, value=d["num_inference_steps"], step=1, precision=0, label="base steps")
+            stage_steps = Slider(1, 200, value=d["num_inference_steps"], step=1, precision=0,
+                                 label="super-resolution steps")  # fmt: skip
+            with gr.Row():
+                count = Slider(1, 8, value=4, step=1, precision=0, label="images")
+                seed = Number(0, precision=0, label="seed", minimum=0)
+        with gr.Column(scale=3):
+            picture, stats = result("base, upsampled and super-resolved"), gr.Markdown()
+    wire(run, stop, partial(actions.cascade, models), [model, label, guidance, steps, level, stage_steps, seed, count],
+         [picture, stats], "cascade")  # fmt: skip
+    disable_without_class(label, guidance)
+
+
 def build_demo(models: dict) -> gr.Blocks:
-    names, texts = class_models(models), text_models(models)
+    names, texts, cascades = class_models(models), text_models(models), cascade_models(models)
     if not names:
         raise SystemExit("No class-conditional or unconditional model to serve: the app needs at least one.")
     with gr.Blocks(title="guided-diffusers", delete_cache=(300, 900)) as demo:
@@ -380,6 +407,9 @@ def build_demo(models: dict) -> gr.Blocks:
         if texts:
             with gr.Tab("Text"):
                 text_tab(models, texts)
+        if cascades:
+            with gr.Tab("Cascade"):
+                cascade_tab(models, cascades)
         with gr.Tab("About"):
             gr.Markdown(about(models))
     return demo

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import torch
 
-from guided_diffusers.pipelines import GuidedDiffusionPipeline, TextToImagePipeline, make_scheduler
+from guided_diffusers.pipelines import CascadePipeline, GuidedDiffusionPipeline, TextToImagePipeline, make_scheduler
 from guided_diffusers.pipelines.loading import pipeline_class
 from guided_diffusers.pipelines.samplers import editable_config
 from guided_diffusers.training.data import load_image_dataset, to_model_range, to_tensors
@@ -60,6 +60,11 @@ class ServedModel:
     @property
     def is_text(self) -> bool:
         return isinstance(self.pipe, TextToImagePipeline)
+
+    @property
+    def kind(self) -> str:
+        """Which actions serve it: "text", "cascade" or "class" (class-conditional or unconditional)."""
+        return "text" if self.is_text else "cascade" if isinstance(self.pipe, CascadePipeline) else "class"
 
     @property
     def class_names(self) -> list[str]:
@@ -137,7 +142,7 @@ def load_models(spec: str) -> dict[str, ServedModel]:
 
 def dataset_images(model: ServedModel) -> torch.Tensor | None:
     """The first test images of the dataset the model card names, where it is available offline."""
-    if model.is_text or model.dataset is None:
+    if model.kind != "class" or model.dataset is None:
         return None
     config = model.pipe.image_config
     try:
@@ -154,3 +159,7 @@ def class_models(models: dict) -> list[str]:
 
 def text_models(models: dict) -> list[str]:
     return [name for name, model in models.items() if model.is_text]
+
+
+def cascade_models(models: dict) -> list[str]:
+    return [name for name, model in models.items() if model.kind == "cascade"]

@@ -64,6 +64,21 @@ def write_tiny_text_model(folder):
     return folder
 
 
+def write_tiny_cascade_model(folder):
+    """A tiny random cascade: a class-conditional 14x14 base and a 14 -> 28 super-resolution stage."""
+    from guided_diffusers.pipelines import CascadePipeline
+    from guided_diffusers.training.model_configs import build_unet, super_resolution_unet_config, unet_config
+
+    torch.manual_seed(0)
+    scheduler = GuidedDDPMScheduler(num_train_timesteps=50)
+    CascadePipeline(build_unet(unet_config("tiny", 14, 1, num_classes=10)), scheduler,
+                    build_unet(super_resolution_unet_config("tiny", 28, 1)), scheduler, null_class_label=10,
+                    class_names=[str(d) for d in range(10)]).save_pretrained(folder)  # fmt: skip
+    write_model_card(folder, title="tiny cascade", metadata={"datasets": ["mnist"], "library_name": "diffusers"},
+                     sections={"Model": "A tiny random cascade for tests."})  # fmt: skip
+    return folder
+
+
 def launch_app(root):
     """The app on a free localhost port with the models under `root`; returns (demo, url)."""
     import socket

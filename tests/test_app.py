@@ -14,7 +14,9 @@ from PIL import Image
 
 os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from app_models import launch_app, write_tiny_latent_model, write_tiny_model, write_tiny_text_model  # noqa: E402
+from app_models import (  # noqa: E402
+    launch_app, write_tiny_cascade_model, write_tiny_latent_model, write_tiny_model, write_tiny_text_model,
+)  # fmt: skip
 from space import actions, controls, inversion_actions  # noqa: E402
 from space.guidance_methods import EXTRA_CONTROLS  # noqa: E402
 from space.layout import build_demo  # noqa: E402
@@ -391,3 +393,43 @@ def test_uploads_over_the_size_limit_are_refused(served):
     too_big = b"\x89PNG" + bytes(3 * 1024 * 1024)
     response = httpx.post(f"{served}gradio_api/upload", files={"files": ("big.png", too_big, "image/png")})
     assert response.status_code == 413
+
+
+@pytest.fixture(scope="module")
+def with_cascade(tmp_path_factory):
+    root = tmp_path_factory.mktemp("cascade-models")
+    write_tiny_model(root / "tiny-mnist")
+    write_tiny_cascade_model(root / "tiny-cascade")
+    return load_models(str(root))
+
+
+def test_the_cascade_tab_shows_base_upsampled_and_super_resolved_rows_with_each_stages_cost(with_cascade):
+    picture, text = actions.cascade(with_cascade, "tiny-cascade", "3", 3.0, 4, 0.3, 5, 7, 2, progress=NO_PROGRESS)
+    assert is_png(picture)
+    with Image.open(picture) as image:  # three labelled strips of 2 images, each about 112 px tall
+        assert image.height >= 3 * 112
+    assert "| base | 8 | 14x14 |" in text and "| super-resolution | 5 | 28x28 |" in text  # CFG: 2 per base step
+    again, _ = actions.cascade(with_cascade, "tiny-cascade", "3", 3.0, 4, 0.3, 5, 7, 2, progress=NO_PROGRESS)
+    assert Path(again).read_bytes() == Path(picture).read_bytes()  # same seed, same picture
+    _, unconditional = actions.cascade(with_cascade, "tiny-cascade", UNCONDITIONAL, 3.0, 4, 0.3, 5, 7, 1,
+                                       progress=NO_PROGRESS)  # fmt: skip
+    assert "| base | 4 | 14x14 |" in unconditional  # no class: nothing to guide towards
+
+
+@pytest.mark.parametrize("override, message", [({"augmentation_level": 1.5}, "augmentation level must be a number between 0 and 1"),
+                                               ({"super_resolution_steps": 0}, "super-resolution steps must be a whole number"),
+                                               ({"model": "tiny-mnist"}, "model must be one of")])  # fmt: skip
+def test_bad_cascade_controls_are_refused_with_a_sentence(with_cascade, override, message):
+    controls_ = dict(model="tiny-cascade", label="3", guidance=3.0, steps=4, augmentation_level=0.2,
+                     super_resolution_steps=4, seed=0, count=1, **{})  # fmt: skip
+    controls_.update(override)
+    with pytest.raises(gr.Error, match=message):
+        actions.cascade(with_cascade, **controls_, progress=NO_PROGRESS)
+
+
+def test_a_cascade_is_served_in_its_own_tab_only(with_cascade):
+    with pytest.raises(gr.Error, match="model must be one of"):
+        list(actions.sample(with_cascade, "tiny-cascade", **SAMPLE, progress=NO_PROGRESS))
+    demo = build_demo(with_cascade)
+    api_names = {dependency.get("api_name") for dependency in demo.config["dependencies"]}
+    assert "cascade" in api_names and "sample" in api_names

@@ -195,6 +195,16 @@ def test_the_stage_sampler_is_chosen_per_call():
     ddim = pipe(generator=torch.Generator().manual_seed(0), **kwargs)
     assert heun.evaluations["super_resolution_unet"] == 5 and ddim.evaluations["super_resolution_unet"] == 3  # 2N - 1
     assert type(pipe.super_resolution_scheduler).__name__ == "GuidedDDIMScheduler"  # the folder's, untouched
+    heun_base = pipe(sampler="heun", generator=torch.Generator().manual_seed(0), **kwargs)
+    assert heun_base.evaluations["unet"] == 3 and type(pipe.scheduler).__name__ == "GuidedDDIMScheduler"
+
+
+def test_the_callback_sees_every_step_of_both_stages():
+    seen = []
+    cascade()(class_labels=[1], num_inference_steps=2, super_resolution_steps=3,
+              callback_on_step_end=lambda stage, i, t, tensors: seen.append((type(stage).__name__, i)))  # fmt: skip
+    assert seen == [("GuidedDiffusionPipeline", 0), ("GuidedDiffusionPipeline", 1), ("SuperResolutionPipeline", 0),
+                    ("SuperResolutionPipeline", 1), ("SuperResolutionPipeline", 2)]  # fmt: skip
 
 
 def test_the_cascade_saves_and_loads_as_one_folder(tmp_path):
@@ -227,6 +237,8 @@ def test_bad_stage_options_are_refused_before_the_base_runs():
         pipe(class_labels=[0], super_resolution_steps=0, num_inference_steps=2)
     with pytest.raises(ValueError, match="`super_resolution_thresholding` must be one of"):
         pipe(class_labels=[0], super_resolution_thresholding="hard", num_inference_steps=2)
+    with pytest.raises(ValueError, match="`sampler` must be one of"):
+        pipe(class_labels=[0], sampler="unipc", num_inference_steps=2)
     with pytest.raises(ValueError, match="`super_resolution_sampler` must be one of"):
         pipe(class_labels=[0], super_resolution_sampler="unipc", num_inference_steps=2)
     with pytest.raises(ValueError, match="`class_labels` must lie in \\[0, 2\\]"):
