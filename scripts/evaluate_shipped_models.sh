@@ -46,6 +46,11 @@
 #   text-thresholding    static clipping against dynamic thresholding at each percentile p of |x0| in 0.5, 0.8, 0.9,
 #                        0.95, 0.995 (Imagen's), at the guidance scales of GUIDANCE_SCALES (default "10"), held-out
 #                        prompts: for a pixel-space model (the text recipe), where Imagen's claim applies
+#   cascade              a cascade (PIPELINE defaults to checkpoints/<dataset>-cascade; training/evaluate_cascade.py):
+#                        generation at CFG scales GUIDANCE_SCALES (default "1 3") x augmentation levels 0, 0.1, 0.2,
+#                        0.4, 0.7 against the single-stage checkpoints/<dataset> (DPM-Solver++(2M), 20 + 20 steps), the
+#                        no-augmentation stage of SR_ABLATION (default runs/<dataset>-super-resolution-no-augmentation,
+#                        where it exists) swapped in, and super-resolution of real held-out images, N = 1000
 set -euo pipefail
 set -f  # guider specs hold JSON brackets: never glob them
 cd "$(dirname "$0")/.."
@@ -54,6 +59,7 @@ sweep=${2:?sweep: see the list above}
 name=${dataset//_/-}
 default_pipeline=checkpoints/$name
 if [ "${sweep%%-*}" = text ]; then default_pipeline=checkpoints/$name-text; fi
+if [ "$sweep" = cascade ]; then default_pipeline=checkpoints/$name-cascade; fi
 pipeline=${3:-$default_pipeline}
 eval_dir=${4:-eval}
 python=${PYTHON:-.venv/bin/python}
@@ -125,6 +131,15 @@ case "$sweep" in
     exec "$python" benchmarks/quality_per_step.py --pipeline "$pipeline" --eval_classifier "$judge" \
       --dataset_name "$dataset" --num_samples 500 --steps 10 20 --samplers dpm2m dpm++ --thresholding "$thresholding" \
       --output_dir "$eval_dir/$name-solvers" ;;
+  cascade)
+    ablation=${SR_ABLATION:-runs/$name-super-resolution-no-augmentation}
+    swapped=()
+    if [ -f "$ablation/model_index.json" ]; then swapped=(--super_resolution "$ablation"); fi
+    # shellcheck disable=SC2086
+    exec "$python" training/evaluate_cascade.py --cascade "$pipeline" --eval_classifier "$judge" --dataset_name "$dataset" \
+      --single_stage "checkpoints/$name" "${swapped[@]}" --guidance_scales ${GUIDANCE_SCALES:-1 3} \
+      --augmentation_levels 0 0.1 0.2 0.4 0.7 --sampler dpm2m --num_inference_steps 20 --super_resolution_steps 20 \
+      --thresholding "$thresholding" --num_samples 1000 --batch_size 100 --output_dir "$eval_dir/$name-cascade" --resume ;;
   text)
     exec "${evaluate_text[@]}" --guidance_scales 1 3 5 10 15 --thresholding none static dynamic --batch_size 120 \
       --output_dir "$eval_dir/$text_name" ;;
@@ -136,6 +151,6 @@ case "$sweep" in
     exec "${evaluate_text[@]}" --guidance_scales ${GUIDANCE_SCALES:-10} --thresholding static dynamic \
       --dynamic_thresholding_ratios 0.5 0.8 0.9 0.95 0.995 --batch_size 120 \
       --output_dir "$eval_dir/$text_name-thresholding" ;;
-  *) echo "sweep must be guidance-methods, guidance-methods-ddim, cfg, classifier-probe, classifier-guidance, thresholding, inversion, inversion-cfg++, quality-per-step, samplers-per-call, solvers, text, text-train-prompts or text-thresholding;" \
+  *) echo "sweep must be guidance-methods, guidance-methods-ddim, cfg, classifier-probe, classifier-guidance, thresholding, inversion, inversion-cfg++, quality-per-step, samplers-per-call, solvers, cascade, text, text-train-prompts or text-thresholding;" \
        "got $sweep" >&2; exit 2 ;;
 esac

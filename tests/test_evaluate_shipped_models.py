@@ -103,3 +103,17 @@ def test_the_cfg_plus_plus_inversion_sweep_sets_cfg_beside_cfg_plus_plus(run):
     assert value(argv, "--guidance_scales") == ["0", "3", "5"]
     assert value(argv, "--cfg_plus_plus_scales") == ["0.2", "0.4", "0.6"]
     assert value(argv, "--output_dir") == ["eval/mnist-inversion-cfg++"]
+
+
+def test_cascade_sweep_compares_with_the_single_stage_model_and_swaps_in_the_ablation_where_it_exists(run, tmp_path):
+    code, argv, _ = run("mnist", "cascade", SR_ABLATION=str(tmp_path / "missing"))
+    assert code == 0 and argv[0] == "training/evaluate_cascade.py"
+    assert value(argv, "--cascade") == ["checkpoints/mnist-cascade"] and value(argv, "--single_stage") == ["checkpoints/mnist"]
+    assert "--super_resolution" not in argv and value(argv, "--guidance_scales") == ["1", "3"]
+    assert value(argv, "--augmentation_levels") == ["0", "0.1", "0.2", "0.4", "0.7"] and "--resume" in argv
+    ablation = tmp_path / "ablation"
+    ablation.mkdir()
+    (ablation / "model_index.json").write_text("{}")
+    code, argv, _ = run("fashion_mnist", "cascade", SR_ABLATION=str(ablation))
+    assert code == 0 and value(argv, "--super_resolution") == [str(ablation)]
+    assert value(argv, "--output_dir") == ["eval/fashion-mnist-cascade"]
