@@ -107,7 +107,7 @@ class SampleCache:
 
 
 # the network evaluations a sweep row reports: the first two always, the others where a setting makes them
-EVALUATIONS = ("unet", "classifier", "weak_unet", "unet_gradient", "clean_classifier")
+EVALUATIONS = ("unet", "classifier", "weak_unet", "unet_gradient", "clean_classifier", "super_resolution_unet")
 ALWAYS = ("unet", "classifier")
 
 

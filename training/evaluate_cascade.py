@@ -112,18 +112,11 @@ def measure_generation(args, pipelines: dict, judge: Judge, out: Path) -> list[d
             cache = SampleCache(out / "samples", key, args.resume)
             images, labels = generate(pipe, setting, args.num_samples, args.batch_size, args.seed, cache)
             measures = cache.measured(judge.fingerprint, args.num_samples, lambda: judge.measure(images, labels))
-            row = {**{k: setting[k] for k in GENERATION}, **measures, **cost_per_image(cache, args.num_samples)}
+            row = {**{k: setting[k] for k in GENERATION}, **measures, **cache.cost_per_image(args.num_samples)}
             save_sample_grid(out / f"samples_{len(rows)}.png", images, labels)  # a row per class, by table row
             rows.append(row)
             print(json.dumps(row), flush=True)
     return rows
-
-
-def cost_per_image(cache: SampleCache, num_samples: int) -> dict:
-    """The cache's per-image costs, with the super-resolution stage's evaluations beside the base's."""
-    batches = max(len(cache.evaluations), 1)
-    stage = sum(e.get("super_resolution_unet", 0) for e in cache.evaluations) / batches
-    return {**cache.cost_per_image(num_samples), **({"super_resolution_unet_per_image": stage} if stage else {})}
 
 
 def held_out_split(args, size: int, channels: int):
@@ -142,13 +135,14 @@ def measure_real_super_resolution(args, pipelines: dict, judge: Judge, real, lab
     """Each method on the area-downsampled held-out images: PSNR / SSIM against the originals, FD and accuracy."""
     low_size = next(iter(pipelines.values())).unet.config.sample_size
     low = area_downsample(real, low_size)
+    inputs = hash_of(low)  # part of every stage's cache key, hashed once
     size = real.shape[-1]
     methods = {"bicubic": lambda: F.interpolate(low, size=(size, size), mode="bicubic", align_corners=False).clamp(-1, 1),
                "bilinear": lambda: upsample(low, size)}  # fmt: skip
     for label, pipe in pipelines.items():
         for level in args.augmentation_levels:
             methods[f"{label.replace('cascade', 'SR')} @ {level}"] = lambda pipe=pipe, level=level: super_resolve(
-                args, pipe, low, level, out)  # fmt: skip
+                args, pipe, low, inputs, level, out)  # fmt: skip
     rows, grid_rows = [], [upsample(low[:10], size)]
     for method, make in methods.items():
         images = make()
@@ -163,13 +157,13 @@ def measure_real_super_resolution(args, pipelines: dict, judge: Judge, real, lab
     return rows
 
 
-def super_resolve(args, cascade: CascadePipeline, low: torch.Tensor, level: float, out: Path) -> torch.Tensor:
+def super_resolve(args, cascade: CascadePipeline, low: torch.Tensor, inputs: str, level: float, out: Path) -> torch.Tensor:
     """The stage's output for every low-resolution image, batch i seeded with seed + i * batch_size (cached)."""
     stage = cascade.super_resolution  # a view: setting its scheduler leaves the cascade's own untouched
     stage.scheduler = make_scheduler(args.sampler, cascade.super_resolution_scheduler.config)
     key = dict(weights=weights_digest(cascade, only=("super_resolution_unet",)), level=level, sampler=args.sampler,
                steps=args.super_resolution_steps, seed=args.seed, batch_size=args.batch_size, device=args.device,
-               inputs=hash_of(low))  # fmt: skip
+               inputs=inputs)  # fmt: skip
     cache = SampleCache(out / "samples", {**key, "setting": {"sampler": args.sampler, "num_inference_steps":
                                                              args.super_resolution_steps, "guidance_scale": f"sr{level}"}},
                         args.resume)  # fmt: skip
