@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from guided_diffusers.models import NoiseAwareClassifier
-from guided_diffusers.pipelines import GuidedDiffusionPipeline, TextToImagePipeline, load_pipeline
+from guided_diffusers.pipelines import CascadePipeline, GuidedDiffusionPipeline, TextToImagePipeline, load_pipeline
 from guided_diffusers.training.data import load_image_dataset, to_model_range, to_tensors
 from guided_diffusers.training.model_card import read_model_card
 
@@ -38,16 +38,24 @@ def test_shipped_pipeline_samples_images_of_the_right_shape(folder):
         assert images.shape == (2, *canvas, 1)
         return
     labels = list(range(min(pipe.num_classes, 2))) or None
+    stages = {"super_resolution_steps": 3} if isinstance(pipe, CascadePipeline) else {}
     images = pipe(batch_size=2, class_labels=labels, guidance_scale=3.0 if labels else 1.0, num_inference_steps=3,
-                  output_type="np").images  # fmt: skip
-    assert images.shape == (2, pipe.unet.config.sample_size, pipe.unet.config.sample_size, pipe.unet.config.in_channels)
+                  output_type="np", **stages).images  # fmt: skip
+    last = pipe.super_resolution_unet if stages else pipe.unet  # a cascade's images come out of its last stage
+    assert images.shape == (2, last.config.sample_size, last.config.sample_size, last.config.out_channels)
 
 
-def judged_accuracy(folder: Path, **guidance) -> float:
+def evaluation_classifier(folder: Path) -> NoiseAwareClassifier:
+    """The shipped judge of the dataset the folder's card names."""
+    dataset = read_model_card(folder)[0]["datasets"][0]
+    return NoiseAwareClassifier.from_pretrained(CHECKPOINTS / f"{dataset.replace('_', '-')}-eval-classifier").eval()
+
+
+def judged_accuracy(folder: Path, pipeline_class=GuidedDiffusionPipeline, **guidance) -> float:
     """Share of 20 class-conditional samples (2 per class, DDIM 20 steps) that the shipped evaluation classifier of
     the same dataset sees as the class asked for."""
-    pipe = GuidedDiffusionPipeline.from_pretrained(folder)
-    judge = NoiseAwareClassifier.from_pretrained(CHECKPOINTS / f"{folder.name}-eval-classifier").eval()
+    pipe = pipeline_class.from_pretrained(folder)
+    judge = evaluation_classifier(folder)
     labels = torch.arange(20) % pipe.num_classes
     images = pipe(batch_size=20, class_labels=labels, num_inference_steps=20, output_type="pt",
                   generator=torch.Generator().manual_seed(0), **guidance).images  # fmt: skip
@@ -57,6 +65,7 @@ def judged_accuracy(folder: Path, **guidance) -> float:
 
 
 SHIPPED_PIPELINES = [f for f in FOLDERS if (f / "model_index.json").exists() and (f / "classifier").is_dir()]
+CASCADES = [f for f in FOLDERS if (f / "super_resolution_unet").is_dir()]
 TEXT_PIPELINES = [f for f in FOLDERS if (f / "model_index.json").exists() and "text-to-image" in read_model_card(f)[0]["tags"]]
 
 
@@ -69,6 +78,12 @@ def test_shipped_pipeline_draws_the_class_asked_for_with_classifier_free_guidanc
 def test_shipped_pipeline_draws_the_class_asked_for_with_classifier_guidance_alone(folder):
     # unguided (guidance_scale 0: the null class) it would be right about 10% of the time
     assert judged_accuracy(folder, guidance_scale=0.0, classifier_scale=10.0) >= 0.6
+
+
+@pytest.mark.parametrize("folder", CASCADES, ids=lambda p: p.name)
+def test_shipped_cascade_draws_the_class_asked_for(folder):
+    # both stages at 20 steps; the super-resolution stage at its default augmentation level
+    assert judged_accuracy(folder, CascadePipeline, guidance_scale=3.0, super_resolution_steps=20) >= 0.85
 
 
 def card_accuracy(folder: Path, below: int) -> float:
@@ -136,7 +151,7 @@ def test_shipped_text_model_draws_the_item_a_held_out_prompt_asks_for(folder):
     images = pipe([text for text, _ in singles], guidance_scale=5.0, num_inference_steps=20, output_type="pt",
                   thresholding=default_thresholding(pipe), generator=torch.Generator().manual_seed(0)).images  # fmt: skip
     crops, _ = items(images * 2 - 1, torch.full((len(singles),), NO_ITEM))
-    judge = NoiseAwareClassifier.from_pretrained(CHECKPOINTS / f"{dataset.replace('_', '-')}-eval-classifier").eval()
+    judge = evaluation_classifier(folder)
     with torch.no_grad():
         predicted = judge(crops, torch.zeros(len(crops), dtype=torch.long)).logits.argmax(1)
     accuracy = (predicted == torch.tensor([label for _, label in singles])).float().mean().item()
