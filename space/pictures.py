@@ -31,15 +31,21 @@ def strip(images: torch.Tensor) -> Image.Image:
 def labelled_rows(rows: list[torch.Tensor], labels: list[str]) -> Image.Image:
     """One strip per setting, stacked, each with its label written in a margin on its left."""
     strips = [strip(row).convert("RGB") for row in rows]
-    width = LABEL_WIDTH + max(s.width for s in strips)
-    canvas = Image.new("RGB", (width, sum(s.height for s in strips)), "white")
-    draw, font = ImageDraw.Draw(canvas), ImageFont.load_default(size=22)
+    font = ImageFont.load_default(size=22)
+    margin = max(LABEL_WIDTH, *(label_width(label, font) + 16 for label in labels))  # no label runs into a picture
+    canvas = Image.new("RGB", (margin + max(s.width for s in strips), sum(s.height for s in strips)), "white")
+    draw = ImageDraw.Draw(canvas)
     top = 0
     for picture, label in zip(strips, labels):
-        canvas.paste(picture, (LABEL_WIDTH, top))
+        canvas.paste(picture, (margin, top))
         draw.multiline_text((8, top + picture.height // 2), label, fill="black", font=font, anchor="lm")
         top += picture.height
     return canvas
+
+
+def label_width(label: str, font) -> int:
+    left, _, right, _ = ImageDraw.Draw(Image.new("RGB", (1, 1))).multiline_textbbox((0, 0), label, font=font)
+    return right - left
 
 
 def with_headroom(image: Image.Image) -> Image.Image:

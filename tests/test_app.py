@@ -433,3 +433,15 @@ def test_a_cascade_is_served_in_its_own_tab_only(with_cascade):
     demo = build_demo(with_cascade)
     api_names = {dependency.get("api_name") for dependency in demo.config["dependencies"]}
     assert "cascade" in api_names and "sample" in api_names
+
+
+def test_labelled_rows_keep_every_label_clear_of_the_pictures():
+    import torch
+
+    from space.pictures import labelled_rows
+
+    label = "super-resolved, a long label\na = 0.2"  # wider than the default margin
+    canvas = np.asarray(labelled_rows([-torch.ones(2, 1, 8, 8)], [label]).convert("L"))
+    picture_columns = np.flatnonzero((canvas <= 128).all(axis=0))  # black samples in grey frames: whole columns
+    text_columns = np.flatnonzero((canvas[:, : picture_columns[0]] < 128).any(axis=0))
+    assert len(text_columns) and text_columns[-1] < picture_columns[0] - 4  # white space between the two
