@@ -101,3 +101,27 @@ def test_quality_per_step_combines_runs_of_the_same_setting_only(tmp_path):
                               tmp_path / "mixed"], cwd=REPO / "benchmarks", env=ENV, capture_output=True, text=True)  # fmt: skip
     assert refused.returncode != 0 and "differs from" in refused.stderr and "seed" in refused.stderr
     assert not (tmp_path / "twice").exists() and not (tmp_path / "mixed").exists()
+
+
+def test_cascade_cost_counts_each_stages_evaluations_flops_and_trained_steps(tmp_path):
+    from app_models import write_tiny_cascade_model
+
+    from guided_diffusers.training.model_card import write_model_card
+
+    cascade, single = write_tiny_cascade_model(tmp_path / "cascade"), write_tiny_model(tmp_path / "single")
+    trained = "- steps: {} optimizer steps of 64 images per process"
+    metadata = {"datasets": ["mnist"], "library_name": "diffusers"}
+    write_model_card(cascade, title="tiny cascade", metadata=metadata,
+                     sections={"Training": trained.format(7), "Super-resolution stage": "Training:\n\n" + trained.format(3)})  # fmt: skip
+    write_model_card(single, title="tiny", metadata=metadata, sections={"Training": trained.format(5)})
+    out = bench("cascade_cost.py", "--cascade", cascade, "--single_stage", single, "--batch_size", "2", "--steps", "2",
+                "--sampling_batch", "2", "--repeats", "1")  # fmt: skip
+    rows = {line.split("|")[1].strip(): [cell.strip() for cell in line.split("|")[2:-1]]
+            for line in out.splitlines() if line.startswith("| ") and "---" not in line}  # fmt: skip
+    assert [rows[name][5] for name in ("single-stage UNet", "cascade base UNet", "cascade super-resolution UNet")] == \
+        ["5", "7", "3"]  # fmt: skip
+    # CFG: two evaluations per base step; the stage one per step; FLOPs = evaluations x each UNet's forward FLOPs
+    assert rows["single stage"][0] == "4" and rows["cascade"][0] == "4 + 2"
+    forward = {name: float(rows[name][2]) for name in ("single-stage UNet", "cascade base UNet", "cascade super-resolution UNet")}
+    assert float(rows["cascade"][1]) == pytest.approx(4 * forward["cascade base UNet"] + 2 * forward["cascade super-resolution UNet"], rel=1e-2)
+    assert float(rows["single stage"][1]) == pytest.approx(4 * forward["single-stage UNet"], rel=1e-2)

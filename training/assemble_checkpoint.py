@@ -29,7 +29,7 @@ from guided_diffusers.pipelines import (
 from guided_diffusers.pipelines.samplers import default_thresholding
 from guided_diffusers.training.text_samples import grid_prompts, sample_grid, samples_section, usage_section
 from guided_diffusers.training.demo_defaults import DEMO_KEY, measured_defaults
-from guided_diffusers.training.model_card import read_model_card, write_card_metadata, write_model_card
+from guided_diffusers.training.model_card import read_model_card, sections, write_card_metadata, write_model_card
 
 
 def parse_args(argv=None):
@@ -66,15 +66,6 @@ def parse_args(argv=None):
     if args.summary is not None and not Path(args.summary).is_file():
         raise ValueError(f"--summary {args.summary!r} is not a file.")
     return args
-
-
-def sections(body: str) -> dict[str, str]:
-    """A model card body split into {heading: text} at its `## ` headings."""
-    parts = {}
-    for chunk in body.split("\n## ")[1:]:
-        heading, _, text = chunk.partition("\n")
-        parts[heading.strip()] = text.strip()
-    return parts
 
 
 def evaluation_section(folder: Path, copy_to: Path, grid_rows: str = "class") -> str:

@@ -61,3 +61,12 @@ def read_model_card(folder) -> tuple[dict, str]:
     text = (Path(folder) / "README.md").read_text()
     _, front, body = text.split("---\n", 2)
     return yaml.safe_load(front), body
+
+
+def sections(body: str) -> dict[str, str]:
+    """A model card body split into {heading: text} at its `## ` headings."""
+    parts = {}
+    for chunk in body.split("\n## ")[1:]:
+        heading, _, text = chunk.partition("\n")
+        parts[heading.strip()] = text.strip()
+    return parts
