@@ -81,6 +81,15 @@ def test_the_cascade_report_has_generation_and_real_super_resolution_rows(tmp_pa
         assert first["psnr"] == second["psnr"] and first["fd_own"] == second["fd_own"]
 
 
+def test_the_single_stage_also_runs_at_the_step_counts_asked_for(tmp_path, models):
+    out = tmp_path / "eval"
+    run_script("training/evaluate_cascade.py", *arguments(models, out, "--single_stage", models / "single",
+                                                          "--single_stage_steps", "2", "5", "--guidance_scales", "3"))  # fmt: skip
+    single = [r for r in json.loads((out / "results.json").read_text())["generation"] if r["pipeline"].startswith("single")]
+    # the base's step count keeps the plain label (so earlier runs' cached rows still match); others say theirs
+    assert [(r["pipeline"], r["unet_per_image"]) for r in single] == [("single-stage", 4), ("single-stage, 5 steps", 10)]
+
+
 def test_the_judge_never_sees_the_images_it_super_resolves(models, tmp_path):
     args = parse_args([str(a) for a in arguments(models, tmp_path)])
     reference, _, held_out, _ = held_out_split(args, 28, 1)
@@ -89,7 +98,8 @@ def test_the_judge_never_sees_the_images_it_super_resolves(models, tmp_path):
 
 
 @pytest.mark.parametrize("extra, message", [(["--augmentation_levels", "1.5"], "--augmentation_levels must lie in"),
-                                            (["--num_samples", "1"], "--num_samples must be at least 2")])  # fmt: skip
+                                            (["--num_samples", "1"], "--num_samples must be at least 2"),
+                                            (["--single_stage_steps", "0"], "the step counts at least 1")])  # fmt: skip
 def test_bad_arguments_are_refused(models, tmp_path, extra, message):
     result = run_script("training/evaluate_cascade.py", *arguments(models, tmp_path, *extra), check=False)
     assert result.returncode != 0 and message in result.stderr

@@ -109,6 +109,7 @@ def test_cascade_sweep_compares_with_the_single_stage_model_and_swaps_in_the_abl
     code, argv, _ = run("mnist", "cascade", SR_ABLATION=str(tmp_path / "missing"))
     assert code == 0 and argv[0] == "training/evaluate_cascade.py"
     assert value(argv, "--cascade") == ["checkpoints/mnist-cascade"] and value(argv, "--single_stage") == ["checkpoints/mnist"]
+    assert value(argv, "--single_stage_steps") == ["20", "6"]  # also at the cascade's FLOPs per image
     assert "--super_resolution" not in argv and value(argv, "--guidance_scales") == ["1", "3"]
     assert value(argv, "--augmentation_levels") == ["0", "0.1", "0.2", "0.4", "0.7"] and "--resume" in argv
     ablation = tmp_path / "ablation"

@@ -59,6 +59,9 @@ def parse_args(argv=None):
     parser.add_argument("--sampler", default="dpm2m", choices=list(SAMPLERS), help="both stages' sampler")
     parser.add_argument("--num_inference_steps", type=int, default=20, help="the base's (and the single stage's)")
     parser.add_argument("--super_resolution_steps", type=int, default=20)
+    parser.add_argument("--single_stage_steps", nargs="+", type=int, default=None,
+                        help="the single stage's step counts (default: the base's), e.g. also the count whose FLOPs "
+                             "equal the cascade's (benchmarks/cascade_cost.py)")  # fmt: skip
     parser.add_argument("--guidance_scales", nargs="+", type=float, default=[3.0], help="CFG scales of the base")
     parser.add_argument("--augmentation_levels", nargs="+", type=float, default=[0.0, 0.1, 0.2, 0.4])
     parser.add_argument("--thresholding", default="static", choices=["none", "static", "dynamic"])
@@ -69,7 +72,9 @@ def parse_args(argv=None):
     parser.add_argument("--output_dir", required=True)
     parser.add_argument("--resume", action="store_true")
     args = parser.parse_args(argv)
-    if args.num_samples < 2 or args.batch_size < 1 or args.num_inference_steps < 1 or args.super_resolution_steps < 1:
+    args.single_stage_steps = args.single_stage_steps or [args.num_inference_steps]
+    steps = [args.num_inference_steps, args.super_resolution_steps, *args.single_stage_steps]
+    if args.num_samples < 2 or args.batch_size < 1 or min(steps) < 1:
         raise ValueError("--num_samples must be at least 2, and --batch_size and the step counts at least 1.")
     for level in args.augmentation_levels:
         if not 0 <= level <= 1:
@@ -93,14 +98,19 @@ def stages(args, cascade: CascadePipeline) -> dict:
 
 
 def generation_settings(args, label: str) -> list[dict]:
-    """A sweep point per guidance scale and (for a cascade) augmentation level, in the shape `generate` takes."""
-    levels = [None] if label == "single-stage" else args.augmentation_levels
-    return [dict(pipeline=label, sampler=args.sampler, num_inference_steps=args.num_inference_steps, guider="",
+    """A sweep point per guidance scale and (for a cascade) augmentation level, or (for the single stage) step
+    count, in the shape `generate` takes."""
+    if label == "single-stage":  # other step counts (equal cost to the cascade) are labelled with theirs
+        points = [(f"single-stage, {steps} steps" if steps != args.num_inference_steps else label, steps, None)
+                  for steps in args.single_stage_steps]  # fmt: skip
+    else:
+        points = [(label, args.num_inference_steps, level) for level in args.augmentation_levels]
+    return [dict(pipeline=name, sampler=args.sampler, num_inference_steps=steps, guider="",
                  guidance_scale=w, classifier_scale=0.0, thresholding=args.thresholding, eta=0.0,
                  augmentation_level=level,
                  options={} if level is None else dict(augmentation_level=level, super_resolution_steps=args.super_resolution_steps,
                                                        super_resolution_sampler=args.sampler))
-            for w in args.guidance_scales for level in levels]  # fmt: skip
+            for w in args.guidance_scales for name, steps, level in points]  # fmt: skip
 
 
 def measure_generation(args, pipelines: dict, judge: Judge, out: Path) -> list[dict]:
