@@ -55,3 +55,28 @@ def test_sampling_a_class_with_the_models_defaults_gives_that_class(served, mode
     with torch.no_grad():
         predicted = judge(cells(by_name[4]), torch.zeros(BATCH, dtype=torch.long)).logits.argmax(1)
     assert (predicted == index).sum().item() >= 7, predicted.tolist()
+
+
+def last_row(picture_png: str, count: int) -> torch.Tensor:
+    """The bottom strip of the Cascade tab's labelled picture (the super-resolved images) back into its `count`
+    images, (count, 1, 28, 28) in [-1, 1]: each row is 1 px padding around 112 px cells, right-aligned."""
+    pixels = np.asarray(Image.open(picture_png).convert("L"), dtype=np.float32) / 127.5 - 1
+    step = SIZE * SCALE + 1
+    row = pixels[-(step + 1) :, -(count * step + 1) :]
+    images = [row[1 : 1 + SIZE * SCALE : SCALE, 1 + col * step : 1 + col * step + SIZE * SCALE : SCALE] for col in range(count)]
+    return torch.tensor(np.stack(images))[:, None]
+
+
+@pytest.mark.parametrize("model,name,index", [("mnist-cascade", "7", 7)], ids=["mnist-cascade"])
+def test_the_cascade_tab_super_resolves_the_class_asked_for(served, model, name, index):
+    from gradio_client import Client
+
+    defaults = read_demo_defaults(CHECKPOINTS / model, latent=False)
+    steps = defaults["num_inference_steps"]
+    picture, stats = Client(served, verbose=False).predict(model, name, defaults["guidance_scale"], steps, 0.2, steps,
+                                                           0, BATCH, api_name="/cascade")  # fmt: skip
+    assert f"| base | {2 * steps} | 14x14 |" in stats and f"| super-resolution | {steps} | 28x28 |" in stats
+    judge = NoiseAwareClassifier.from_pretrained(CHECKPOINTS / "mnist-eval-classifier").eval()
+    with torch.no_grad():
+        predicted = judge(last_row(picture, BATCH), torch.zeros(BATCH, dtype=torch.long)).logits.argmax(1)
+    assert (predicted == index).sum().item() >= 7, predicted.tolist()
