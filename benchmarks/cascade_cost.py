@@ -7,6 +7,7 @@ sampling cost per image at the same settings (network evaluations, FLOPs, second
 """
 
 import argparse
+import copy
 import re
 
 import torch
@@ -48,7 +49,10 @@ def forward_flops(unet, stage: bool) -> int:
 
 
 def training_step(unet, batch: int, stage: bool):
-    return unet_training_step(unet, inputs(unet, batch), **conditioning(unet, batch, stage))
+    """A training step's closure on a copy of `unet` (in training mode): the loaded pipelines sample afterwards with
+    their shipped weights, not with weights the timed optimizer steps moved."""
+    trained = copy.deepcopy(unet).train()
+    return unet_training_step(trained, inputs(trained, batch), **conditioning(trained, batch, stage))
 
 
 def main():
