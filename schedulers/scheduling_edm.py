@@ -113,6 +113,9 @@ class GuidedEDMScheduler(SeveralEvaluationsPerStep, DiscreteDiffusionScheduler):
         if config.use_karras_sigmas:
             low = config.sigma_min if config.sigma_min is not None else sigmas[-1].item()
             high = config.sigma_max if config.sigma_max is not None else sigmas[0].item()
+            if config.sigma_min is not None and high <= low:  # one level: the schedule's sigma at t = 0 (diffusers')
+                raise ValueError(f"`num_inference_steps`={len(sigmas)} makes the highest level {high:.4g}, not above "
+                                 f"`sigma_min`={low:g}; ask for at least 2 steps.")  # fmt: skip
             sigmas = karras_sigmas(len(sigmas), low, high, config.rho)
             spaced = timestep_for_sigma(sigmas, np.log(train_sigmas))
         self._set_levels(sigmas.astype(np.float32), spaced.astype(np.float32), np.log(train_sigmas), device)

@@ -18,7 +18,9 @@ from .models import UNCONDITIONAL, cascade_models, class_models, text_models
 SAMPLER_NAMES = {"ddpm": "DDPM (ours)", "ddim": "DDIM (ours)", "dpm2m": "DPM-Solver++(2M) (ours)",
                  "dpm++": "DPM-Solver++ (diffusers)", "diffusers-ddim": "DDIM (diffusers)",
                  "ddim-karras": "DDIM, Karras levels (ours)", "dpm2m-karras": "DPM-Solver++(2M), Karras levels (ours)",
-                 "heun": "EDM Heun, 2 evaluations a step (ours)", "euler": "EDM Euler, Karras levels (ours)",
+                 "heun": "EDM Heun, 2 evaluations a step (ours)",
+                 "heun-sigma-min-0.1": "EDM Heun ending at sigma 0.1, 2 evaluations a step (ours)",
+                 "euler": "EDM Euler, Karras levels (ours)",
                  "sde": "reverse SDE, Euler-Maruyama (ours)", "reverse-diffusion": "reverse SDE, reverse diffusion (ours)",
                  "pc": "SDE predictor-corrector, 2 evaluations a step (ours)"}  # fmt: skip
 CSS = ".result img { image-rendering: pixelated; }"  # keep upscaled digits crisp if the browser rescales them

@@ -304,7 +304,8 @@ def test_heun_is_second_order_and_beats_euler_at_equal_evaluations_on_the_exact_
 
 
 # ------------------------------------------------------------------------------------------------ in the pipelines
-@pytest.mark.parametrize("sampler,evaluations", [("heun", 2 * 6 - 1), ("euler", 6), ("sde", 6),
+@pytest.mark.parametrize("sampler,evaluations", [("heun", 2 * 6 - 1), ("heun-sigma-min-0.1", 2 * 6 - 1),
+                                                 ("euler", 6), ("sde", 6),
                                                  ("reverse-diffusion", 6), ("pc", 12),
                                                  ("ddim-karras", 6), ("dpm2m-karras", 6)])  # fmt: skip
 def test_every_new_sampler_runs_guided_in_the_pipeline_and_its_evaluations_are_counted(sampler, evaluations):
@@ -389,6 +390,11 @@ def test_bad_sampling_calls_are_refused_before_any_network_call():
         edm.set_timesteps(timesteps=[900, 500, 100])
     with pytest.raises(ValueError, match="`num_inference_steps` must be an integer in \\[1, num_train_timesteps"):
         edm.set_timesteps(0)
+    raised = GuidedEDMScheduler(sigma_min=0.1, timestep_spacing="linspace")  # one step's level is sigma(t = 0) = 0.01
+    with pytest.raises(ValueError, match="`num_inference_steps`=1 makes the highest level 0.01, not above `sigma_min`"):
+        raised.set_timesteps(1)
+    raised.set_timesteps(2)
+    assert raised.sigmas[1].item() == pytest.approx(0.1)
     sde = GuidedScoreSDEScheduler()
     with pytest.raises(ValueError, match="call `set_timesteps` before `step`"):
         sde.step(torch.zeros(SHAPE), 999, torch.zeros(SHAPE))
