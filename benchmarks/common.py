@@ -1,10 +1,12 @@
-"""What every benchmark prints with its numbers: the machine it ran on."""
+"""What every benchmark prints with its numbers (the machine it ran on), and the timing and cost helpers they share."""
 
 import platform
 import time
 
 import torch
 
+from guided_diffusers.pipelines import make_scheduler
+from guided_diffusers.pipelines.samplers import set_distinct_timesteps
 from guided_diffusers.training.model_card import hardware
 
 
@@ -54,3 +56,10 @@ def unet_training_step(unet, x: torch.Tensor, **conditioning):
         optimizer.step()
 
     return step
+
+
+def network_calls(pipe, sampler: str, steps: int) -> int:
+    """Network calls per image of `sampler` at `steps`: one per entry of its timesteps (the loop makes one there)."""
+    scheduler = make_scheduler(sampler, pipe.scheduler.config)
+    set_distinct_timesteps(scheduler, steps)
+    return len(scheduler.timesteps)

@@ -4,6 +4,7 @@ within-class diversity, class accuracy; the share of saturated pixels; and PSNR 
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 
 
 def gaussian_fit(features: np.ndarray):
@@ -76,6 +77,21 @@ SATURATED = 0.99  # |x| above this, on [-1, 1], counts as a saturated pixel
 def saturated_share(images) -> float:
     """The share of pixels at the ends of [-1, 1] (|x| > 0.99): what thresholding and high guidance push up."""
     return float((images.abs() > SATURATED).float().mean())
+
+
+GRAIN_STROKE = 0.5  # a pixel above half brightness (on [0, 1]) is part of a stroke
+GRAIN_MARGIN = 2  # pixels this close to a stroke are its anti-aliased edge, not background
+GRAIN_BLACK = 0.02  # a background pixel brighter than this (on [0, 1]) is grain; MNIST's own background is exactly 0
+
+
+def background_grain_share(images) -> float:
+    """The share of background pixels (farther than GRAIN_MARGIN from any stroke pixel) brighter than GRAIN_BLACK,
+    for [-1, 1] images of bright strokes on a dark background (MNIST): the grey speckle that ImageNet features see
+    and a digit classifier's features barely do."""
+    brightness = (images.clamp(-1, 1) + 1) / 2
+    strokes = (brightness > GRAIN_STROKE).float()
+    near_stroke = F.max_pool2d(strokes, 2 * GRAIN_MARGIN + 1, stride=1, padding=GRAIN_MARGIN) > 0
+    return float((brightness[~near_stroke] > GRAIN_BLACK).float().mean())
 
 
 def psnr(images, references) -> float:

@@ -9,6 +9,7 @@ import torch
 from guided_diffusers.models import NoiseAwareClassifier
 from guided_diffusers.evaluation.features import ClassifierFeatures
 from guided_diffusers.evaluation.metrics import (
+    background_grain_share,
     class_accuracy,
     diversity,
     frechet_distance,
@@ -126,3 +127,14 @@ def test_ssim_equals_the_paper_written_out_window_by_window():
                 values.append(((2 * mu_a * mu_b + c1) * (2 * cov + c2)) / ((mu_a**2 + mu_b**2 + c1) * (var_a + var_b + c2)))
     assert ssim(x, y) == pytest.approx(float(torch.stack(values).mean()), abs=1e-9)
     assert ssim(x, x) == pytest.approx(1.0, abs=1e-12) and ssim(x, y) < 0.9
+
+
+def test_background_grain_counts_grey_background_pixels_away_from_the_strokes_only():
+    images = -torch.ones(2, 1, 28, 28)  # black, on [-1, 1]
+    images[:, :, 10:18, 13:15] = 1.0  # a stroke: it and every pixel within 2 px of it is not background
+    images[:, :, 11:17, 12] = 0.0  # its grey anti-aliased edge, inside that margin: not grain
+    images[0, 0, 0, :4] = -0.8  # four grey pixels (0.1 on [0, 1]) in the background of the first image
+    images[1, 0, 27, 27] = -0.97  # 0.015 on [0, 1]: below the grain level, still black
+    background = 2 * 28 * 28 - 2 * (8 + 4) * (2 + 4)  # the stroke's 8 x 2 box grown by 2 px each way
+    assert background_grain_share(images) == pytest.approx(4 / background)
+    assert background_grain_share(-torch.ones(1, 1, 28, 28)) == 0.0
