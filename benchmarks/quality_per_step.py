@@ -22,11 +22,10 @@ import shlex
 import sys
 from pathlib import Path
 
-from common import machine_line
+from common import machine_line, network_calls
 
 from guided_diffusers.models import NoiseAwareClassifier
-from guided_diffusers.pipelines import GuidedDiffusionPipeline, make_scheduler
-from guided_diffusers.pipelines.samplers import set_distinct_timesteps
+from guided_diffusers.pipelines import GuidedDiffusionPipeline
 from guided_diffusers.evaluation.judge import Judge, real_images
 from guided_diffusers.evaluation.sweeps import add_device_argument, check_steps, generate, sampling_device
 from guided_diffusers.evaluation.sample_cache import sweep_cache, weights_digest
@@ -42,6 +41,7 @@ SAMPLER_VARIANTS = {
     "ddim-karras": ("ours DDIM, Karras levels", "ddim-karras", 0.0),
     "dpm2m-karras": ("ours DPM-Solver++ (2M), Karras levels", "dpm2m-karras", 0.0),
     "heun": ("ours EDM Heun", "heun", 0.0),
+    "heun-sigma-min-0.1": ("ours EDM Heun, sigma_min 0.1", "heun-sigma-min-0.1", 0.0),
     "euler": ("ours EDM Euler", "euler", 0.0),
     "sde": ("ours reverse SDE (Euler-Maruyama)", "sde", 0.0),
     "reverse-diffusion": ("ours reverse SDE (reverse diffusion)", "reverse-diffusion", 0.0),
@@ -124,21 +124,16 @@ def main(argv=None):
     write_results(args, rows, floor)
 
 
-def network_calls(pipe, sampler: str, steps: int) -> int:
-    """Network calls per image of `sampler` at `steps`: one per entry of its timesteps (the loop makes one there)."""
-    scheduler = make_scheduler(sampler, pipe.scheduler.config)
-    set_distinct_timesteps(scheduler, steps)
-    return len(scheduler.timesteps)
-
-
 def steps_within(pipe, sampler: str, budget: int) -> int:
     """The most steps of `sampler` whose network calls per image fit in `budget`."""
     fitting = []
     for steps in range(1, budget + 1):
         try:
             calls = network_calls(pipe, sampler, steps)
-        except ValueError:  # more steps than the sampler can take (DPM-Solver at T of T)
-            break
+        except ValueError:  # more steps than the sampler can take (DPM-Solver at T of T), or fewer (one Karras
+            if fitting:     # level from a raised sigma_min)
+                break
+            continue
         if calls <= budget:
             fitting.append(steps)
     if not fitting:
@@ -198,10 +193,10 @@ def combine(run_dirs: list[str], output_dir: str) -> None:
     share a table only if their runs drew the same samples per row and measured the same floor: any other model,
     seed, N, batch size, guidance scale or thresholding is refused, as is a (sampler, steps) row run twice."""
     reports = [json.loads((Path(run_dir) / "results.json").read_text()) for run_dir in run_dirs]
-    first = reports[0]["command"]
+    first = command_of(reports[0])
     rows, source_of = [], {}
     for run_dir, report in zip(run_dirs, reports):
-        differing = [key for key in SAME_IN_COMBINED_RUNS if report["command"].get(key) != first.get(key)]
+        differing = [key for key in SAME_IN_COMBINED_RUNS if command_of(report).get(key) != first.get(key)]
         if report["real_data_floor"] != reports[0]["real_data_floor"]:
             differing.append("real_data_floor")
         if differing:
@@ -215,8 +210,9 @@ def combine(run_dirs: list[str], output_dir: str) -> None:
             rows.append(row)
     order = [label for label, _, _ in SAMPLER_VARIANTS.values()]
     rows.sort(key=lambda row: (order.index(row["sampler"]), row["steps"]))
-    sources = [{"run_dir": run_dir, "command": report["command"], "machine": report["machine"]}
-               for run_dir, report in zip(run_dirs, reports)]  # fmt: skip
+    sources = [source for run_dir, report in zip(run_dirs, reports)
+               for source in report.get("sources", [{"run_dir": run_dir, "command": report.get("command"),
+                                                     "machine": report["machine"]}])]  # fmt: skip
     machines = "; ".join(dict.fromkeys(source["machine"] for source in sources))
     print(f"{machines} (recorded with the rows)")
     runs = "\n".join(f"- `{run_dir}`: {', '.join(dict.fromkeys(r['sampler'] for r in report['rows']))} at "
@@ -224,6 +220,12 @@ def combine(run_dirs: list[str], output_dir: str) -> None:
                      for run_dir, report in zip(run_dirs, reports))  # fmt: skip
     header = f"```bash\n{command_line()}\n```\n\nCombined from these runs ({machines}):\n\n{runs}\n\n{setting_line(first)}"
     write_report(Path(output_dir), {"sources": sources, "machine": machines}, header, rows, reports[0]["real_data_floor"])
+
+
+def command_of(report: dict) -> dict:
+    """A run's command; for an earlier combination (which can be combined again, e.g. with a later budget), its
+    first source's, which its other sources shared in every key that matters."""
+    return report["command"] if "command" in report else report["sources"][0]["command"]
 
 
 def plot(out: Path, rows, floor, metrics) -> None:

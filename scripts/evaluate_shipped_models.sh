@@ -18,16 +18,17 @@
 #   inversion-cfg++      CFG++'s claim for inversion: CFG at w = 3, 5 against CFG++ at lambda = 0.2, 0.4, 0.6, 32 held-out
 #                        images, 10 ... 100 DDIM steps, no fixed-point iteration
 #   quality-per-step     benchmarks/quality_per_step.py at the steps of STEPS (default "10 20 50"), N = 500, for the
-#                        samplers of SAMPLERS (default: all thirteen) on the same UNet; resumable: run the same line again
+#                        samplers of SAMPLERS (default: all fourteen) on the same UNet; resumable: run the same line again
 #                        after an interruption and it re-uses every finished batch. DPM-Solver takes at most 999
 #                        steps of the 1,000-step schedule, so on a GPU: STEPS="10 20 50 100 250 1000"
 #                        SAMPLERS="ddpm ddim ddim-eta1 diffusers-ddim", then STEPS=999 SAMPLERS="dpm2m dpm++" with
 #                        another EVAL_DIR
 #   samplers-per-call    quality-per-step at equal cost (issue 28): each sampler of SAMPLERS (default DDPM, DDIM,
-#                        DPM-Solver++(2M) on uniform and Karras levels, EDM Heun and Euler, the reverse SDE by
-#                        Euler-Maruyama and by reverse diffusion, and predictor-corrector) gets the most steps whose network calls per image fit each budget of
-#                        BUDGETS (default "10 20 50 100"; Heun takes 2N - 1 calls, predictor-corrector 2N), N = 500;
-#                        resumable (run BUDGETS="10 20" first, then the full line re-uses those rows' samples)
+#                        DPM-Solver++(2M) on uniform and Karras levels, EDM Heun (also ending at sigma_min 0.1) and
+#                        Euler, the reverse SDE by Euler-Maruyama and by reverse diffusion, and predictor-corrector)
+#                        gets the most steps whose network calls per image fit each budget of BUDGETS (default
+#                        "10 20 50 100"; Heun takes 2N - 1 calls, predictor-corrector 2N), N = 500; resumable (run
+#                        BUDGETS="10 20" first, then the full line re-uses those rows' samples)
 #   solvers              quality-per-step for ours and diffusers' DPM-Solver++(2M) only, side by side, 10 and 20 steps
 #   guidance-methods     the guidance methods side by side (issue 24), each at a few scales of its own, DPM-Solver++(2M)
 #                        20 steps, N = 1000: CFG (and CFG rescale 0.7), CFG in a sigma interval, scheduled CFG
@@ -126,7 +127,7 @@ case "$sweep" in
     # shellcheck disable=SC2086
     exec "$python" benchmarks/quality_per_step.py --pipeline "$pipeline" --eval_classifier "$judge" \
       --dataset_name "$dataset" --num_samples 500 --budgets ${BUDGETS:-10 20 50 100} --thresholding "$thresholding" \
-      --samplers ${SAMPLERS:-ddpm ddim dpm2m dpm2m-karras heun euler sde reverse-diffusion pc} \
+      --samplers ${SAMPLERS:-ddpm ddim dpm2m dpm2m-karras heun heun-sigma-min-0.1 euler sde reverse-diffusion pc} \
       --output_dir "$eval_dir/$name-samplers-per-call" --resume ;;
   solvers)
     exec "$python" benchmarks/quality_per_step.py --pipeline "$pipeline" --eval_classifier "$judge" \

@@ -65,10 +65,12 @@ def test_quality_per_step_compares_samplers_at_equal_network_calls(tmp_path):
     model = write_tiny_model(tmp_path / "model")
     NoiseAwareClassifier(**classifier_config("tiny", 28, 1, 10, "mean")).save_pretrained(tmp_path / "judge")
     bench("quality_per_step.py", "--pipeline", model, "--eval_classifier", tmp_path / "judge", "--num_samples", 10,
-          "--batch_size", 10, "--budgets", 5, "--samplers", "heun", "pc", "ddim", "--no_efficientnet", "--output_dir",
-          tmp_path / "out")  # fmt: skip
+          "--batch_size", 10, "--budgets", 5, "--samplers", "heun", "heun-sigma-min-0.1", "pc", "ddim", "--no_efficientnet",
+          "--output_dir", tmp_path / "out")  # fmt: skip
     rows = json.loads((tmp_path / "out" / "results.json").read_text())["rows"]
-    assert [(row["steps"], row["network_calls"], row["budget"]) for row in rows] == [(3, 5, 5), (2, 4, 5), (5, 5, 5)]
+    # a raised sigma_min cannot make one level (sigma_max below it): the search skips that count, not the sampler
+    assert [(row["steps"], row["network_calls"], row["budget"]) for row in rows] == [(3, 5, 5), (3, 5, 5), (2, 4, 5),
+                                                                                      (5, 5, 5)]
     report = (tmp_path / "out" / "results.md").read_text()
     assert "| ours EDM Heun | 3 | 5 |" in report and "Best within 5 network calls: FD (own classifier): " in report
 
@@ -90,6 +92,15 @@ def test_quality_per_step_combines_runs_of_the_same_setting_only(tmp_path):
         ("ours DDIM eta=0", 2), ("ours DDIM eta=0", 3), ("ours DPM-Solver++ (2M)", 3)]
     assert all(row == rows[row["sampler"], row["steps"]] for row in combined["rows"])
     assert (tmp_path / "all" / "fd_vs_steps.png").is_file() and "steps-2" in (tmp_path / "all" / "results.md").read_text()
+    # a combination combines again, with a later run (a budget run in another session): its sources carry over
+    bench("quality_per_step.py", "--pipeline", model, "--eval_classifier", tmp_path / "judge", "--num_samples", 10,
+          "--batch_size", 10, "--steps", 4, "--no_efficientnet", "--samplers", "ddim", "--output_dir",
+          tmp_path / "steps-4")  # fmt: skip
+    bench("quality_per_step.py", "--combine", tmp_path / "all", tmp_path / "steps-4", "--output_dir", tmp_path / "again")
+    again = json.loads((tmp_path / "again" / "results.json").read_text())
+    assert [(row["sampler"], row["steps"]) for row in again["rows"]] == [
+        ("ours DDIM eta=0", 2), ("ours DDIM eta=0", 3), ("ours DDIM eta=0", 4), ("ours DPM-Solver++ (2M)", 3)]
+    assert [source["run_dir"] for source in again["sources"]] == [str(run) for run in runs] + [str(tmp_path / "steps-4")]
     # a row run twice, or a run with other seeds (another floor, other samples), cannot share the table
     refused = subprocess.run([sys.executable, "quality_per_step.py", "--combine", *runs, runs[0], "--output_dir",
                               tmp_path / "twice"], cwd=REPO / "benchmarks", env=ENV, capture_output=True, text=True)  # fmt: skip
@@ -101,6 +112,18 @@ def test_quality_per_step_combines_runs_of_the_same_setting_only(tmp_path):
                               tmp_path / "mixed"], cwd=REPO / "benchmarks", env=ENV, capture_output=True, text=True)  # fmt: skip
     assert refused.returncode != 0 and "differs from" in refused.stderr and "seed" in refused.stderr
     assert not (tmp_path / "twice").exists() and not (tmp_path / "mixed").exists()
+
+
+def test_background_grain_measures_each_row_and_saves_its_grid(tmp_path):
+    model = write_tiny_model(tmp_path / "model")
+    out = bench("background_grain.py", "--pipeline", model, "--rows", "heun-sigma-min-0.1:2", "dpm2m:3",
+                "--num_samples", 4, "--grid_dir", tmp_path)  # fmt: skip
+    assert "| real mnist (test) | | | 0.0000 |" in out  # MNIST's background is exactly black
+    assert "| heun-sigma-min-0.1 | 2 | 3 |" in out and "| dpm2m | 3 | 3 |" in out  # Heun: 2N - 1 calls
+    assert (tmp_path / "heun-sigma-min-0.1-2.png").is_file() and (tmp_path / "dpm2m-3.png").is_file()
+    refused = subprocess.run([sys.executable, "background_grain.py", "--pipeline", model, "--rows", "heun"],
+                             cwd=REPO / "benchmarks", env=ENV, capture_output=True, text=True)  # fmt: skip
+    assert refused.returncode == 2 and "a row is SAMPLER:STEPS" in refused.stderr and "got 'heun'" in refused.stderr
 
 
 def test_cascade_cost_counts_each_stages_evaluations_flops_and_trained_steps(tmp_path):

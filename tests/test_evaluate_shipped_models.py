@@ -75,7 +75,7 @@ def test_quality_per_step_takes_its_steps_from_the_environment(run):
     assert value(argv, "--steps") == ["100", "250", "1000"]
     assert "--resume" in argv  # re-running the line after an interruption continues it (hours per row at 1,000 steps)
     default = run("mnist", "quality-per-step")[1]
-    assert value(default, "--steps") == ["10", "20", "50"] and "--samplers" not in default  # all thirteen
+    assert value(default, "--steps") == ["10", "20", "50"] and "--samplers" not in default  # all fourteen
     code, argv, _ = run("mnist", "quality-per-step", STEPS="999", SAMPLERS="dpm2m dpm++")
     assert code == 0 and value(argv, "--samplers") == ["dpm2m", "dpm++"]
 
@@ -84,8 +84,8 @@ def test_samplers_per_call_compares_the_samplers_at_equal_network_calls(run):
     code, argv, _ = run("mnist", "samplers-per-call")
     assert code == 0 and argv[0] == "benchmarks/quality_per_step.py" and "--resume" in argv
     assert value(argv, "--budgets") == ["10", "20", "50", "100"] and "--steps" not in argv
-    assert value(argv, "--samplers") == ["ddpm", "ddim", "dpm2m", "dpm2m-karras", "heun", "euler", "sde",
-                                         "reverse-diffusion", "pc"]
+    assert value(argv, "--samplers") == ["ddpm", "ddim", "dpm2m", "dpm2m-karras", "heun", "heun-sigma-min-0.1",
+                                         "euler", "sde", "reverse-diffusion", "pc"]
     assert value(argv, "--output_dir") == ["eval/mnist-samplers-per-call"]
     assert value(run("mnist", "samplers-per-call", BUDGETS="10 20")[1], "--budgets") == ["10", "20"]
 
