@@ -27,6 +27,7 @@ from common import machine_line, network_calls
 from guided_diffusers.models import NoiseAwareClassifier
 from guided_diffusers.pipelines import GuidedDiffusionPipeline
 from guided_diffusers.evaluation.judge import Judge, real_images
+from guided_diffusers.evaluation.reports import combined_rows, load_reports, sources_of
 from guided_diffusers.evaluation.sweeps import add_device_argument, check_steps, generate, sampling_device
 from guided_diffusers.evaluation.sample_cache import sweep_cache, weights_digest
 
@@ -189,30 +190,14 @@ def calls_of(row: dict) -> int:
 
 
 def combine(run_dirs: list[str], output_dir: str) -> None:
-    """One table and plot from the rows of several finished runs, e.g. 1,000 steps run apart from 10-250. Rows can
-    share a table only if their runs drew the same samples per row and measured the same floor: any other model,
-    seed, N, batch size, guidance scale or thresholding is refused, as is a (sampler, steps) row run twice."""
-    reports = [json.loads((Path(run_dir) / "results.json").read_text()) for run_dir in run_dirs]
+    """One table and plot from the rows of several finished runs, e.g. 1,000 steps run apart from 10-250: any other
+    model, seed, N, batch size, guidance scale or thresholding is refused, as is a (sampler, steps) row run twice."""
+    reports = load_reports(run_dirs)
     first = command_of(reports[0])
-    rows, source_of = [], {}
-    for run_dir, report in zip(run_dirs, reports):
-        differing = [key for key in SAME_IN_COMBINED_RUNS if command_of(report).get(key) != first.get(key)]
-        if report["real_data_floor"] != reports[0]["real_data_floor"]:
-            differing.append("real_data_floor")
-        if differing:
-            raise SystemExit(f"--combine: {run_dir} differs from {run_dirs[0]} in {', '.join(differing)}; only runs "
-                             "of the same model, seed, N and setting can share a table.")  # fmt: skip
-        for row in report["rows"]:
-            key = (row["sampler"], row["steps"])
-            if key in source_of:
-                raise SystemExit(f"--combine: {key} is a row of both {source_of[key]} and {run_dir}; keep one.")
-            source_of[key] = run_dir
-            rows.append(row)
+    rows = combined_rows(run_dirs, reports, command_of, SAME_IN_COMBINED_RUNS, lambda row: (row["sampler"], row["steps"]))
     order = [label for label, _, _ in SAMPLER_VARIANTS.values()]
     rows.sort(key=lambda row: (order.index(row["sampler"]), row["steps"]))
-    sources = [source for run_dir, report in zip(run_dirs, reports)
-               for source in report.get("sources", [{"run_dir": run_dir, "command": report.get("command"),
-                                                     "machine": report["machine"]}])]  # fmt: skip
+    sources = sources_of(run_dirs, reports)
     machines = "; ".join(dict.fromkeys(source["machine"] for source in sources))
     print(f"{machines} (recorded with the rows)")
     runs = "\n".join(f"- `{run_dir}`: {', '.join(dict.fromkeys(r['sampler'] for r in report['rows']))} at "

@@ -156,3 +156,47 @@ def test_a_bad_guider_spec_is_refused_before_any_work(tmp_path, models, extra, m
         main(["--pipeline", str(models / "pipeline"), "--eval_classifier", str(models / "eval-classifier"),
               "--output_dir", str(tmp_path), *extra])  # fmt: skip
     assert not (tmp_path / "samples").exists()
+
+
+def test_a_sweep_run_in_parts_combines_into_the_table_of_one_run(tmp_path, models):
+    common = ["--pipeline", str(models / "pipeline"), "--eval_classifier", str(models / "eval-classifier"),
+              "--num_samples", "10", "--batch_size", "5", "--samplers", "ddim", "--num_inference_steps", "2",
+              "--no_efficientnet"]  # fmt: skip
+    specs = ["cfg:guidance_scale=3", "apg:guidance_scale=3,eta=0", "cfg:guidance_scale=1"]
+    main([*common, "--guiders", *specs, "--output_dir", str(tmp_path / "whole")])
+    main([*common, "--guiders", *specs[:2], "--output_dir", str(tmp_path / "part-1")])
+    main([*common, "--guiders", specs[2], "--output_dir", str(tmp_path / "part-2")])
+    parts = [str(tmp_path / "part-1"), str(tmp_path / "part-2")]
+    main(["--combine", *parts, "--output_dir", str(tmp_path / "combined")])
+    timeless = lambda rows: [{k: v for k, v in row.items() if k != "seconds_per_image"} for row in rows]  # noqa: E731
+    whole, combined = (json.loads((tmp_path / name / "results.json").read_text()) for name in ("whole", "combined"))
+    assert timeless(combined["rows"]) == timeless(whole["rows"])  # same seeds per setting, whichever run drew it
+    assert combined["real_data_floor"] == whole["real_data_floor"]
+    assert [source["run_dir"] for source in combined["sources"]] == parts
+    table = (tmp_path / "combined" / "results.md").read_text()
+    assert "Combined from these runs" in table and "--combine" in table and "| cfg:guidance_scale=1 |" in table
+    for index in range(3):  # the parts' grids, renumbered after the rows
+        assert (tmp_path / "combined" / f"samples_{index}.png").read_bytes() == \
+            (tmp_path / "whole" / f"samples_{index}.png").read_bytes()  # fmt: skip
+    assert (tmp_path / "combined" / "fronts.png").is_file()
+    # a combination combines again, e.g. with a later part
+    main(["--combine", str(tmp_path / "combined"), "--output_dir", str(tmp_path / "again")])
+    assert timeless(json.loads((tmp_path / "again" / "results.json").read_text())["rows"]) == timeless(whole["rows"])
+
+
+def test_runs_that_cannot_share_a_table_are_refused(tmp_path, models):
+    common = ["--pipeline", str(models / "pipeline"), "--eval_classifier", str(models / "eval-classifier"),
+              "--batch_size", "5", "--num_inference_steps", "2", "--no_efficientnet", "--guiders", "cfg"]  # fmt: skip
+    main([*common, "--num_samples", "10", "--output_dir", str(tmp_path / "a")])
+    main([*common, "--num_samples", "10", "--output_dir", str(tmp_path / "b")])
+    main([*common, "--num_samples", "15", "--output_dir", str(tmp_path / "c")])
+    out = ["--output_dir", str(tmp_path / "out")]
+    with pytest.raises(SystemExit, match="differs from .* in num_samples, real_data_floor"):
+        main(["--combine", str(tmp_path / "a"), str(tmp_path / "c"), *out])
+    with pytest.raises(SystemExit, match="is a row of both"):
+        main(["--combine", str(tmp_path / "a"), str(tmp_path / "b"), *out])
+    with pytest.raises(SystemExit, match="has no results.json"):
+        main(["--combine", str(tmp_path / "a"), str(tmp_path / "missing"), *out])
+    with pytest.raises(SystemExit):  # argparse's error: the combination would overwrite a run's results
+        main(["--combine", str(tmp_path / "a"), "--output_dir", str(tmp_path / "a")])
+    assert not (tmp_path / "out").exists()

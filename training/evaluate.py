@@ -11,18 +11,23 @@ UNet (and classifier) evaluations per image and the seconds per image, and accur
 draw one curve per method.
 
 Writes results.json, results.md (with the command that made it), a sample grid per setting (samples_<row>.png: a
-row per class) and one PNG plot per swept setting to --output_dir.
+row per class) and one PNG plot per swept setting to --output_dir, the results after every finished setting.
+
+A sweep too long for one sitting runs in parts (e.g. a subset of the --guiders per run, each with its own
+--output_dir) that `--combine RUN_DIR [RUN_DIR ...] --output_dir DIR` then joins into one table and plots, refusing
+runs of another model, evaluation classifier, dataset, seed, N or batch size.
 """
 
 import argparse
 import itertools
 import json
+import shutil
 from pathlib import Path
 
 import numpy as np
-import torch
 
 from guided_diffusers.evaluation.judge import Judge, real_images
+from guided_diffusers.evaluation.reports import combined_rows, load_reports, save_sample_grid, sources_of
 from guided_diffusers.evaluation.sample_cache import sweep_cache
 from guided_diffusers.evaluation.sweeps import (
     add_device_argument, check_steps, generate, sampling_device, setting_weights,
@@ -31,16 +36,19 @@ from guided_diffusers.guiders import guider_from_spec
 from guided_diffusers.guiders.specs import spec_family
 from guided_diffusers.models import NoiseAwareClassifier
 from guided_diffusers.pipelines import SAMPLERS, GuidedDiffusionPipeline
-from guided_diffusers.pipelines.image_utils import make_grid
 from guided_diffusers.training.args import recordable, recorded_command
 
+# what runs must share for their rows to share a table: the same samples per setting, judged against the same floor
+SAME_IN_COMBINED_RUNS = ("pipeline", "eval_classifier", "dataset_name", "num_samples", "batch_size", "seed",
+                         "no_efficientnet")
 SWEPT = ("sampler", "num_inference_steps", "guider", "guidance_scale", "classifier_scale", "thresholding", "eta")
 
 
 def parse_args(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--pipeline", required=True, help="a GuidedDiffusionPipeline folder or Hub id")
-    parser.add_argument("--eval_classifier", required=True, help="a clean-data classifier (train_classifier.py --noise_free)")
+    parser.add_argument("--pipeline", help="a GuidedDiffusionPipeline folder or Hub id (required unless --combine)")
+    parser.add_argument("--eval_classifier", help="a clean-data classifier (train_classifier.py --noise_free; required "
+                        "unless --combine)")  # fmt: skip
     parser.add_argument("--dataset_name", default="mnist")
     parser.add_argument("--num_samples", type=int, default=1000)
     parser.add_argument("--batch_size", type=int, default=100)
@@ -60,7 +68,17 @@ def parse_args(argv=None):
     parser.add_argument("--output_dir", required=True, help="results, and every finished sample batch (samples/)")
     parser.add_argument("--resume", action="store_true", help="re-use the sample batches that an interrupted run of "
                         "the same settings and weights left in output_dir/samples")  # fmt: skip
+    parser.add_argument("--combine", nargs="+", metavar="RUN_DIR", help="no sampling: one table and plots in "
+                        "--output_dir from the rows of finished runs of the same model, seed, N and batch size (a sweep "
+                        "run in parts, e.g. a subset of --guiders per sitting)")  # fmt: skip
     args = parser.parse_args(argv)
+    args.command = recorded_command("python", "training/evaluate.py", argv)
+    if args.combine:
+        if Path(args.output_dir).resolve() in {Path(run_dir).resolve() for run_dir in args.combine}:
+            parser.error("--output_dir must not be one of the --combine runs: their results.json would be overwritten.")
+        return args
+    if args.pipeline is None or args.eval_classifier is None:
+        parser.error("--pipeline and --eval_classifier are required (unless --combine).")
     if args.num_samples < 2 or args.batch_size < 1:
         raise ValueError("--num_samples must be at least 2 and --batch_size at least 1.")
     if args.guiders is not None:
@@ -69,7 +87,6 @@ def parse_args(argv=None):
         for spec in args.guiders:
             guider_from_spec(spec)  # a bad spec fails here, not hours into the sweep
     args.device = str(sampling_device(args.device))  # a string, for results.json
-    args.command = recorded_command("python", "training/evaluate.py", argv)
     return args
 
 
@@ -85,6 +102,8 @@ def settings(args) -> list[dict]:
 
 def main(argv=None):
     args = parse_args(argv)
+    if args.combine:
+        return combine(args.combine, Path(args.output_dir), args.command)
     pipe = GuidedDiffusionPipeline.from_pretrained(args.pipeline).to(args.device)
     pipe.set_progress_bar_config(disable=True)
     sweep = settings(args)
@@ -99,6 +118,8 @@ def main(argv=None):
     rows = []
     out = Path(args.output_dir)
     out.mkdir(parents=True, exist_ok=True)
+    arguments = {key: value for key, value in recordable(args).items() if key != "command"}
+    intro = f"```bash\n{args.command}\n```\n\n{sample_note(args.num_samples)}"
     for index, setting in enumerate(sweep):
         cache = sweep_cache(out, setting_weights(pipe, setting), setting, args)
         images, labels = generate(pipe, setting, args.num_samples, args.batch_size, args.seed, cache)
@@ -106,20 +127,33 @@ def main(argv=None):
         rows.append({**setting, **measures, **cache.cost_per_image(args.num_samples)})
         save_sample_grid(out / f"samples_{index}.png", images, labels)
         print(json.dumps(rows[-1]), flush=True)
-    write_results(args, rows, floor)
+        # after every row, so that a sweep stopped part-way still leaves its finished rows to --combine
+        write_results(out, {"command": args.command, "arguments": arguments}, rows, floor, intro)
+    print(results_table(rows, floor))
 
 
-def save_sample_grid(path: Path, images: torch.Tensor, labels, per_class: int = 10) -> None:
-    """The first `per_class` samples of each class, a row per class (or the first 100 unlabelled samples)."""
-    if labels is None:
-        chosen = images[:100]
-        rows = max(1, len(chosen) // 10)
-    else:
-        classes = labels.unique()
-        chosen = torch.cat([images[labels == label][:per_class] for label in classes])
-        rows = len(classes)
-    pixels = ((chosen + 1) / 2).clamp(0, 1).permute(0, 2, 3, 1).numpy()
-    make_grid(pixels, rows=rows, scale=1).save(path)
+def combine(run_dirs: list[str], out: Path, command: str) -> None:
+    """One table and the plots from the rows of several finished runs (their sample grids copied along, renumbered):
+    a run of another model, evaluation classifier, dataset, seed, N or batch size is refused (its rows drew other
+    samples or met another floor), as is a setting that two runs hold."""
+    reports = load_reports(run_dirs)
+    rows = combined_rows(run_dirs, reports, lambda report: report["arguments"], SAME_IN_COMBINED_RUNS,
+                         lambda row: tuple(row[key] for key in SWEPT))  # fmt: skip
+    out.mkdir(parents=True, exist_ok=True)
+    index = 0
+    for run_dir, report in zip(run_dirs, reports):
+        for row_index in range(len(report["rows"])):
+            grid = Path(run_dir) / f"samples_{row_index}.png"
+            if grid.is_file():
+                shutil.copyfile(grid, out / f"samples_{index}.png")
+            index += 1
+    runs = "\n".join(f"- `{run_dir}`: `{report.get('command')}`" if "command" in report else f"- `{run_dir}` (combined)"
+                     for run_dir, report in zip(run_dirs, reports))  # fmt: skip
+    arguments = reports[0]["arguments"]
+    intro = f"```bash\n{command}\n```\n\nCombined from these runs:\n\n{runs}\n\n{sample_note(arguments['num_samples'])}"
+    record = {"command": command, "sources": sources_of(run_dirs, reports), "arguments": arguments}
+    write_results(out, record, rows, reports[0]["real_data_floor"], intro)
+    print(results_table(rows, reports[0]["real_data_floor"]))
 
 
 METRICS = [("fd_own", "FD (own classifier)"), ("fd_efficientnet", "FD (EfficientNet-Lite0)"), ("accuracy", "accuracy"),
@@ -132,11 +166,22 @@ COSTS = [("unet_per_image", "UNet evals / image"), ("weak_unet_per_image", "weak
          ("clean_classifier_per_image", "clean classifier evals / image"), ("seconds_per_image", "s / image")]  # fmt: skip
 
 
-def write_results(args, rows: list[dict], floor: dict) -> None:
-    out = Path(args.output_dir)  # made by main() before the first sample grid
-    arguments = {key: value for key, value in recordable(args).items() if key != "command"}
-    (out / "results.json").write_text(json.dumps({"command": args.command, "arguments": arguments,
-                                                  "real_data_floor": floor, "rows": rows}, indent=2))  # fmt: skip
+def write_results(out: Path, record: dict, rows: list[dict], floor: dict, intro: str) -> None:
+    """results.json (`record` + floor + rows), results.md (`intro` + the table) and the plots."""
+    (out / "results.json").write_text(json.dumps({**record, "real_data_floor": floor, "rows": rows}, indent=2))
+    (out / "results.md").write_text(f"{intro}\n\n{results_table(rows, floor)}\n")
+    plot_sweeps(out, rows, floor, [(key, name) for key, name in METRICS if key in floor])
+    if any(row.get("guider") for row in rows):
+        plot_fronts(out, rows, floor)
+
+
+def sample_note(num_samples: int) -> str:
+    return (f"N = {num_samples} samples per setting; the first row is the real-data floor at the same N (real "
+            "training images against real test images); sample grids: samples_<row>.png.")  # fmt: skip
+
+
+def results_table(rows: list[dict], floor: dict) -> str:
+    """A row per setting: the swept values, the metrics, FD as a multiple of the floor, and the costs measured."""
     metrics = [(key, name) for key, name in METRICS if key in floor]
     ratios = [(key, name) for key, name in FD_RATIOS if key in floor]
     costs = [(key, name) for key, name in COSTS if any(key in row for row in rows)]
@@ -150,14 +195,7 @@ def write_results(args, rows: list[dict], floor: dict) -> None:
                      + "".join(f" {row[k]:.4g} |" if k in row else " - |" for k, _ in metrics)
                      + "".join(f" {row[k] / floor[k]:.3g} |" if k in row else " - |" for k, _ in ratios)
                      + "".join(f" {row[k]:.3g} |" if k in row else " - |" for k, _ in costs))  # fmt: skip
-    table = "\n".join(lines)
-    (out / "results.md").write_text(f"```bash\n{args.command}\n```\n\nN = {args.num_samples} samples per setting; "
-                                    f"the first row is the real-data floor at the same N (real training images "
-                                    f"against real test images); sample grids: samples_<row>.png.\n\n{table}\n")  # fmt: skip
-    print(table)
-    plot_sweeps(out, rows, floor, metrics)
-    if any(row.get("guider") for row in rows):
-        plot_fronts(out, rows, floor)
+    return "\n".join(lines)
 
 
 def plot_sweeps(out: Path, rows, floor, metrics) -> None:

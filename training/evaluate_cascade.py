@@ -27,6 +27,7 @@ import torch.nn.functional as F
 
 from guided_diffusers.evaluation.judge import Judge, real_images
 from guided_diffusers.evaluation.metrics import psnr, ssim
+from guided_diffusers.evaluation.reports import save_sample_grid
 from guided_diffusers.evaluation.sample_cache import SampleCache, weights_digest
 from guided_diffusers.evaluation.sweeps import add_device_argument, generate, sampling_device, setting_weights
 from guided_diffusers.models import NoiseAwareClassifier
@@ -37,7 +38,6 @@ from guided_diffusers.pipelines.image_utils import make_grid
 from guided_diffusers.pipelines.noise_augmentation import area_downsample, upsample
 from guided_diffusers.training.args import recordable, recorded_command
 from guided_diffusers.training.data import load_image_dataset, to_model_range, to_tensors
-from guided_diffusers.training.evaluate import save_sample_grid
 
 GENERATION = ("pipeline", "guidance_scale", "augmentation_level")
 METRICS = [("fd_own", "FD (own)"), ("fd_efficientnet", "FD (EffNet)"), ("accuracy", "accuracy"),
