@@ -7,6 +7,7 @@ speckle on the black background. A row is SAMPLER:STEPS, e.g. `heun:10 heun-sigm
 """
 
 import argparse
+from pathlib import Path
 
 from common import machine_line, network_calls
 
@@ -35,6 +36,8 @@ def main(argv=None):
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--grid_dir", help="save each row's first 20 samples here as SAMPLER-STEPS.png")
     args = parser.parse_args(argv)
+    if args.grid_dir:
+        Path(args.grid_dir).mkdir(parents=True, exist_ok=True)  # before sampling, not after the first row
     print(machine_line(), flush=True)
     pipe = GuidedDiffusionPipeline.from_pretrained(args.pipeline)
     pipe.set_progress_bar_config(disable=True)
@@ -51,7 +54,7 @@ def main(argv=None):
         print(f"| {sampler} | {steps} | {calls} | {background_grain_share(images):.4f} |", flush=True)
         if args.grid_dir:
             grid = make_grid(latents_to_images(images[:20].float(), "np"), rows=2, scale=4)
-            grid.save(f"{args.grid_dir}/{sampler}-{steps}.png")
+            grid.save(Path(args.grid_dir) / f"{sampler}-{steps}.png")
 
 
 if __name__ == "__main__":
