@@ -12,6 +12,20 @@ DDIM_SCHEDULERS = ("GuidedDDIMScheduler", "DDIMScheduler")
 MULTISTEP_SCHEDULERS = ("GuidedDPMSolverMultistepScheduler",)
 
 
+def equivalent_cfg_scale(guidance_scale: float, alpha_prod: float, alpha_prod_prev: float) -> float:
+    """The CFG scale w whose plain DDIM step (eta = 0, no clipping) from x_t lands where CFG++'s step at lambda =
+    `guidance_scale` does. Both steps are x_{t-1} = a x_t + b eps_u + c (eps_c - eps_u) with the same a and b; matching
+    c (CFG: w sqrt(abar_{t-1}) (sigma_{t-1} - sigma_t); CFG++: -lambda sqrt(abar_{t-1}) sigma_t) gives
+
+        w = lambda sigma_t / (sigma_t - sigma_{t-1}),   sigma = sqrt((1 - abar) / abar)
+
+    w = lambda / (1 - sigma_{t-1} / sigma_t): a fixed lambda guides harder where a step shrinks sigma by a smaller
+    factor (more steps; on uniform timesteps the high-noise steps), and is lambda itself on a last step that lands on
+    sigma = 0."""
+    sigma, sigma_prev = ((1 - alpha_prod) / alpha_prod) ** 0.5, ((1 - alpha_prod_prev) / alpha_prod_prev) ** 0.5
+    return guidance_scale * sigma / (sigma - sigma_prev)
+
+
 class CFGPlusPlus(Guider):
     """Guidance inside the manifold: the guided noise eps_w = eps_u + lambda (eps_c - eps_u), lambda in [0, 1], gives
     the clean estimate, but the re-noising uses the *unconditional* noise (Algorithm 1, DDIM):
@@ -26,6 +40,8 @@ class CFGPlusPlus(Guider):
 
     The scheduler's step computes x0_w (clipped or thresholded as configured); `after_step` replaces its update.
     lambda = 0 is the unconditional model; the paper's lambda ~ 0.2-1.0 corresponds to CFG's w ~ 2-12 (its sec. 4).
+    In DDIM each CFG++ step is exactly a plain CFG step at a scale of its own, which falls along the trajectory and
+    grows with the step count (`equivalent_cfg_scale`).
     DDIM with eta = 0 (the paper's update) or our DPM-Solver++; outside [start, stop) the conditional model with the
     plain sampler step. Inversion (`after_inversion_step`) runs Algorithm 1 backwards, as the authors' code does."""
 

@@ -20,3 +20,14 @@ def test_exact_denoiser_example_reproduces_dataset_digits(tmp_path):
     assert len(rows) == 2
     for _, nearest_distance, class_agreement in rows:  # the ideal denoiser lands on dataset images
         assert float(nearest_distance) < 0.5 and int(class_agreement) == 100
+
+
+def test_cfg_plus_plus_scales_example_reads_the_shipped_schedule():
+    result = subprocess.run([sys.executable, str(REPO / "examples" / "cfg_plus_plus_scales.py"), "--pipeline",
+                             str(REPO / "checkpoints" / "mnist"), "--num_inference_steps", "20", "50"],
+                            capture_output=True, text=True, check=True)  # fmt: skip
+    rows = re.findall(r"^\| (\d+) \| ([\d.]+) \| ([\d.]+) \| ([\d.]+) \| ([\d.]+) \|$", result.stdout, flags=re.M)
+    assert [row[0] for row in rows] == ["20", "50"]
+    (_, first_20, median_20, _, last_20), (_, first_50, median_50, _, last_50) = rows
+    assert last_20 == last_50 == "1.00"  # the last step lands on sigma = 0: w = lambda
+    assert float(median_50) > float(median_20) > 1 and float(first_50) > float(first_20)  # more steps, more guidance

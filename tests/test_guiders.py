@@ -22,6 +22,7 @@ from guided_diffusers.guiders import (
     WeakModelGuidance, autoguidance, from_scales,
 )  # fmt: skip
 from guided_diffusers.guiders import AdaptiveProjectedGuidance as OursAPG
+from guided_diffusers.guiders.cfg_plus_plus import equivalent_cfg_scale
 from guided_diffusers.guiders.scheduled_cfg import SCHEDULES, scheduled_scale
 from guided_diffusers.pipelines import GuidedDiffusionPipeline
 from guided_diffusers.schedulers import GuidedDDIMScheduler, GuidedDDPMScheduler, GuidedDPMSolverMultistepScheduler
@@ -647,3 +648,25 @@ def test_autoguidance_keeps_the_good_models_learned_variance():
     guided = guider.forward(pred_cond=cond, pred_weak=weak).pred
     torch.testing.assert_close(guided[:, :1], autoguidance(weak[:, :1], cond[:, :1], 2.0))
     assert torch.equal(guided[:, 1:], cond[:, 1:])
+
+
+@torch.no_grad()
+def test_each_cfg_plus_plus_ddim_step_is_a_cfg_step_at_its_equivalent_scale():
+    """CFG++ at lambda, step by step, against diffusers' plain DDIM step with CFG at w = lambda sigma_t / (sigma_t -
+    sigma_{t-1}) (`equivalent_cfg_scale`): the same trajectory; the scale falls along it to lambda on the last step,
+    and more steps make it larger."""
+    pipe = pipeline(DDIMScheduler(num_train_timesteps=100, clip_sample=False))
+    lam = 0.4
+    latents, _ = final_latents(pipe, guider=CFGPlusPlus(guidance_scale=lam), thresholding="none")
+    scheduler = DDIMScheduler.from_config(pipe.scheduler.config)
+    scheduler.set_timesteps(STEPS)
+    x, step, scales = start_latents(), 100 // STEPS, []
+    for t in scheduler.timesteps:
+        abar_prev = scheduler.alphas_cumprod[t - step] if t - step >= 0 else scheduler.final_alpha_cumprod
+        scales.append(equivalent_cfg_scale(lam, float(scheduler.alphas_cumprod[t]), float(abar_prev)))
+        eps_c, eps_u = pipe.unet(x, t, class_labels=LABELS).sample, pipe.unet(x, t, class_labels=NULL).sample
+        x = scheduler.step(eps_u + scales[-1] * (eps_c - eps_u), t, x).prev_sample
+    torch.testing.assert_close(latents, x, atol=1e-5, rtol=1e-5)
+    assert scales == sorted(scales, reverse=True) and scales[-1] == pytest.approx(lam)
+    abar = scheduler.alphas_cumprod
+    assert equivalent_cfg_scale(lam, float(abar[80]), float(abar[79])) > 10 * scales[0]  # a 1-of-100 step at t = 80
