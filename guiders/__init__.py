@@ -4,7 +4,8 @@ by the pipelines' one denoising loop (`pipelines/denoising.py`). A new method: o
 from .adaptive_projected import AdaptiveProjectedGuidance
 from .autoguidance import WeakModelGuidance, autoguidance
 from .cfg_plus_plus import CFGPlusPlus
-from .classifier import ClassifierGuidance, classifier_gradient, guide_mean, guide_score
+from .classifier import ClassifierGuidance, GradientGuidance, classifier_gradient, guide_mean, guide_score
+from .clip import CLIPGuidance, clip_gradient
 from .classifier_free import ClassifierFreeGuidance, classifier_free_guidance
 from .combined import CombinedGuidance
 from .context import StepContext
@@ -19,7 +20,7 @@ from .universal import UniversalClassifierGuidance, clean_classifier_gradient
 # our guiders by class name (what a saved `guider_config.json` names)
 GUIDERS = {cls.__name__: cls for cls in (ClassifierFreeGuidance, ClassifierGuidance, CombinedGuidance,
                                          GuidanceIntervalCFG, CFGPlusPlus, ScheduledCFG, AdaptiveProjectedGuidance,
-                                         WeakModelGuidance, UniversalClassifierGuidance)}
+                                         WeakModelGuidance, UniversalClassifierGuidance, CLIPGuidance)}
 
 __all__ = [
     "AdaptiveProjectedGuidance",
@@ -29,9 +30,11 @@ __all__ = [
     "ScheduledCFG",
     "BaseGuidance",
     "CFGPlusPlus",
+    "CLIPGuidance",
     "ClassifierFreeGuidance",
     "ClassifierGuidance",
     "CombinedGuidance",
+    "GradientGuidance",
     "GuidanceIntervalCFG",
     "Guider",
     "GuiderOutput",
@@ -41,6 +44,7 @@ __all__ = [
     "autoguidance",
     "classifier_free_guidance",
     "classifier_gradient",
+    "clip_gradient",
     "clean_classifier_gradient",
     "from_scales",
     "guide_mean",

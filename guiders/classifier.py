@@ -57,41 +57,37 @@ def has_mean_shift(scheduler) -> bool:
     return hasattr(scheduler, "noise_std")
 
 
-class ClassifierGuidance(Guider):
-    """Steers towards the pipeline's `class_labels` with its `classifier` at scale s (`classifier_scale`).
+class GradientGuidance(Guider):
+    """ADM's two ways of adding s grad_x log p(c | x_t) to a sampler, for any differentiable log-likelihood: a
+    subclass records its scale (`scale`) and says what the gradient is (`gradient()`, counting its evaluations).
 
     `form`: "mean" shifts the DDPM posterior mean by s Sigma g after the step (Algorithm 1; needs our DDPM
     scheduler, which knows Sigma); "score" corrects eps before the step (Algorithm 2; any scheduler); "auto" picks
-    "mean" for our DDPM and "score" otherwise. Alone it guides `prediction`: "pred_cond" (the class-conditional
-    model) or "pred_uncond" (the unconditional model, ADM's setting; the same as `from_scales(0, s)`); after another
-    guider in a `CombinedGuidance` it corrects that guider's output (ADM's CFG + classifier)."""
+    "mean" for our DDPM and "score" otherwise. Alone it guides `prediction`: "pred_cond" or "pred_uncond"; after
+    another guider in a `CombinedGuidance` it corrects that guider's output (ADM's CFG + classifier)."""
 
     _input_predictions = ["pred_cond", "pred_uncond"]
-    needs_classifier = True
 
-    @register_to_config
-    def __init__(self, classifier_scale: float = 1.0, form: str = "auto", prediction: str = "pred_cond",
-                 start: float = 0.0, stop: float = 1.0, enabled: bool = True):  # fmt: skip
-        check_range("classifier_scale", classifier_scale, low=0)
+    def _set_form(self, scale: float, form: str, prediction: str, scale_name: str) -> None:
+        check_range(scale_name, scale, low=0)
         check_choice("form", form, FORMS)
         check_choice("prediction", prediction, PREDICTIONS)
-        super().__init__(start, stop, enabled)
-        self.classifier_scale, self.form, self.prediction = classifier_scale, form, prediction
+        self.scale, self.form, self.prediction = scale, form, prediction
         self._gradient = None  # computed before the step, used after it by the mean form
+
+    def gradient(self, context) -> torch.Tensor:
+        raise NotImplementedError
 
     def needed_predictions(self) -> list[str]:
         return [self.prediction]
 
     def check(self, scheduler, has_classifier: bool, eta: float = 0.0) -> None:
-        if not has_classifier:
-            raise ValueError("`classifier_scale` > 0 needs a `classifier` (classifier guidance, ClassifierGuidance); "
-                             "this pipeline has none.")  # fmt: skip
         if self.form == "mean" and not has_mean_shift(scheduler):
-            raise ValueError(f"ClassifierGuidance(form='mean') needs a scheduler that knows its step variance "
+            raise ValueError(f"{type(self).__name__}(form='mean') needs a scheduler that knows its step variance "
                              f"(our GuidedDDPMScheduler); {type(scheduler).__name__} does not. Use form='score'.")  # fmt: skip
 
     def active(self) -> bool:
-        return self.in_window() and self.classifier_scale > 0
+        return self.in_window() and self.scale > 0
 
     def forward(self, pred_cond=None, pred_uncond=None):
         guided = pred_cond if self.prediction == "pred_cond" else pred_uncond
@@ -102,16 +98,41 @@ class ClassifierGuidance(Guider):
         if not self.active():
             return output
         context = self.context
-        gradient = classifier_gradient(context.classifier, context.sample, context.timestep, context.class_labels)
-        context.counts["classifier"] += 1
+        gradient = self.gradient(context)
         if self.form == "mean" or self.form == "auto" and has_mean_shift(context.scheduler):
             self._gradient = gradient
             return output
-        return score_guided(context, output, gradient, self.classifier_scale)
+        return score_guided(context, output, gradient, self.scale)
 
     def after_step(self, prev_sample: torch.Tensor, output: torch.Tensor, pred_original_sample=None) -> torch.Tensor:
         if self._gradient is None:
             return prev_sample
         _, predicted_variance = self.context.split(output)
         variance = self.context.scheduler.noise_std(self.context.timestep, predicted_variance) ** 2
-        return guide_mean(prev_sample, variance, self._gradient, self.classifier_scale)
+        return guide_mean(prev_sample, variance, self._gradient, self.scale)
+
+
+class ClassifierGuidance(GradientGuidance):
+    """Steers towards the pipeline's `class_labels` with its noise-aware `classifier` at scale s
+    (`classifier_scale`): g = grad_x log p_phi(y | x_t, t), in either of ADM's forms (GradientGuidance). Alone on
+    "pred_uncond" it is ADM's setting, the same as `from_scales(0, s)`; each guided step costs one classifier
+    forward and backward ("classifier")."""
+
+    needs_classifier = True
+
+    @register_to_config
+    def __init__(self, classifier_scale: float = 1.0, form: str = "auto", prediction: str = "pred_cond",
+                 start: float = 0.0, stop: float = 1.0, enabled: bool = True):  # fmt: skip
+        self._set_form(classifier_scale, form, prediction, "classifier_scale")
+        super().__init__(start, stop, enabled)
+        self.classifier_scale = classifier_scale
+
+    def check(self, scheduler, has_classifier: bool, eta: float = 0.0) -> None:
+        if not has_classifier:
+            raise ValueError("`classifier_scale` > 0 needs a `classifier` (classifier guidance, ClassifierGuidance); "
+                             "this pipeline has none.")  # fmt: skip
+        super().check(scheduler, has_classifier, eta)
+
+    def gradient(self, context) -> torch.Tensor:
+        context.counts["classifier"] += 1
+        return classifier_gradient(context.classifier, context.sample, context.timestep, context.class_labels)

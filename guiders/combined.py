@@ -61,6 +61,10 @@ class CombinedGuidance(Guider):
         return any(getattr(member, "needs_clean_classifier", False) for member in self.guiders)
 
     @property
+    def needs_clip(self) -> bool:
+        return any(getattr(member, "needs_clip", False) for member in self.guiders)
+
+    @property
     def changes_step(self) -> bool:
         return any(getattr(member, "changes_step", False) for member in self.guiders)
 

@@ -24,7 +24,8 @@ class StepContext:
     ("unet": one per prediction and image batch, "classifier": one forward and backward). `denoiser(x, inputs)` makes
     the prediction on a conditioning ("pred_cond", "pred_uncond") at an x of the guider's choosing, for guiders that
     differentiate through the network (universal guidance); `clean_classifier` is the pipeline's classifier of clean
-    images."""
+    images; `clip_model` the pipeline's noise-aware CLIP and `clip_text_embeds` its embeddings of the call's prompts
+    (CLIP guidance)."""
 
     step: int
     num_inference_steps: int
@@ -36,6 +37,8 @@ class StepContext:
     counts: Counter = field(default_factory=Counter)
     clean_classifier: torch.nn.Module | None = None
     denoiser: Callable[..., torch.Tensor] | None = None  # (x, inputs="pred_cond") -> the output at (x, t), differentiable
+    clip_model: torch.nn.Module | None = None
+    clip_text_embeds: torch.Tensor | None = None  # (B, E): the prompts' unit text embeddings under clip_model
 
     @cached_property
     def alpha_prod(self) -> float:

@@ -21,6 +21,7 @@ SHORT_NAMES = {
     "apg": ("AdaptiveProjectedGuidance", "guided_diffusers"),
     "classifier": ("ClassifierGuidance", "guided_diffusers"),
     "universal": ("UniversalClassifierGuidance", "guided_diffusers"),
+    "clip": ("CLIPGuidance", "guided_diffusers"),
     "autoguidance": ("WeakModelGuidance", "guided_diffusers"),
     "apg-diffusers": ("AdaptiveProjectedGuidance", "diffusers"),
     "cfg-zero-star": ("ClassifierFreeZeroStarGuidance", "diffusers"),

@@ -39,7 +39,8 @@ class AttentionPool2d(nn.Module):
 
 class NoiseAwareClassifier(SafetensorsOnly, ModelMixin, ConfigMixin):
     """The encoder half of a UNet (same sinusoidal timestep embedding, ResNet down blocks, middle block), pooled
-    (attention or mean) to logits over `num_classes`. Trained on x_t = q_sample(x0, t), it gives the gradient
+    (attention or mean) to logits over `num_classes`; `sample_size` is an int (square) or (height, width).
+    Trained on x_t = q_sample(x0, t), it gives the gradient
     grad_x log p(y | x_t, t) that classifier guidance adds to the diffusion model's score.
 
     `noise_schedule` records the schedule it was trained with (the keys of SCHEDULE_KEYS), so that pipelines can
@@ -49,7 +50,7 @@ class NoiseAwareClassifier(SafetensorsOnly, ModelMixin, ConfigMixin):
     @register_to_config
     def __init__(
         self,
-        sample_size: int = 28,
+        sample_size: int | tuple = 28,
         in_channels: int = 1,
         num_classes: int = 10,
         block_out_channels: tuple = (32, 64, 128),
@@ -83,8 +84,10 @@ class NoiseAwareClassifier(SafetensorsOnly, ModelMixin, ConfigMixin):
         self.mid_block = UNetMidBlock2D(in_channels=channels_in, temb_channels=time_dim, resnet_eps=1e-5,
                                         resnet_groups=norm_num_groups, attention_head_dim=attention_head_dim)  # fmt: skip
         self.norm_out = nn.Sequential(nn.GroupNorm(norm_num_groups, channels_in), nn.SiLU())
-        final_size = sample_size // 2 ** (len(block_out_channels) - 1)
-        self.pool = AttentionPool2d(channels_in, final_size**2, attention_head_dim) if pooling == "attention" else None
+        height, width = (sample_size, sample_size) if isinstance(sample_size, int) else sample_size
+        factor = 2 ** (len(block_out_channels) - 1)
+        positions = (height // factor) * (width // factor)
+        self.pool = AttentionPool2d(channels_in, positions, attention_head_dim) if pooling == "attention" else None
         self.head = nn.Linear(channels_in, num_classes)
 
     def features(self, sample: torch.Tensor, timestep) -> torch.Tensor:

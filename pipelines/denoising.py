@@ -8,8 +8,8 @@ at a step is not computed. A guider that alters the network for one prediction (
 AutoGuidance hook it in `prepare_models`) gets one call per prediction, in its order, as diffusers' modular pipelines
 make them. `counts` tallies the evaluations: "unet" (one per prediction, each over the whole image batch),
 "unet_calls" (forward calls), "weak_unet" (the weak model's predictions, autoguidance), "classifier" (forward +
-backward), and for universal guidance "unet_gradient" (a network forward and backward) and "clean_classifier", so
-that methods can be compared at equal cost.
+backward), for universal guidance "unet_gradient" (a network forward and backward) and "clean_classifier", and for
+CLIP guidance "clip" (an image-tower forward and backward), so that methods can be compared at equal cost.
 """
 
 from collections import Counter
@@ -29,7 +29,8 @@ class Conditioning:
     """How to make each prediction: the network to call and, per conditioning ("pred_cond", "pred_uncond"), the
     keyword arguments that condition it (class labels, text states). `models` names other networks for some
     predictions (the weak model of autoguidance for "pred_weak"). `class_labels` and `classifier` are what
-    classifier guidance reads, `clean_classifier` what universal guidance reads."""
+    classifier guidance reads, `clean_classifier` what universal guidance reads, `clip_model` and
+    `clip_text_embeds` what CLIP guidance reads."""
 
     model: object
     branches: dict
@@ -38,6 +39,8 @@ class Conditioning:
     clean_classifier: torch.nn.Module | None = None
     missing: dict = field(default_factory=dict)  # prediction or conditioning name -> why this pipeline cannot make it
     models: dict = field(default_factory=dict)  # prediction name -> the network that makes it, if not `model`
+    clip_model: torch.nn.Module | None = None
+    clip_text_embeds: torch.Tensor | None = None  # (B, E): the call's prompts under clip_model
 
     def model_for(self, prediction: Prediction):
         return self.models.get(prediction.name, self.model)
@@ -93,7 +96,8 @@ def step_context(conditioning: Conditioning, step: int, num_steps: int, timestep
     """What a guider of ours sees at one step of a sampling (or inversion) call."""
     return StepContext(step, num_steps, timestep, scheduler, sample, conditioning.class_labels, conditioning.classifier,
                        Counter() if counts is None else counts, conditioning.clean_classifier,
-                       lambda x, inputs="pred_cond": differentiable_prediction(conditioning, x, timestep, inputs))  # fmt: skip
+                       lambda x, inputs="pred_cond": differentiable_prediction(conditioning, x, timestep, inputs),
+                       conditioning.clip_model, conditioning.clip_text_embeds)  # fmt: skip
 
 
 def differentiable_prediction(conditioning: Conditioning, sample: torch.Tensor, timestep, inputs: str) -> torch.Tensor:

@@ -11,11 +11,12 @@ from diffusers.utils.torch_utils import randn_tensor
 
 # diffusers loads a pipeline component only from a module that is already imported: import the classifier's
 # module here so that `GuidedDiffusionPipeline.from_pretrained` finds the `classifier/` of a saved folder
-from ..models import noise_aware_classifier  # noqa: F401
+from ..models import noise_aware_classifier, noise_aware_clip  # noqa: F401
 from ..models.mixed_class_embedding import with_mixed_class_embedding
 from ..models.safetensors_only import SafetensorsOnly
 from ..guiders import Guider, guider_for_call
 from ..schedulers.validation import check_choice, check_range
+from .clip_conditioning import check_clip_model, checked_prompts, clip_text_embeds
 from .denoising import WEAK, Conditioning, denoise, plan, run
 from .image_utils import latents_to_images
 from .inference import ordinary
@@ -56,11 +57,11 @@ class GuidedDiffusionPipeline(SafetensorsOnly, InversionMixin, DiffusionPipeline
     """
 
     model_cpu_offload_seq = "unet->weak_unet->vae"
-    _optional_components = ["classifier", "vae", "weak_unet", "clean_classifier"]
+    _optional_components = ["classifier", "vae", "weak_unet", "clean_classifier", "clip_model"]
 
     def __init__(self, unet: UNet2DModel, scheduler: SchedulerMixin, classifier=None, null_class_label: int | None = None,
                  class_names: list[str] | None = None, vae=None, weak_unet: UNet2DModel | None = None,
-                 clean_classifier=None):  # fmt: skip
+                 clean_classifier=None, clip_model=None):  # fmt: skip
         super().__init__()
         embeddings = unet.config.num_class_embeds
         if null_class_label is not None and null_class_label != (embeddings or 0) - 1:
@@ -70,7 +71,8 @@ class GuidedDiffusionPipeline(SafetensorsOnly, InversionMixin, DiffusionPipeline
                              f"{unet.config.in_channels} input channels.")  # fmt: skip
         check_weak_unet(weak_unet, unet)
         self.register_modules(unet=unet, scheduler=scheduler, classifier=classifier, vae=vae, weak_unet=weak_unet,
-                              clean_classifier=clean_classifier)  # fmt: skip
+                              clean_classifier=clean_classifier, clip_model=clip_model)  # fmt: skip
+        self._clip_text_encoder = None  # (tokenizer, encoder) that clip_model reads, loaded on first use
         self.register_to_config(null_class_label=null_class_label, class_names=class_names)
 
     @property
@@ -85,9 +87,11 @@ class GuidedDiffusionPipeline(SafetensorsOnly, InversionMixin, DiffusionPipeline
         return self.unet.config if self.vae is None else self.vae.config
 
     # ------------------------------------------------------------------------------------------- checks
-    def check_inputs(self, batch_size, class_labels, guider, output_type, scheduler=None, eta: float = 0.0):
+    def check_inputs(self, batch_size, class_labels, guider, output_type, scheduler=None, eta: float = 0.0,
+                     prompt=None):  # fmt: skip
         """Every bad argument raises ValueError here, before any network runs. Returns the labels as a tensor
-        (None for none) and the `Conditioning` that makes each prediction."""
+        (None for none) and the `Conditioning` that makes each prediction (with CLIP guidance, its `clip_model`;
+        `with_clip_embeds` adds the prompts' embeddings once sampling is planned)."""
         batch_size = images_asked(batch_size, class_labels)
         check_range("batch_size", batch_size, low=1, integer=True)
         check_choice("output_type", output_type, ("pil", "np", "pt"))
@@ -100,7 +104,33 @@ class GuidedDiffusionPipeline(SafetensorsOnly, InversionMixin, DiffusionPipeline
             self._check_clean_classifier()
             needs_classifier = True  # its labels are a classifier's targets too
         labels = self._checked_labels(class_labels, batch_size, needs_classifier)
-        return labels, self.conditioning(labels, batch_size)
+        conditioning = self.conditioning(labels, batch_size)
+        if getattr(guider, "needs_clip", False):
+            checked_prompts(prompt, batch_size)
+            config = self.unet.config
+            check_clip_model(self.clip_model, (config.in_channels, config.sample_size, config.sample_size),
+                             (scheduler or self.scheduler).config, self.clip_model and self.clip_model.config.text_encoder_id)  # fmt: skip
+            conditioning.clip_model = self.clip_model
+        elif prompt is not None:
+            raise ValueError("`prompt` is read by CLIP guidance only: pass a guider with CLIPGuidance "
+                             "(e.g. guider=CLIPGuidance(clip_scale=...)), or leave `prompt` out.")  # fmt: skip
+        return labels, conditioning
+
+    def with_clip_embeds(self, conditioning: Conditioning, prompt, batch_size: int) -> Conditioning:
+        """The conditioning with the prompts' `clip_model` embeddings, where CLIP guidance will read them."""
+        if conditioning.clip_model is not None:
+            prompts = checked_prompts(prompt, batch_size)
+            conditioning.clip_text_embeds = clip_text_embeds(self.clip_model, *self.clip_text_encoder(), prompts)
+        return conditioning
+
+    def clip_text_encoder(self):
+        """(tokenizer, frozen encoder) of `clip_model`'s `text_encoder_id`, loaded once per pipeline."""
+        if self._clip_text_encoder is None:
+            from .text_encoding import DEFAULT_TEXT_ENCODER, load_text_encoder
+
+            tokenizer, encoder = load_text_encoder(self.clip_model.config.text_encoder_id or DEFAULT_TEXT_ENCODER)
+            self._clip_text_encoder = (tokenizer, encoder.to(self.device))
+        return self._clip_text_encoder
 
     def _checked_labels(self, class_labels, batch_size, needs_classifier):
         if class_labels is None:
@@ -220,6 +250,7 @@ class GuidedDiffusionPipeline(SafetensorsOnly, InversionMixin, DiffusionPipeline
         latents: torch.Tensor | None = None,
         guider=None,
         evaluations: Counter | None = None,
+        prompt=None,
     ):
         """Sample step by step: yields (i, t, latents, pred_original_sample) after every step, for streaming.
         Arguments as for `__call__`; all checked before the first step. `evaluations`, a Counter, receives the
@@ -231,7 +262,7 @@ class GuidedDiffusionPipeline(SafetensorsOnly, InversionMixin, DiffusionPipeline
             raise ValueError(f"`generator` is a list of {len(generator)} generators; it must have one per image, "
                              f"`batch_size`={batch_size}.")  # fmt: skip
         scheduler = self.scheduler_for_call(thresholding, dynamic_thresholding_ratio)
-        _, conditioning = self.check_inputs(batch_size, class_labels, guider, "pt", scheduler, eta)
+        _, conditioning = self.check_inputs(batch_size, class_labels, guider, "pt", scheduler, eta, prompt)
         if latents is None:
             config = self.unet.config
             shape = (batch_size, config.in_channels, config.sample_size, config.sample_size)
@@ -239,6 +270,7 @@ class GuidedDiffusionPipeline(SafetensorsOnly, InversionMixin, DiffusionPipeline
         latents = self.checked_latents(latents, batch_size) * scheduler.init_noise_sigma
         set_distinct_timesteps(scheduler, num_inference_steps, self.device)
         plan(guider, conditioning, scheduler, scheduler.timesteps)
+        conditioning = self.with_clip_embeds(conditioning, prompt, batch_size)
         options = step_kwargs(scheduler, generator, eta, use_clipped_model_output)
         yield from denoise(guider, conditioning, scheduler, latents, scheduler.timesteps, options, self.progress_bar,
                            evaluations)  # fmt: skip
@@ -249,14 +281,15 @@ class GuidedDiffusionPipeline(SafetensorsOnly, InversionMixin, DiffusionPipeline
                  use_clipped_model_output: bool = True, thresholding: str | None = None,
                  dynamic_thresholding_ratio: float | None = None, generator=None, latents: torch.Tensor | None = None,
                  output_type: str = "pil", return_dict: bool = True, return_trajectory: bool = False,
-                 callback_on_step_end=None, guider=None):  # fmt: skip
+                 callback_on_step_end=None, guider=None, prompt=None):  # fmt: skip
         """Sample `batch_size` images; without it, one per entry of `class_labels` (as DiTPipeline: `class_labels=
         [1, 7, 7]` gives three images), or one.
 
         Guidance: `guider`, any guider of `guided_diffusers.guiders` or diffusers' `diffusers.guiders` that needs
         only conditional and unconditional predictions (or a list: `CombinedGuidance`); or the shorthands
         `guidance_scale` w (classifier-free guidance: 0 unconditional, 1 the conditional model, the default, > 1
-        CFG) and `classifier_scale` s (classifier guidance towards `class_labels`, ADM).
+        CFG) and `classifier_scale` s (classifier guidance towards `class_labels`, ADM). `prompt` (a string, or one
+        per image) is what `guiders.CLIPGuidance` steers towards with the pipeline's `clip_model`.
 
         `thresholding` overrides the scheduler's x0 clipping for this call; with `use_clipped_model_output` DDIM
         re-derives eps from the clipped x0, as ADM's DDIM does (diffusers' DDIMPipeline defaults to False), which
@@ -267,7 +300,7 @@ class GuidedDiffusionPipeline(SafetensorsOnly, InversionMixin, DiffusionPipeline
         evaluations = Counter()
         steps = self.iterate(batch_size, class_labels, guidance_scale, classifier_scale, num_inference_steps, eta,
                              use_clipped_model_output, thresholding, dynamic_thresholding_ratio, generator, latents,
-                             guider, evaluations)  # fmt: skip
+                             guider, evaluations, prompt)  # fmt: skip
         trajectory = []
 
         def record(i, t, latents, x0):

@@ -9,9 +9,12 @@ import torch
 from diffusers import DiffusionPipeline, UNet2DConditionModel
 from diffusers.utils.torch_utils import randn_tensor
 
+# diffusers loads a pipeline component only from a module that is already imported (`clip_model/`)
+from ..models import noise_aware_clip  # noqa: F401
 from ..models.safetensors_only import safetensors_kwargs
 from ..schedulers.validation import check_choice, check_range
 from ..guiders import PREDICTIONS, Guider, guider_for_call
+from .clip_conditioning import check_clip_model, clip_text_embeds
 from .denoising import Conditioning, denoise, needed_conditionings, plan, run
 from .image_utils import latents_to_images
 from .latent_space import from_latents
@@ -38,14 +41,18 @@ class TextToImagePipeline(DiffusionPipeline):
     `from_pretrained` of a Stable Diffusion or DeepFloyd IF folder (model_index.json: StableDiffusionPipeline,
     IFPipeline) uses its own components and encodes prompts as the stock pipeline does (`foreign_text_options`), so
     that with plain CFG and the folder's scheduler the images equal the stock pipeline's for the same seed.
+
+    `clip_model` (optional): a noise-aware `NoiseAwareCLIP` on the UNet's inputs (latents for a latent model) and
+    noise schedule, reading the same frozen encoder's token states, for CLIP guidance towards the prompt
+    (`guiders.CLIPGuidance`, GLIDE), alone or after CFG.
     """
 
     model_cpu_offload_seq = "text_encoder->unet->vae"
-    _optional_components = ["tokenizer", "text_encoder", "vae"]
+    _optional_components = ["tokenizer", "text_encoder", "vae", "clip_model"]
 
     def __init__(self, tokenizer, text_encoder, unet: UNet2DConditionModel, scheduler,
                  text_encoder_id: str = DEFAULT_TEXT_ENCODER, max_length: int = 24, vae=None,
-                 attention_mask: str = "both", prompt_preprocessing: str = "none"):  # fmt: skip
+                 attention_mask: str = "both", prompt_preprocessing: str = "none", clip_model=None):  # fmt: skip
         super().__init__()
         check_choice("attention_mask", attention_mask, ATTENTION_MASKS)
         check_choice("prompt_preprocessing", prompt_preprocessing, PROMPT_PREPROCESSING)
@@ -56,7 +63,8 @@ class TextToImagePipeline(DiffusionPipeline):
         if vae is not None and vae.config.latent_channels != unet.config.in_channels:
             raise ValueError(f"The VAE's {vae.config.latent_channels} latent channels must be the UNet's "
                              f"{unet.config.in_channels} input channels.")  # fmt: skip
-        self.register_modules(tokenizer=tokenizer, text_encoder=text_encoder, unet=unet, scheduler=scheduler, vae=vae)
+        self.register_modules(tokenizer=tokenizer, text_encoder=text_encoder, unet=unet, scheduler=scheduler, vae=vae,
+                              clip_model=clip_model)  # fmt: skip
         self.register_to_config(text_encoder_id=text_encoder_id, max_length=max_length, attention_mask=attention_mask,
                                 prompt_preprocessing=prompt_preprocessing)  # fmt: skip
 
@@ -69,7 +77,8 @@ class TextToImagePipeline(DiffusionPipeline):
     def save_pretrained(self, save_directory, include_text_encoder: bool = False, **kwargs):
         if include_text_encoder:
             return super().save_pretrained(save_directory, **kwargs)
-        without = type(self)(None, None, self.unet, self.scheduler, vae=self.vae, **self.text_options())
+        without = type(self)(None, None, self.unet, self.scheduler, vae=self.vae, clip_model=self.clip_model,
+                             **self.text_options())  # fmt: skip
         return DiffusionPipeline.save_pretrained(without, save_directory, **kwargs)
 
     @classmethod
@@ -196,11 +205,17 @@ class TextToImagePipeline(DiffusionPipeline):
         warn_if_latent(self.vae, thresholding)
         if isinstance(guider, Guider):
             guider.check(scheduler, has_classifier=False, eta=eta)
+        if getattr(guider, "needs_clip", False):
+            self._check_clip_guidance(prompts, shape, scheduler)
         set_distinct_timesteps(scheduler, num_inference_steps, self.device)  # checks the step count before the encoder
         every_prediction = Conditioning(self.unet, dict.fromkeys(PREDICTIONS))
         steps = plan(guider, every_prediction, scheduler, scheduler.timesteps)
         conditioning = self.conditioning(prompts, negatives, num_images_per_prompt, needed_conditionings(steps),
                                          prompt_embeds, negative_prompt_embeds)  # fmt: skip
+        if getattr(guider, "needs_clip", False):
+            conditioning.clip_model = self.clip_model
+            conditioning.clip_text_embeds = clip_text_embeds(self.clip_model, self.tokenizer, self.text_encoder,
+                                                             prompts, num_images_per_prompt)  # fmt: skip
         latents = self.prepare_latents(shape, generator, latents) * scheduler.init_noise_sigma
         options = step_kwargs(scheduler, generator, eta, True)
         evaluations = Counter()
@@ -210,6 +225,12 @@ class TextToImagePipeline(DiffusionPipeline):
         if not return_dict:
             return (images,)
         return GuidedPipelineOutput(images=images, evaluations=dict(evaluations))
+
+    def _check_clip_guidance(self, prompts, shape: tuple, scheduler) -> None:
+        """CLIP guidance reads the prompts' text (not given embeddings) with a CLIP that fits this pipeline."""
+        if prompts is None:
+            raise ValueError("CLIP guidance embeds the prompts' text with `clip_model`: pass `prompt`, not `prompt_embeds`.")
+        check_clip_model(self.clip_model, shape[1:], scheduler.config, self.config.text_encoder_id)
 
     def latent_shape(self, batch: int, height: int | None, width: int | None) -> tuple:
         """(batch, channels, h, w) of what the UNet denoises for `height` x `width` images: divided by the VAE's

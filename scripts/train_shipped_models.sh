@@ -11,10 +11,13 @@
 #                                                                          (a cascade, 14x14 -> 28x28; fashion_mnist too)
 #   bash scripts/train_shipped_models.sh mnist text|latent-text [RUNS_DIR]   (text-to-image; latent-text is shipped; text,
 #                                                                          in pixels, measures dynamic thresholding)
+#   bash scripts/train_shipped_models.sh mnist clip-latent|clip-items|clip-clean [RUNS_DIR]  (noise-aware CLIPs for CLIP
+#                                                                          guidance of the text and class models; a
+#                                                                          clean one for CLIP score)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 dataset=${1:?dataset: mnist or fashion_mnist}
-model=${2:?model: unet, weak-unet, classifier, guide-classifier, eval-classifier, vae, latent-unet, latent-classifier, text, latent-text, low-resolution-unet, super-resolution or super-resolution-no-augmentation}
+model=${2:?model: unet, weak-unet, classifier, guide-classifier, eval-classifier, vae, latent-unet, latent-classifier, text, latent-text, clip-latent, clip-items, clip-clean, low-resolution-unet, super-resolution or super-resolution-no-augmentation}
 runs=${3:-runs}
 name=${dataset//_/-}
 launch=("${ACCELERATE:-.venv/bin/accelerate}" launch --num_processes 1 --mixed_precision no)
@@ -73,6 +76,17 @@ case "$model" in
     exec "${launch[@]}" training/train_text_to_image.py "${common[@]}" --vae "$runs/$name-vae" --model_config compact \
       --caption_dropout 0.1 --pair_fraction 0.5 --max_train_steps 8000 --learning_rate 1e-3 --lr_warmup_steps 500 \
       --snr_gamma 5 --ema_max_decay 0.9995 --save_images_steps 1000 --output_dir "$runs/$name-latent-text" ;;
+  clip-latent|clip-items|clip-clean)  # GLIDE's noise-aware CLIP (small preset, 0.14M parameters, batch 128 for the
+        # contrastive loss): on the shipped text model's latents and schedule (clip-latent), on the class model's 28x28
+        # one-item images and schedule (clip-items), or on clean 28x56 pixels with another seed (clip-clean: grades, never guides)
+    clip=(training/train_clip.py "${common[@]}" --train_batch_size 128 --model_config small --learning_rate 1e-3
+          --lr_warmup_steps 200 --adam_weight_decay 0.05 --ema_max_decay 0.999 --output_dir "$runs/$name-$model")
+    case "$model" in
+      clip-latent) exec "${launch[@]}" "${clip[@]}" --vae "checkpoints/$name-text/vae" --noise_scheduler "checkpoints/$name-text" \
+                     --max_train_steps 8000 ;;
+      clip-items) exec "${launch[@]}" "${clip[@]}" --images items --noise_scheduler "checkpoints/$name" --max_train_steps 6000 ;;
+      clip-clean) exec "${launch[@]}" "${clip[@]}" --noise_free --seed 1 --max_train_steps 4000 ;;
+    esac ;;
   low-resolution-unet)  # a cascade's base (Ho et al. 2021): the unet recipe at 14x14 on area-downsampled images,
                         # shallow preset (two levels, 0.94M parameters)
     exec "${launch[@]}" training/train_unet.py "${common[@]}" --resolution 14 --resize_filter area --class_conditional \
@@ -89,6 +103,6 @@ case "$model" in
       --model_config narrow --max_train_steps 2500 --learning_rate 1e-3 --lr_warmup_steps 250 --snr_gamma 5 \
       --ema_max_decay 0.999 --save_images_steps 500 --output_dir "$runs/$name-super-resolution-no-augmentation" ;;
   *) echo "model must be unet, weak-unet, classifier, guide-classifier, eval-classifier, text, vae, latent-unet, latent-classifier," \
-       "latent-text, low-resolution-unet, super-resolution or super-resolution-no-augmentation;" \
+       "latent-text, clip-latent, clip-items, clip-clean, low-resolution-unet, super-resolution or super-resolution-no-augmentation;" \
        "got $model" >&2; exit 2 ;;
 esac

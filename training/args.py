@@ -78,6 +78,13 @@ DIFFUSION = [
 ]
 
 
+# the noise schedule a model of noisy images (classifier, CLIP) is trained on: the diffusion model's, read from its folder
+NOISE_SCHEDULE = [
+    ("--noise_scheduler", dict(default=None, help="pipeline or scheduler folder whose noise schedule to train on")),
+    ("--ddpm_num_steps", dict(type=int, default=1000)),
+    ("--ddpm_beta_schedule", dict(default="linear", choices=["linear", "scaled_linear", "squaredcos_cap_v2", "sigmoid"])),
+]
+
 LATENT = [("--vae", dict(default=None, help="an AutoencoderKL folder (train_vae.py): work on its latents"))]
 
 
@@ -165,3 +172,24 @@ def check_latent(args) -> None:
     if not (Path(args.vae) / "config.json").is_file():
         raise ValueError(f"--vae {args.vae!r} is not an AutoencoderKL folder (no config.json).")
     args.diffused_channels, args.diffused_size = latent_size(AutoencoderKL.load_config(args.vae), args.resolution)
+
+
+def check_captioned(args) -> None:
+    """For the captioned compositions (training/captions.py): a dataset with a caption vocabulary, 1 x 28 x 28 items,
+    a --max_length of at least 4 tokens; sets args.border (with --vae the 28 x 56 canvas gets a 2-pixel black border,
+    32 x 64, so that the VAE's factor 4 divides it) and args.diffused_shape, the (height, width) of 28 x 56
+    compositions or of their latents."""
+    from .captions import CLASS_WORDS
+
+    if args.dataset_name not in CLASS_WORDS:
+        raise ValueError(f"--dataset_name must be one of {', '.join(CLASS_WORDS)} (the datasets with caption "
+                         f"vocabularies); got {args.dataset_name!r}.")  # fmt: skip
+    if args.resolution != 28 or args.channels != 1:
+        raise ValueError("Captioned compositions are 1 x 28 x 56 (two 28 x 28 items): keep --resolution 28 --channels 1.")
+    if args.max_length < 4:
+        raise ValueError(f"--max_length must be at least 4 tokens; got {args.max_length}.")
+    args.border = 0 if args.vae is None else 2
+    args.resolution = 28 + 2 * args.border  # for the latent size; the composition is 28 x 56 inside
+    check_latent(args)
+    args.resolution = 28
+    args.diffused_shape = (args.diffused_size, 2 * args.diffused_size) if args.vae else (28, 56)

@@ -165,3 +165,21 @@ def templated_evaluation_prompts(dataset: str, split: str) -> list[tuple[str, in
         template = templates[i % len(templates)]
         prompts.append((pair_caption(template, words[a], words[b]), a, b, template))
     return prompts
+
+
+def content_ids(classes):
+    """One integer per depicted content, from classes (B, 2) (left, right or NO_ITEM): a one-item image's class, or
+    the ordered pair (left, right); NO_ITEM is -1, so right + 1 counts 0 (none) to 10."""
+    return classes[:, 0] * 11 + classes[:, 1] + 1
+
+
+def retrieval_candidates(dataset: str, split: str = "held_out", pairs: bool = True) -> list[tuple[str, int, int]]:
+    """(caption, left, right or NO_ITEM): every content (each class alone and, with `pairs`, every ordered pair,
+    equal classes included) in every template of `split`, with the canonical words: the captions an image-text
+    model ranks for retrieval."""
+    words = [ws[0] for ws in CLASS_WORDS[dataset]]
+    candidates = [(single_caption(t, w), c, NO_ITEM) for t in SINGLE_TEMPLATES[dataset][split] for c, w in enumerate(words)]
+    if pairs:
+        candidates += [(pair_caption(t, words[a], words[b]), a, b) for t in PAIR_TEMPLATES[split]
+                       for a in range(len(words)) for b in range(len(words))]  # fmt: skip
+    return candidates

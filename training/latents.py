@@ -42,3 +42,10 @@ def encode_images(vae: AutoencoderKL, images_uint8: torch.Tensor, batch_size: in
         means.append(posterior.mean)
         stds.append(posterior.std)
     return LatentCache(torch.cat(means), torch.cat(stds), float(vae.config.scaling_factor))
+
+
+def encode_compositions(vae, captioned, chunk: int = 512):
+    """Every composition of a (finite, seeded) `CaptionedPairs` encoded once: its posterior mean and std."""
+    parts = [encode_images(vae, torch.from_numpy(captioned.batch(range(start, min(start + chunk, len(captioned))))[0]))
+             for start in range(0, len(captioned), chunk)]  # fmt: skip
+    return LatentCache(torch.cat([p.mean for p in parts]), torch.cat([p.std for p in parts]), parts[0].scaling_factor)

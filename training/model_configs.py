@@ -72,6 +72,16 @@ CLASSIFIER_PRESETS = {
                   down_block_types=("DownBlock2D",) * 3),
 }  # fmt: skip
 
+# noise-aware CLIPs (GLIDE): a classifier-like image tower and a small text tower on frozen token states. "small" is
+# 0.14M parameters, so that the guiding models (pixels and latents) and the clean grading model fit beside the other
+# shipped weights in the 50 MB budget (0.27 MB each in float16)
+CLIP_PRESETS = {
+    "tiny": dict(block_out_channels=(8, 16), layers_per_block=1, norm_num_groups=4, attention_head_dim=8,
+                 down_block_types=("DownBlock2D",) * 2, embedding_dim=16, text_width=16, text_heads=2),
+    "small": dict(block_out_channels=(16, 32, 32), layers_per_block=1, norm_num_groups=8, attention_head_dim=16,
+                  down_block_types=("DownBlock2D",) * 3, embedding_dim=32, text_width=32, text_heads=2),
+}  # fmt: skip
+
 
 def _base_config(model_config: str, presets: dict, resolution: int) -> dict:
     """A preset or a JSON file, checked against the resolution it will see."""
@@ -155,4 +165,13 @@ def classifier_config(model_config: str, resolution: int, channels: int, num_cla
     config = _base_config(model_config, CLASSIFIER_PRESETS, resolution)
     config.update(sample_size=resolution, in_channels=channels, num_classes=num_classes, pooling=pooling,
                   noise_schedule=noise_schedule)  # fmt: skip
+    return config
+
+
+def clip_config(model_config: str, height: int, width: int, channels: int, text_hidden_size: int, **recorded) -> dict:
+    """A `NoiseAwareCLIP` config for (height, width) inputs and token states of width `text_hidden_size`; `recorded`:
+    what the model must remember (noise_schedule, noise_free, text_encoder_id, max_length)."""
+    config = _base_config(model_config, CLIP_PRESETS, height)
+    _base_config(model_config, CLIP_PRESETS, width)
+    config.update(sample_size=(height, width), in_channels=channels, text_hidden_size=text_hidden_size, **recorded)
     return config

@@ -11,6 +11,7 @@ from accelerate.utils import ProjectConfiguration
 from diffusers.optimization import get_scheduler
 from diffusers.training_utils import EMAModel
 
+from ..schedulers import GuidedDDPMScheduler
 from .args import recordable
 from .checkpointing import load_checkpoint
 from .run_folder import claim_output_dir
@@ -43,6 +44,18 @@ def load_training_data(args, split: str | None = None, max_samples: int | None =
                                  max_samples or args.max_train_samples, args.cache_dir)  # fmt: skip
     return dataset, to_tensors(dataset, args.resolution, args.channels, args.image_column, args.label_column,
                                args.resize_filter)  # fmt: skip
+
+
+def load_noise_scheduler(args) -> GuidedDDPMScheduler:
+    """The noise schedule of the diffusion model a classifier or CLIP will guide: --noise_scheduler's (a pipeline or
+    scheduler folder), else one built from --ddpm_num_steps and --ddpm_beta_schedule."""
+    if args.noise_scheduler is None:
+        return GuidedDDPMScheduler(num_train_timesteps=args.ddpm_num_steps, beta_schedule=args.ddpm_beta_schedule)
+    folder = Path(args.noise_scheduler)
+    folder = folder / "scheduler" if (folder / "scheduler" / "scheduler_config.json").is_file() else folder
+    if not (folder / "scheduler_config.json").is_file():
+        raise ValueError(f"--noise_scheduler {args.noise_scheduler!r} holds no scheduler_config.json (nor scheduler/).")
+    return GuidedDDPMScheduler.from_pretrained(folder)
 
 
 def prepare_training(args, accelerator, model, num_samples: int, project_name: str):

@@ -15,7 +15,6 @@ import torch
 import torch.nn.functional as F
 
 from guided_diffusers.models import NoiseAwareClassifier, schedule_of
-from guided_diffusers.schedulers import GuidedDDPMScheduler
 from guided_diffusers.training import args as flags
 from guided_diffusers.training.checkpointing import resolve_resume
 from guided_diffusers.training.data import to_model_range
@@ -26,6 +25,7 @@ from guided_diffusers.training.model_card import dataset_label, training_section
 from guided_diffusers.training.model_configs import classifier_config
 from guided_diffusers.training.runtime import (
     finish_output,
+    load_noise_scheduler,
     load_training_data,
     make_accelerator,
     prepare_training,
@@ -35,9 +35,6 @@ from guided_diffusers.training.runtime import (
 CLASSIFIER = [
     ("--model_config", dict(default="small", help="a classifier preset (tiny, small) or a JSON config file")),
     ("--pooling", dict(default="attention", choices=["attention", "mean"])),
-    ("--noise_scheduler", dict(default=None, help="pipeline or scheduler folder whose noise schedule to train on")),
-    ("--ddpm_num_steps", dict(type=int, default=1000)),
-    ("--ddpm_beta_schedule", dict(default="linear", choices=["linear", "scaled_linear", "squaredcos_cap_v2", "sigmoid"])),
     ("--eval_split", dict(default="test", help="held-out split for the accuracy per timestep bucket")),
     ("--eval_max_samples", dict(type=int, default=2000)),
     ("--num_timestep_buckets", dict(type=int, default=10)),
@@ -46,19 +43,9 @@ CLASSIFIER = [
 ]
 
 
-def load_noise_scheduler(args) -> GuidedDDPMScheduler:
-    """The schedule of the diffusion model this classifier will guide."""
-    if args.noise_scheduler is None:
-        return GuidedDDPMScheduler(num_train_timesteps=args.ddpm_num_steps, beta_schedule=args.ddpm_beta_schedule)
-    folder = Path(args.noise_scheduler)
-    folder = folder / "scheduler" if (folder / "scheduler" / "scheduler_config.json").is_file() else folder
-    if not (folder / "scheduler_config.json").is_file():
-        raise ValueError(f"--noise_scheduler {args.noise_scheduler!r} holds no scheduler_config.json (nor scheduler/).")
-    return GuidedDDPMScheduler.from_pretrained(folder)
-
-
 def parse_args(argv=None):
-    parser = flags.build_parser(__doc__.split("\n")[1], flags.DATA, flags.OPTIMISATION, flags.RUN, CLASSIFIER, flags.LATENT)
+    parser = flags.build_parser(__doc__.split("\n")[1], flags.DATA, flags.OPTIMISATION, flags.RUN, CLASSIFIER,
+                                flags.NOISE_SCHEDULE, flags.LATENT)  # fmt: skip
     parser.set_defaults(learning_rate=3e-4)
     args = parser.parse_args(argv)
     flags.check_common(args)

@@ -15,13 +15,14 @@ import numpy as np
 import torch
 
 from guided_diffusers.pipelines import TextToImagePipeline
-from guided_diffusers.pipelines.text_encoding import DEFAULT_TEXT_ENCODER, encode_prompts, load_text_encoder
+from guided_diffusers.pipelines.text_encoding import DEFAULT_TEXT_ENCODER, load_text_encoder
 from guided_diffusers.schedulers import GuidedDDIMScheduler, GuidedDDPMScheduler
 from guided_diffusers.training import args as flags
-from guided_diffusers.training.captions import CLASS_WORDS, CaptionedPairs
+from guided_diffusers.training.caption_states import caption_cache
+from guided_diffusers.training.captions import CaptionedPairs
 from guided_diffusers.training.checkpointing import resolve_resume
 from guided_diffusers.training.data import to_model_range
-from guided_diffusers.training.latents import LatentCache, encode_images, load_vae
+from guided_diffusers.training.latents import encode_compositions, load_vae
 from guided_diffusers.training.losses import diffusion_loss
 from guided_diffusers.training.loop import train
 from guided_diffusers.training.model_card import training_section
@@ -51,36 +52,13 @@ def parse_args(argv=None):
                                 flags.LATENT)  # fmt: skip
     args = parser.parse_args(argv)
     flags.check_common(args)
-    if args.dataset_name not in CLASS_WORDS:
-        raise ValueError(f"--dataset_name must be one of {', '.join(CLASS_WORDS)} (the datasets with caption "
-                         f"vocabularies); got {args.dataset_name!r}.")  # fmt: skip
-    if args.resolution != 28 or args.channels != 1:
-        raise ValueError("Captioned compositions are 1 x 28 x 56 (two 28 x 28 items): keep --resolution 28 --channels 1.")
+    flags.check_captioned(args)
     if not 0 <= args.caption_dropout < 1 or not 0 <= args.pair_fraction <= 1:
         raise ValueError("--caption_dropout must lie in [0, 1) and --pair_fraction in [0, 1].")
-    if args.max_length < 4:
-        raise ValueError(f"--max_length must be at least 4 tokens; got {args.max_length}.")
-    # with --vae the 28 x 56 canvas gets a 2-pixel border (32 x 64) so that the VAE's factor 4 divides it
-    args.border = 0 if args.vae is None else 2
-    args.resolution = 28 + 2 * args.border  # for the latent size; the composition is 28 x 56 inside
-    flags.check_latent(args)
-    args.resolution = 28
-    args.diffused_shape = (args.diffused_size, 2 * args.diffused_size) if args.vae else (28, 56)
     text_unet_config(args.model_config, *args.diffused_shape, args.diffused_channels, 8)  # a bad preset fails now
     args.resume_path = resolve_resume(args.resume_from_checkpoint, args.output_dir)
     args.command = flags.recorded_command("accelerate launch", "training/train_text_to_image.py", argv)
     return args
-
-
-def caption_cache(tokenizer, text_encoder, captions: list[str], max_length: int, device, chunk: int = 256):
-    """{caption: row}, token states (V, L, D) and masks (V, L) of every caption, computed once."""
-    text_encoder.to(device)
-    states, masks = [], []
-    for start in range(0, len(captions), chunk):
-        state, mask = encode_prompts(tokenizer, text_encoder, captions[start : start + chunk], max_length)
-        states.append(state.cpu())
-        masks.append(mask.cpu())
-    return {caption: row for row, caption in enumerate(captions)}, torch.cat(states), torch.cat(masks)
 
 
 def make_loss(noise_scheduler, data: CaptionedPairs, cache, args, device, latents=None):
@@ -104,13 +82,6 @@ def make_loss(noise_scheduler, data: CaptionedPairs, cache, args, device, latent
         return diffusion_loss(output, x0, noise, x_t, timesteps, noise_scheduler, args.snr_gamma)
 
     return compute_loss
-
-
-def encode_compositions(vae, captioned: CaptionedPairs, chunk: int = 512):
-    """Every composition of the (finite, seeded) training set encoded once: its posterior mean and std."""
-    parts = [encode_images(vae, torch.from_numpy(captioned.batch(range(start, min(start + chunk, len(captioned))))[0]))
-             for start in range(0, len(captioned), chunk)]  # fmt: skip
-    return LatentCache(torch.cat([p.mean for p in parts]), torch.cat([p.std for p in parts]), parts[0].scaling_factor)
 
 
 def main(argv=None):
