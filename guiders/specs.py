@@ -6,6 +6,10 @@ guider class name, ours first then diffusers'.
     guider_from_spec("apg:guidance_scale=5,eta=0,space=x0")
     guider_from_spec("interval:guidance_scale=3,sigma_lo=0.3,sigma_hi=5")
     guider_from_spec('autoguidance-diffusers:guidance_scale=3,auto_guidance_config={"indices":[0],"fqn":"mid_block.attentions","skip_ff":false}')
+
+Specs joined by `&` are one CombinedGuidance, applied in their order (a later one corrects the first's output):
+
+    guider_from_spec("cfg:guidance_scale=3&clip:clip_scale=10")   # CFG, then CLIP guidance (GLIDE's comparison)
 """
 
 import inspect
@@ -58,9 +62,13 @@ def split_options(options: str) -> list[str]:
 
 def guider_from_spec(spec: str):
     """The guider a spec names, every key checked against the class's arguments (a misspelt key would otherwise be
-    dropped silently by `from_config`)."""
+    dropped silently by `from_config`); specs joined by `&` make a CombinedGuidance."""
     if not isinstance(spec, str) or not spec.strip():
         raise ValueError(f"A guider spec must be 'NAME' or 'NAME:key=value,...'; got {spec!r}.")
+    if "&" in spec:
+        from .combined import CombinedGuidance
+
+        return CombinedGuidance([guider_from_spec(part) for part in spec.split("&")])
     name, _, options = spec.strip().partition(":")
     cls = guider_class(*SHORT_NAMES.get(name, (name, None)))
     accepted = set(inspect.signature(cls.__init__).parameters) - {"self"}
@@ -75,5 +83,6 @@ def guider_from_spec(spec: str):
 
 
 def spec_family(spec: str) -> str:
-    """The method a spec names (its part before ':'), for grouping a sweep's points into one curve per method."""
-    return spec.partition(":")[0]
+    """The method a spec names (its part before ':'; "cfg&clip" for a combination), for grouping a sweep's points
+    into one curve per method."""
+    return "&".join(part.partition(":")[0] for part in spec.split("&"))

@@ -10,7 +10,7 @@ from test_guiders import SIZE, STEPS, final_latents, reference_ddim
 from test_guidance import tiny_unet
 
 from guided_diffusers.guiders import ClassifierFreeGuidance, CLIPGuidance, CombinedGuidance, clip_gradient
-from guided_diffusers.guiders.specs import guider_from_spec
+from guided_diffusers.guiders.specs import guider_from_spec, spec_family
 from guided_diffusers.models import ClassifierOutput, NoiseAwareCLIP, schedule_of
 from guided_diffusers.pipelines import GuidedDiffusionPipeline
 from guided_diffusers.pipelines.text_encoding import DEFAULT_TEXT_ENCODER, encode_prompts, load_text_encoder
@@ -101,6 +101,12 @@ def test_after_cfg_it_corrects_the_cfg_output_and_is_written_as_a_spec():
     assert (latents - cfg).abs().max() > 1e-3
     spec = guider_from_spec("clip:clip_scale=10,form=score")
     assert isinstance(spec, CLIPGuidance) and (spec.clip_scale, spec.form, spec.prediction) == (10, "score", "pred_cond")
+    both = guider_from_spec("cfg:guidance_scale=2&clip:clip_scale=10")
+    assert isinstance(both, CombinedGuidance) and [type(g).__name__ for g in both.guiders] == ["ClassifierFreeGuidance", "CLIPGuidance"]
+    assert torch.equal(final_latents(pipe, guider=both, prompt=PROMPT)[0], latents)
+    assert spec_family("cfg:guidance_scale=2&clip:clip_scale=10") == "cfg&clip"
+    with pytest.raises(ValueError, match="A guider spec must be"):
+        guider_from_spec("cfg:guidance_scale=2&")
 
 
 def test_the_mean_form_needs_our_ddpm():

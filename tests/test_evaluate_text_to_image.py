@@ -45,11 +45,12 @@ def test_each_dynamic_row_is_repeated_per_percentile_and_the_percentile_reaches_
 
     def pipe(batch, **kwargs):
         calls.append(kwargs)
-        return SimpleNamespace(images=torch.zeros(len(batch), 1, 28, 56))
+        return SimpleNamespace(images=torch.zeros(len(batch), 1, 28, 56), evaluations={"unet": 4, "unet_calls": 2})
 
-    generate(pipe, [("a 1", 1, NO_ITEM)] * 3, rows[1], args)
+    _, cost = generate(pipe, [("a 1", 1, NO_ITEM)] * 3, rows[1], args)
     assert [call["dynamic_thresholding_ratio"] for call in calls] == [0.9, 0.9]  # two batches of the three prompts
-    assert generate(pipe, [("a 1", 1, NO_ITEM)], rows[0], args).shape == (1, 1, 28, 56)
+    assert cost["unet_evals"] == 4 and "clip_evals" not in cost  # per image: each batch's count is per image
+    assert generate(pipe, [("a 1", 1, NO_ITEM)], rows[0], args)[0].shape == (1, 1, 28, 56)
     assert calls[-1]["dynamic_thresholding_ratio"] is None and calls[-1]["thresholding"] == "static"
 
 
@@ -95,3 +96,39 @@ def test_writes_alignment_fd_and_saturation_for_each_setting(tmp_path):
     assert "| `someone wrote {a}` |" in (out / "results.md").read_text()
     # a grid per row, a row per prompt: the 10 one-item prompts, then 10 two-item ones (28x56 images, scale 2)
     assert Image.open(out / "samples_3.png").size == (2 * 56 + 2, 20 * 57 + 1)
+
+
+def test_glides_comparison_rows_guide_with_one_clip_and_grade_with_another(tmp_path):
+    """Guider specs as rows (CFG, CLIP guidance, both), the noise-aware CLIP guiding and the clean one grading,
+    with the UNet and CLIP evaluations per image counted."""
+    from guided_diffusers.models import NoiseAwareCLIP, schedule_of
+    from guided_diffusers.training.model_configs import clip_config
+
+    torch.manual_seed(0)
+    tokenizer, encoder = load_text_encoder()
+    unet = build_text_unet(text_unet_config("tiny", 28, 56, 1, 384))
+    scheduler = GuidedDDIMScheduler(num_train_timesteps=50)
+    TextToImagePipeline(tokenizer, encoder, unet, scheduler).save_pretrained(tmp_path / "t2i")
+    NoiseAwareClassifier(**classifier_config("tiny", 28, 1, 10, "mean")).save_pretrained(tmp_path / "judge")
+    recorded = dict(text_encoder_id="sentence-transformers/all-MiniLM-L6-v2", max_length=16)
+    NoiseAwareCLIP(**clip_config("tiny", 28, 56, 1, 384, noise_schedule=schedule_of(scheduler.config), **recorded)
+                   ).save_pretrained(tmp_path / "guide")  # fmt: skip
+    NoiseAwareCLIP(**clip_config("tiny", 28, 56, 1, 384, noise_free=True, **recorded)).save_pretrained(tmp_path / "grade")
+    out = tmp_path / "eval"
+    common = [sys.executable, SCRIPT, "--pipeline", str(tmp_path / "t2i"), "--eval_classifier", str(tmp_path / "judge"),
+              "--images_per_prompt", "1", "--num_inference_steps", "2", "--batch_size", "60", "--no_efficientnet",
+              "--thresholding", "none", "--output_dir", str(out)]  # fmt: skip
+    specs = ["cfg:guidance_scale=3", "clip:clip_scale=5", "cfg:guidance_scale=3&clip:clip_scale=5"]
+    result = subprocess.run([*common, "--guiders", *specs, "--guiding_clip", str(tmp_path / "guide"), "--clip_model",
+                             str(tmp_path / "grade")], env=ENV, capture_output=True, text=True, timeout=600)  # fmt: skip
+    assert result.returncode == 0, result.stderr[-3000:]
+    rows = json.loads((out / "results.json").read_text())["rows"]
+    assert [r["guider"] for r in rows] == specs
+    assert [(r["unet_evals"], r.get("clip_evals", 0)) for r in rows] == [(4, 0), (2, 2), (4, 2)]
+    assert all(0 <= r["clip_score"] <= 100 for r in rows) and (out / "alignment.png").is_file()
+    assert "| cfg:guidance_scale=3&clip:clip_scale=5 | none |" in (out / "results.md").read_text()
+    refused = subprocess.run([*common, "--guiders", "clip:clip_scale=5", "--guiding_clip", str(tmp_path / "guide"),
+                              "--clip_model", str(tmp_path / "guide")], env=ENV, capture_output=True, text=True)  # fmt: skip
+    assert refused.returncode != 0 and "a model would grade its own guidance" in refused.stderr
+    refused = subprocess.run([*common, "--guiders", "clip:clip_scal=5"], env=ENV, capture_output=True, text=True)
+    assert refused.returncode != 0 and "--guiders 'clip:clip_scal=5'" in refused.stderr

@@ -5,6 +5,11 @@ guidance scale, with static clipping and dynamic thresholding side by side.
     python training/evaluate_text_to_image.py --pipeline checkpoints/mnist-text \
         --eval_classifier checkpoints/mnist-eval-classifier --dataset_name mnist --output_dir eval/mnist-text
 
+GLIDE's comparison of CFG and CLIP guidance: `--guiders` (guider specs, e.g. "cfg:guidance_scale=3",
+"clip:clip_scale=10", "cfg:guidance_scale=3&clip:clip_scale=10") in place of `--guidance_scales`, `--guiding_clip`
+the noise-aware CLIP that guides, `--clip_model` the clean one whose CLIP score grades (never the same model); every
+row counts its UNet and CLIP evaluations per image.
+
 Each 28x56 image is read as items: the centre 28x28 of a one-item image, the two halves of a two-item image;
 FD (own classifier) compares those items with real held-out test images (`--no_efficientnet` skips the
 EfficientNet-Lite0 one). Writes results.json, results.md, alignment.png and a sample grid per row (samples_<row>.png,
@@ -14,11 +19,15 @@ a row per prompt).
 import argparse
 import itertools
 import json
+import time
+from collections import Counter
 from pathlib import Path
 
 import torch
 
-from guided_diffusers.models import NoiseAwareClassifier
+from guided_diffusers.evaluation.clip_score import check_grading_model, clip_scores
+from guided_diffusers.guiders import guider_from_spec
+from guided_diffusers.models import NoiseAwareClassifier, NoiseAwareCLIP
 from guided_diffusers.pipelines import TextToImagePipeline
 from guided_diffusers.pipelines.image_utils import make_grid
 from guided_diffusers.training.captions import NO_ITEM, evaluation_prompts, evaluation_templates
@@ -37,6 +46,10 @@ def parse_args(argv=None):
     parser.add_argument("--prompt_split", default="held_out", choices=["train", "held_out"])
     parser.add_argument("--images_per_prompt", type=int, default=4)
     parser.add_argument("--guidance_scales", nargs="+", type=float, default=[1.0, 3.0, 5.0, 10.0, 15.0])
+    parser.add_argument("--guiders", nargs="+", default=None,
+                        help="guider specs, one row each (times --thresholding), in place of --guidance_scales")
+    parser.add_argument("--guiding_clip", default=None, help="a noise-aware NoiseAwareCLIP for CLIP guidance")
+    parser.add_argument("--clip_model", default=None, help="a clean NoiseAwareCLIP (--noise_free) for CLIP score")
     parser.add_argument("--thresholding", nargs="+", default=["static", "dynamic"], choices=["none", "static", "dynamic"])
     parser.add_argument("--dynamic_thresholding_ratios", nargs="+", type=float, default=None,
                         help="percentiles p of |x0| for the dynamic rows, one row each (default: the scheduler's)")
@@ -54,6 +67,13 @@ def parse_args(argv=None):
             parser.error("--dynamic_thresholding_ratios needs 'dynamic' among --thresholding")
         if not all(0 < ratio <= 1 for ratio in args.dynamic_thresholding_ratios):
             parser.error(f"--dynamic_thresholding_ratios must lie in (0, 1]; got {args.dynamic_thresholding_ratios}")
+    for spec in args.guiders or []:
+        try:
+            guider_from_spec(spec)  # a bad spec fails here, not an hour into the sweep
+        except (ValueError, TypeError) as error:
+            parser.error(f"--guiders {spec!r}: {error}")
+    if args.clip_model is not None and args.clip_model == args.guiding_clip:
+        parser.error("--clip_model must not be --guiding_clip: a model would grade its own guidance")
     args.device = str(sampling_device(args.device))  # a string, for results.json
     return args
 
@@ -70,18 +90,25 @@ def items(images: torch.Tensor, right: torch.Tensor) -> tuple[torch.Tensor, torc
     return torch.stack(crops), torch.tensor(owners)
 
 
-def generate(pipe, prompts, setting, args) -> torch.Tensor:
-    """`images_per_prompt` images per prompt, in [-1, 1], batch by batch with fixed seeds."""
+def generate(pipe, prompts, setting, args) -> tuple[torch.Tensor, dict]:
+    """`images_per_prompt` images per prompt, in [-1, 1], batch by batch with fixed seeds; and the cost per image:
+    network evaluations per image by kind ("unet", "clip", ...) and seconds."""
     texts = [text for text, _, _ in prompts for _ in range(args.images_per_prompt)]
-    images = []
+    if "guider" in setting:
+        guidance = {"guider": guider_from_spec(setting["guider"])}
+    else:
+        guidance = {"guidance_scale": setting["guidance_scale"]}
+    images, evaluations, started = [], Counter(), time.perf_counter()
     for start in range(0, len(texts), args.batch_size):
         batch = texts[start : start + args.batch_size]
-        out = pipe(batch, guidance_scale=setting["guidance_scale"], thresholding=setting["thresholding"],
+        out = pipe(batch, thresholding=setting["thresholding"], **guidance,
                    dynamic_thresholding_ratio=setting.get("dynamic_thresholding_ratio"),
                    num_inference_steps=args.num_inference_steps, output_type="pt",
                    generator=torch.Generator().manual_seed(args.seed + start))  # fmt: skip
         images.append(out.images.cpu() * 2 - 1)
-    return torch.cat(images)
+        evaluations.update({kind: count * len(batch) for kind, count in out.evaluations.items()})  # per batch -> images
+    cost = {f"{kind}_evals": count / len(texts) for kind, count in evaluations.items() if kind in ("unet", "clip")}
+    return torch.cat(images), {**cost, "seconds_per_image": (time.perf_counter() - started) / len(texts)}
 
 
 def measure(judge: Judge, images: torch.Tensor, prompts, images_per_prompt: int, templates=None) -> dict:
@@ -111,8 +138,12 @@ def measure(judge: Judge, images: torch.Tensor, prompts, images_per_prompt: int,
 
 def main(argv=None):
     args = parse_args(argv)
-    pipe = TextToImagePipeline.from_pretrained(args.pipeline).to(args.device)
+    components = {} if args.guiding_clip is None else {"clip_model": NoiseAwareCLIP.from_pretrained(args.guiding_clip)}
+    pipe = TextToImagePipeline.from_pretrained(args.pipeline, **components).to(args.device)
     pipe.set_progress_bar_config(disable=True)
+    grader = None if args.clip_model is None else NoiseAwareCLIP.from_pretrained(args.clip_model).eval()
+    if grader is not None:
+        check_grading_model(grader)
     prompts = evaluation_prompts(args.dataset_name, args.prompt_split)
     templates = evaluation_templates(args.dataset_name, args.prompt_split)
     count = len(prompts) * args.images_per_prompt
@@ -123,15 +154,21 @@ def main(argv=None):
     rows = []
     Path(args.output_dir).mkdir(parents=True, exist_ok=True)
     for index, setting in enumerate(settings(args)):
-        images = generate(pipe, prompts, setting, args)
-        rows.append({**setting, **measure(judge, images, prompts, args.images_per_prompt, templates)})
+        images, cost = generate(pipe, prompts, setting, args)
+        rows.append({**setting, **measure(judge, images, prompts, args.images_per_prompt, templates), **cost})
+        if grader is not None:
+            texts = [text for text, _, _ in prompts for _ in range(args.images_per_prompt)]
+            rows[-1]["clip_score"] = clip_scores(grader, pipe.tokenizer, pipe.text_encoder, images, texts).mean().item()
         save_grid(images, prompts, args.images_per_prompt, Path(args.output_dir, f"samples_{index}.png"))
         print(json.dumps(rows[-1]), flush=True)
     write_results(args, rows, floor, len(prompts))
 
 
 def settings(args) -> list[dict]:
-    """The rows: each guidance scale x thresholding, a dynamic one once per --dynamic_thresholding_ratios."""
+    """The rows: each guidance scale (or guider spec) x thresholding, a dynamic one once per
+    --dynamic_thresholding_ratios."""
+    if args.guiders:
+        return [{"guider": spec, "thresholding": mode} for spec, mode in itertools.product(args.guiders, args.thresholding)]
     rows = []
     for scale, mode in itertools.product(args.guidance_scales, args.thresholding):
         ratios = args.dynamic_thresholding_ratios if mode == "dynamic" and args.dynamic_thresholding_ratios else [None]
@@ -156,7 +193,19 @@ def save_grid(images: torch.Tensor, prompts, images_per_prompt: int, path: Path,
 
 
 METRICS = [("single_alignment", "one-item alignment"), ("pair_alignment", "two-item alignment (both right)"),
-           ("fd_own", "FD (own classifier)"), ("fd_efficientnet", "FD (EfficientNet-Lite0)"), ("saturated", "saturated px")]  # fmt: skip
+           ("clip_score", "CLIP score"), ("fd_own", "FD (own classifier)"), ("fd_efficientnet", "FD (EfficientNet-Lite0)"),
+           ("saturated", "saturated px")]  # fmt: skip
+COST = [("unet_evals", "UNet evals / image"), ("clip_evals", "CLIP evals / image"), ("seconds_per_image", "s / image")]
+
+
+def guidance_label(row: dict) -> str:
+    return row["guider"] if "guider" in row else f"{row['guidance_scale']:g}"
+
+
+def cell(key: str, value) -> str:
+    if value is None:
+        return "-"
+    return f"{value:.1%}" if "alignment" in key else f"{value:.4g}"
 
 
 def write_results(args, rows, floor, num_prompts: int) -> None:
@@ -165,13 +214,13 @@ def write_results(args, rows, floor, num_prompts: int) -> None:
     (out / "results.json").write_text(json.dumps({"command": vars(args), "hardware": hardware(), "real_data_floor": floor,
                                                   "rows": rows}, indent=2))  # fmt: skip
     metrics = [(key, name) for key, name in METRICS if key in rows[0]]
-    lines = ["| guidance | thresholding | " + " | ".join(name for _, name in metrics) + " |",
-             "| --- | --- |" + " --- |" * len(metrics),
-             "| real data (train vs test) | - | - | - | " + " | ".join(f"{floor[k]:.4g}" for k, _ in metrics[2:] if k in floor)
-             + " |"]  # fmt: skip
+    columns = metrics + [(key, name) for key, name in COST if key in rows[0]]
+    lines = ["| guidance | thresholding | " + " | ".join(name for _, name in columns) + " |",
+             "| --- | --- |" + " --- |" * len(columns),
+             "| real data (train vs test) | - | " + " | ".join(cell(key, floor.get(key)) for key, _ in columns) + " |"]  # fmt: skip
     for row in rows:
-        lines.append(f"| {row['guidance_scale']:g} | {thresholding_label(row)} | " + " | ".join(
-            f"{row[key]:.1%}" if "alignment" in key else f"{row[key]:.4g}" for key, _ in metrics) + " |")  # fmt: skip
+        lines.append(f"| {guidance_label(row)} | {thresholding_label(row)} | "
+                     + " | ".join(cell(key, row.get(key)) for key, _ in columns) + " |")  # fmt: skip
     table = "\n".join(lines)
     (out / "results.md").write_text(f"{num_prompts} {args.prompt_split} prompts x {args.images_per_prompt} images, "
                                     f"DDIM {args.num_inference_steps} steps.\n\n{table}\n\n{template_table(rows)}")  # fmt: skip
@@ -184,7 +233,7 @@ def template_table(rows) -> str:
     if "alignment_by_template" not in rows[0]:
         return ""
     lines = ["Alignment by template (one-item: the class right; two-item: both positions right):", "",
-             "| template | " + " | ".join(f"w = {row['guidance_scale']:g}, {thresholding_label(row)}" for row in rows) + " |",
+             "| template | " + " | ".join(f"{guidance_label(row)}, {thresholding_label(row)}" for row in rows) + " |",
              "| --- |" + " --- |" * len(rows)]  # fmt: skip
     for template in rows[0]["alignment_by_template"]:
         lines.append(f"| `{template}` | " + " | ".join(f"{row['alignment_by_template'][template]:.1%}" for row in rows) + " |")
@@ -197,12 +246,34 @@ def plot(out: Path, rows, metrics) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
+    if "guider" in rows[0]:
+        return plot_fronts(out, rows, [(k, n) for k, n in metrics if k in ("single_alignment", "pair_alignment", "clip_score")])
     figure, panels = plt.subplots(1, len(metrics), figsize=(3.4 * len(metrics), 3), squeeze=False)
     for mode in sorted({thresholding_label(row) for row in rows}):
         members = sorted((row for row in rows if thresholding_label(row) == mode), key=lambda row: row["guidance_scale"])
         for panel, (key, name) in zip(panels[0], metrics):
             panel.plot([r["guidance_scale"] for r in members], [r[key] for r in members], marker="o", label=mode)
             panel.set(title=name, xlabel="guidance scale w")
+    panels[0][0].legend(fontsize=7)
+    figure.tight_layout()
+    figure.savefig(out / "alignment.png", dpi=110)
+    plt.close(figure)
+
+
+def plot_fronts(out: Path, rows, metrics) -> None:
+    """Guider rows: each alignment measure against FD (own), one curve per method (spec family) and thresholding,
+    ordered by FD: GLIDE's fidelity-alignment trade-off."""
+    import matplotlib.pyplot as plt
+
+    from guided_diffusers.guiders.specs import spec_family
+
+    figure, panels = plt.subplots(1, len(metrics), figsize=(3.6 * len(metrics), 3.2), squeeze=False)
+    for label in dict.fromkeys(f"{spec_family(row['guider'])}, {thresholding_label(row)}" for row in rows):
+        members = sorted((row for row in rows if f"{spec_family(row['guider'])}, {thresholding_label(row)}" == label),
+                         key=lambda row: row["fd_own"])  # fmt: skip
+        for panel, (key, name) in zip(panels[0], metrics):
+            panel.plot([r["fd_own"] for r in members], [r[key] for r in members], marker="o", label=label)
+            panel.set(title=name, xlabel="FD (own classifier)")
     panels[0][0].legend(fontsize=7)
     figure.tight_layout()
     figure.savefig(out / "alignment.png", dpi=110)
