@@ -61,8 +61,8 @@ def planned_predictions(pipe, setting: dict) -> list:
 def setting_weights(pipe, setting: dict) -> str:
     """The digest of the weights a setting's samples come from: the pipeline's, and its weak model's and clean
     classifier's only where the setting's guider uses them (so adding either to a pipeline keeps the other settings'
-    cached samples)."""
-    digest = weights_digest(pipe, exclude=("weak_unet", "clean_classifier"))
+    cached samples); never its `clip_model`, which only prompt-steered calls read (these sweeps make none)."""
+    digest = weights_digest(pipe, exclude=("weak_unet", "clean_classifier", "clip_model"))
     if any(prediction.name == WEAK for step in planned_predictions(pipe, setting) for prediction in step):
         digest += "+weak:" + weights_digest(pipe, only=("weak_unet",))
     if uses_clean_classifier(setting):

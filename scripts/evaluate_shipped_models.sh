@@ -42,6 +42,11 @@
 #   text                 a text-to-image pipeline (PIPELINE defaults to checkpoints/<dataset>-text): prompt alignment,
 #                        FD (own) and saturation on the 120 held-out prompts x 2 images, w = 1, 3, 5, 10, 15, with no
 #                        thresholding, static clipping and dynamic thresholding (training/evaluate_text_to_image.py)
+#   text-clip            GLIDE's comparison (issue 27) on the text pipeline, held-out prompts x 2 images, DDIM 50, no
+#                        thresholding: CFG (w = 1, 3, 5), CLIP guidance with the pipeline's noise-aware clip_model (or
+#                        GUIDING_CLIP) on the conditional and the unconditional branch (s = 10, 30, 100), and CFG + CLIP;
+#                        graded by the clean CLIP of CLIP_SCORE (default checkpoints/<dataset>-clip-score) and the
+#                        evaluation classifier; UNet and CLIP evaluations per image in every row; METHODS overrides
 #   text-train-prompts   the same on the training split's prompts (150 x 2 images), w = 1, 3, 5, 10, no thresholding:
 #                        how much of the held-out gap is the unseen wording
 #   text-thresholding    static clipping against dynamic thresholding at each percentile p of |x0| in 0.5, 0.8, 0.9,
@@ -88,6 +93,10 @@ methods="cfg:guidance_scale=1 cfg:guidance_scale=2 cfg:guidance_scale=3 cfg:guid
   classifier:classifier_scale=10,prediction=pred_uncond classifier:classifier_scale=30,prediction=pred_uncond
   universal:classifier_scale=10,prediction=pred_uncond universal:classifier_scale=30,prediction=pred_uncond
   autoguidance-diffusers:guidance_scale=3,auto_guidance_config={\"indices\":[0],\"fqn\":\"mid_block.attentions\",\"skip_ff\":false}"
+# GLIDE's comparison (issue 27): CFG, CLIP guidance on the conditional and the unconditional branch, and both
+clip_methods="cfg:guidance_scale=1 cfg:guidance_scale=3 cfg:guidance_scale=5 clip:clip_scale=10 clip:clip_scale=30
+  clip:clip_scale=100 clip:clip_scale=30,prediction=pred_uncond clip:clip_scale=100,prediction=pred_uncond
+  cfg:guidance_scale=3&clip:clip_scale=30"
 case "$sweep" in
   guidance-methods)
     # shellcheck disable=SC2086
@@ -153,6 +162,11 @@ case "$sweep" in
     exec "${evaluate_text[@]}" --guidance_scales ${GUIDANCE_SCALES:-10} --thresholding static dynamic \
       --dynamic_thresholding_ratios 0.5 0.8 0.9 0.95 0.995 --batch_size 120 \
       --output_dir "$eval_dir/$text_name-thresholding" ;;
-  *) echo "sweep must be guidance-methods, guidance-methods-ddim, cfg, classifier-probe, classifier-guidance, thresholding, inversion, inversion-cfg++, quality-per-step, samplers-per-call, solvers, cascade, text, text-train-prompts or text-thresholding;" \
+  text-clip)
+    # shellcheck disable=SC2086
+    exec "${evaluate_text[@]}" --guiders ${METHODS:-$clip_methods} ${GUIDING_CLIP:+--guiding_clip "$GUIDING_CLIP"} \
+      --clip_model "${CLIP_SCORE:-checkpoints/${dataset//_/-}-clip-score}" --thresholding none --batch_size 120 \
+      --output_dir "$eval_dir/$text_name-clip" ;;
+  *) echo "sweep must be guidance-methods, guidance-methods-ddim, cfg, classifier-probe, classifier-guidance, thresholding, inversion, inversion-cfg++, quality-per-step, samplers-per-call, solvers, cascade, text, text-train-prompts, text-thresholding or text-clip;" \
        "got $sweep" >&2; exit 2 ;;
 esac

@@ -194,3 +194,12 @@ def test_the_text_pipeline_guides_either_branch_or_cfg_and_keeps_the_clip_model(
                                                text_encoder_id="google/t5-v1_1-small"))  # fmt: skip
     with pytest.raises(ValueError, match="reads the token states of 'google/t5-v1_1-small'"):
         other(prompt=prompts, num_inference_steps=2, guider=CLIPGuidance(clip_scale=1.0))
+
+
+def test_a_clip_model_leaves_the_sweep_cache_keys_alone():
+    """Adding a guiding CLIP to a shipped folder must keep every cached sample of the class sweeps."""
+    from guided_diffusers.evaluation.sweeps import setting_weights
+
+    setting = dict(sampler="ddim", num_inference_steps=STEPS, guider="cfg:guidance_scale=2", guidance_scale=None,
+                   classifier_scale=0.0, thresholding="none", eta=0.0)  # fmt: skip
+    assert setting_weights(pipeline(), setting) == setting_weights(pipeline(clip_model=tiny_clip()), setting)

@@ -60,6 +60,19 @@ def test_text_sweeps_default_to_the_text_checkpoint(run):
     assert code == 0 and value(argv, "--prompt_split") == ["train"]
 
 
+def test_text_clip_sweep_compares_cfg_clip_guidance_and_both_graded_by_the_clean_clip(run):
+    code, argv, _ = run("mnist", "text-clip")
+    assert code == 0 and value(argv, "--pipeline") == ["checkpoints/mnist-text"]
+    guiders = value(argv, "--guiders")
+    assert "cfg:guidance_scale=3" in guiders and "clip:clip_scale=30,prediction=pred_uncond" in guiders
+    assert "cfg:guidance_scale=3&clip:clip_scale=30" in guiders and "--guiding_clip" not in argv
+    assert value(argv, "--clip_model") == ["checkpoints/mnist-clip-score"] and value(argv, "--thresholding") == ["none"]
+    assert value(argv, "--output_dir") == ["eval/mnist-text-clip"]
+    _, argv, _ = run("mnist", "text-clip", METHODS="clip:clip_scale=3", GUIDING_CLIP="runs/g", CLIP_SCORE="runs/c")
+    assert value(argv, "--guiders") == ["clip:clip_scale=3"] and value(argv, "--guiding_clip") == ["runs/g"]
+    assert value(argv, "--clip_model") == ["runs/c"]
+
+
 def test_text_thresholding_sweep_sets_static_against_dynamic_at_each_percentile(run, tmp_path):
     code, argv, _ = run("mnist", "text-thresholding", str(tmp_path / "pixel"), "out")
     assert code == 0 and value(argv, "--pipeline") == [str(tmp_path / "pixel")]

@@ -60,3 +60,17 @@ def test_the_cascade_recipes_share_the_low_resolution_and_the_ablation_differs_i
     assert flag(stage, "--max_augmentation_level") == "1" and flag(ablation, "--max_augmentation_level") == "0"
     differs = [a for a, b in zip(stage, ablation) if a != b]
     assert differs == ["1", "runs/fashion-mnist-super-resolution"]
+
+
+def test_the_clip_recipes_guide_the_shipped_models_and_the_grading_one_is_clean(tmp_path):
+    env = {**os.environ, "ACCELERATE": stand_in(tmp_path / "accelerate", 'printf "%s\\n" "$@"'),
+           "PYTHON": stand_in(tmp_path / "python", "exit 1")}  # fmt: skip
+    argvs = {model: subprocess.run(["bash", str(SCRIPT), "mnist", model, "runs"], capture_output=True, text=True,
+                                   env=env).stdout.splitlines() for model in ("clip-latent", "clip-items", "clip-clean")}  # fmt: skip
+    flag = lambda argv, name: argv[max(i for i, arg in enumerate(argv) if arg == name) + 1]  # noqa: E731  (the last wins)
+    latent, items, clean = argvs.values()
+    assert all("training/train_clip.py" in argv and flag(argv, "--train_batch_size") == "128" for argv in argvs.values())
+    assert flag(latent, "--vae") == "checkpoints/mnist-text/vae" and flag(latent, "--noise_scheduler") == "checkpoints/mnist-text"
+    assert flag(items, "--images") == "items" and flag(items, "--noise_scheduler") == "checkpoints/mnist"
+    assert "--noise_free" in clean and "--noise_free" not in latent + items and flag(clean, "--seed") == "1"
+    assert [argv[-1] for argv in argvs.values()] == ["runs/mnist-clip-latent", "runs/mnist-clip-items", "runs/mnist-clip-clean"]
