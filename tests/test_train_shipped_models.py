@@ -73,4 +73,5 @@ def test_the_clip_recipes_guide_the_shipped_models_and_the_grading_one_is_clean(
     assert flag(latent, "--vae") == "checkpoints/mnist-text/vae" and flag(latent, "--noise_scheduler") == "checkpoints/mnist-text"
     assert flag(items, "--images") == "items" and flag(items, "--noise_scheduler") == "checkpoints/mnist"
     assert "--noise_free" in clean and "--noise_free" not in latent + items and flag(clean, "--seed") == "1"
-    assert [argv[-1] for argv in argvs.values()] == ["runs/mnist-clip-latent", "runs/mnist-clip-items", "runs/mnist-clip-clean"]
+    assert [flag(argv, "--output_dir") for argv in argvs.values()] == ["runs/mnist-clip-latent", "runs/mnist-clip-items",
+                                                                       "runs/mnist-clip-clean"]  # fmt: skip
