@@ -78,3 +78,32 @@ def test_bad_flags_fail_before_training(tmp_path, extra, message):
     with pytest.raises(ValueError, match=message.replace("-", r"\-")):
         parse_args([*TINY, "--max_train_steps", "1", "--output_dir", str(tmp_path / "x"), *extra])
     assert not (tmp_path / "x").exists()
+
+
+def test_add_clip_model_makes_it_a_component_of_a_shipped_text_folder(tmp_path):
+    from guided_diffusers.guiders import CLIPGuidance
+    from guided_diffusers.pipelines import TextToImagePipeline
+    from guided_diffusers.pipelines.text_encoding import load_text_encoder
+    from guided_diffusers.schedulers import GuidedDDPMScheduler
+    from guided_diffusers.training.model_card import write_model_card
+    from guided_diffusers.training.model_configs import build_text_unet, text_unet_config
+
+    run(*TINY, "--max_train_steps", "2", "--output_dir", str(tmp_path / "guide"))
+    run(*TINY, "--max_train_steps", "2", "--noise_free", "--output_dir", str(tmp_path / "clean"))
+    torch.manual_seed(0)
+    tokenizer, encoder = load_text_encoder()
+    unet = build_text_unet(text_unet_config("tiny", 28, 56, 1, 384))
+    folder = tmp_path / "shipped"
+    TextToImagePipeline(tokenizer, encoder, unet, GuidedDDPMScheduler(num_train_timesteps=100)).save_pretrained(folder)
+    write_model_card(folder, title="t", metadata={"tags": ["x"]}, sections={"Summary": "s", "Storage": "fp16"})
+    script = ["training/add_clip_model.py", "--pipeline", str(folder), "--check_steps", "2", "--fp16"]
+    refused = run_script(*script, "--clip_run", str(tmp_path / "clean"), check=False)
+    assert refused.returncode != 0 and "must not guide them" in refused.stderr and not (folder / "clip_model").exists()
+    run_script(*script, "--clip_run", str(tmp_path / "guide"))
+    pipe = TextToImagePipeline.from_pretrained(folder)
+    assert isinstance(pipe.clip_model, NoiseAwareCLIP) and pipe.clip_model.dtype == torch.float32  # stored half
+    out = pipe(prompt="a handwritten seven", guider=CLIPGuidance(clip_scale=5.0), num_inference_steps=2, output_type="pt")
+    assert out.evaluations["clip"] == 2
+    metadata, body = read_model_card(folder)
+    section = body.split("## CLIP model (CLIP guidance)")[1].split("## Storage")[0]
+    assert "clip-guidance" in metadata["tags"] and "train_clip.py" in section and "Stored in float16" in section
