@@ -34,6 +34,14 @@ def load_reports(run_dirs: list[str]) -> list[dict]:
     return reports
 
 
+def same_floor(a: dict, b: dict, rtol: float = 1e-6) -> bool:
+    """The same real-data floor: the same metrics, each equal up to float rounding (the same data and features,
+    summed in another order under another thread count, differ in the 8th digit)."""
+    if a.keys() != b.keys():
+        return False
+    return all(abs(a[k] - b[k]) <= rtol * max(abs(a[k]), abs(b[k])) if isinstance(a[k], float) else a[k] == b[k] for k in a)
+
+
 def combined_rows(run_dirs: list[str], reports: list[dict], settings_of, same_keys, row_key) -> list[dict]:
     """The rows of all `reports`, in order. Rows can share a table only if their runs drew the same samples per row
     and measured the same floor: a run whose settings (`settings_of(report)`) differ from the first's in any of
@@ -42,7 +50,7 @@ def combined_rows(run_dirs: list[str], reports: list[dict], settings_of, same_ke
     rows, source_of = [], {}
     for run_dir, report in zip(run_dirs, reports):
         differing = [key for key in same_keys if settings_of(report).get(key) != first.get(key)]
-        if report["real_data_floor"] != reports[0]["real_data_floor"]:
+        if not same_floor(report["real_data_floor"], reports[0]["real_data_floor"]):
             differing.append("real_data_floor")
         if differing:
             raise SystemExit(f"--combine: {run_dir} differs from {run_dirs[0]} in {', '.join(differing)}; only runs "

@@ -200,3 +200,12 @@ def test_runs_that_cannot_share_a_table_are_refused(tmp_path, models):
     with pytest.raises(SystemExit):  # argparse's error: the combination would overwrite a run's results
         main(["--combine", str(tmp_path / "a"), "--output_dir", str(tmp_path / "a")])
     assert not (tmp_path / "out").exists()
+
+
+def test_floors_equal_up_to_float_rounding_are_the_same_floor():
+    from guided_diffusers.evaluation.reports import same_floor
+
+    floor = {"fd_own": 0.16870024968435057, "accuracy": 0.904, "count": 1000}
+    assert same_floor(floor, {**floor, "fd_own": 0.16870024378169868})  # measured: two thread counts, the same data
+    assert not same_floor(floor, {**floor, "fd_own": 0.1688}) and not same_floor(floor, {**floor, "count": 999})
+    assert not same_floor(floor, {"fd_own": 0.16870024968435057})
