@@ -51,6 +51,15 @@ SAMPLERS = {
 }
 
 
+def sampler_label(scheduler) -> str:
+    """What a scheduler samples with, for tables and cards: "DDPM" for our DDPM (what a saved folder loads with),
+    "DDIM", ..., or the class name of another."""
+    names = {GuidedDDPMScheduler: "DDPM", GuidedDDIMScheduler: "DDIM", GuidedDPMSolverMultistepScheduler: "DPM-Solver++(2M)",
+             DPMSolverMultistepScheduler: "diffusers' DPM-Solver++", DDIMScheduler: "diffusers' DDIM",
+             GuidedEDMScheduler: "EDM", GuidedScoreSDEScheduler: "reverse SDE"}  # fmt: skip
+    return names.get(type(scheduler), type(scheduler).__name__)
+
+
 def editable_config(config) -> dict:
     """A scheduler config as a plain dict that `from_config` honours as edited: without `_use_default_values`,
     whose listed keys `from_config` would otherwise reset to their defaults."""

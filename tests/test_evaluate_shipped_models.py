@@ -65,7 +65,8 @@ def test_text_clip_sweep_compares_cfg_clip_guidance_and_both_graded_by_the_clean
     assert code == 0 and value(argv, "--pipeline") == ["checkpoints/mnist-text"]
     guiders = value(argv, "--guiders")
     assert "cfg:guidance_scale=3" in guiders and "clip:clip_scale=30,prediction=pred_uncond" in guiders
-    assert "cfg:guidance_scale=3&clip:clip_scale=30" in guiders and "--guiding_clip" not in argv
+    assert "cfg:guidance_scale=3&clip:clip_scale=30" in guiders and "cfg:guidance_scale=0" in guiders
+    assert "--guiding_clip" not in argv
     assert value(argv, "--clip_model") == ["checkpoints/mnist-clip-score"] and value(argv, "--thresholding") == ["none"]
     assert value(argv, "--output_dir") == ["eval/mnist-text-clip"]
     _, argv, _ = run("mnist", "text-clip", METHODS="clip:clip_scale=3", GUIDING_CLIP="runs/g", CLIP_SCORE="runs/c")

@@ -21,6 +21,7 @@ import torch
 from guided_diffusers.guiders import CLIPGuidance
 from guided_diffusers.models import NoiseAwareCLIP
 from guided_diffusers.pipelines import GuidedDiffusionPipeline, TextToImagePipeline
+from guided_diffusers.pipelines.samplers import sampler_label
 from guided_diffusers.training.captions import retrieval_candidates
 from guided_diffusers.training.folder_components import add_folder_arguments, add_section, check_folder_arguments
 from guided_diffusers.training.folder_components import report_size, run_sections, store_component
@@ -50,7 +51,7 @@ def load_pipeline(folder: Path):
 
 
 def guided_samples(pipe, prompts: list[str], scale: float, steps: int) -> torch.Tensor:
-    """64 CLIP-guided samples for the prompts (cycled), from fixed seeds, DDIM `steps`."""
+    """64 CLIP-guided samples for the prompts (cycled), from fixed seeds, `steps` of the folder's scheduler."""
     prompts = [prompts[i % len(prompts)] for i in range(64)]
     guider = CLIPGuidance(clip_scale=scale)
     generator = torch.Generator().manual_seed(0)
@@ -64,7 +65,7 @@ def storage_effect(full, stored, prompts: list[str], args) -> str:
     images = [guided_samples(pipe, prompts, args.clip_scale, args.check_steps) for pipe in (full, stored)]
     difference = (images[0] - images[1]).abs()
     return (f"Stored in {'float16' if args.fp16 else 'float32'}. What that does to CLIP-guided samples at s = "
-            f"{args.clip_scale:g} (the same 64 seeds and held-out prompts, DDIM {args.check_steps} steps, the model in "
+            f"{args.clip_scale:g} (the same 64 seeds and held-out prompts, {sampler_label(full.scheduler)} {args.check_steps} steps, the model in "
             f"float32 against this folder's): max abs pixel difference {difference.max().item():.2e}, mean "
             f"{difference.mean().item():.2e} (pixels in [0, 1]).")  # fmt: skip
 

@@ -26,7 +26,7 @@ from guided_diffusers.models import NoiseAwareClassifier
 from guided_diffusers.pipelines import (
     CascadePipeline, SuperResolutionPipeline, TextToImagePipeline, load_pipeline, pipeline_class,
 )  # fmt: skip
-from guided_diffusers.pipelines.samplers import default_thresholding
+from guided_diffusers.pipelines.samplers import default_thresholding, sampler_label
 from guided_diffusers.training.text_samples import grid_prompts, sample_grid, samples_section, usage_section
 from guided_diffusers.training.demo_defaults import DEMO_KEY, measured_defaults
 from guided_diffusers.training.model_card import read_model_card, sections, write_card_metadata, write_model_card
@@ -44,7 +44,7 @@ def parse_args(argv=None):
     parser.add_argument("--fp16", action="store_true", help="store weights in float16")
     parser.add_argument("--classifier_scale", type=float, default=10.0,
                         help="the classifier-guidance scale of the card's example and the fp16 check (the best measured)")
-    parser.add_argument("--check_steps", type=int, default=50, help="DDIM steps of the fp16 check")
+    parser.add_argument("--check_steps", type=int, default=50, help="steps (of the folder's scheduler) of the fp16 check")
     parser.add_argument("--demo_guidance_sweep", default=None,
                         help="the --evaluation folder name whose CFG sweep sets the demo's guidance scale "
                              "(training/demo_defaults.py); without it the card records no demo defaults")
@@ -101,12 +101,12 @@ def check_inputs(pipe, dataset: str, classifier_scale: float) -> tuple[dict, dic
 
 
 def storage_effect(full, stored, dataset: str, args) -> str:
-    """How far float16 storage moves samples: the same 64 seeds (DDIM) through both."""
+    """How far float16 storage moves samples: the same 64 seeds through both, with the folder's scheduler."""
     for pipe in (full, stored):
         pipe.set_progress_bar_config(disable=True)
     inputs, modes = check_inputs(full, dataset, args.classifier_scale)
     lines = ["Weights stored in float16 (diffusers loads them into float32 models, so sampling runs in float32). "
-             f"What the rounding does to samples: the same 64 seeds, DDIM {args.check_steps} steps, through the "
+             f"What the rounding does to samples: the same 64 seeds, {sampler_label(full.scheduler)} {args.check_steps} steps, through the "
              "float32 runs and this folder (pixels in [0, 1]):", "",
              "| sampling | max abs pixel difference | mean abs pixel difference |", "| --- | --- | --- |"]  # fmt: skip
     if isinstance(full, CascadePipeline):  # both stages take the check's step count
@@ -123,7 +123,7 @@ def text_samples(pipe, out: Path, dataset: str, card: dict) -> None:
     """Re-render a text-to-image run's grid with the model's default thresholding; its card says which."""
     grid, prompts, thresholding = sample_grid(pipe, dataset, 20, 3.0, 50, seed=0)
     grid.save(out / "samples.png")
-    card["Samples"] = samples_section(prompts, 3.0, 50, thresholding)
+    card["Samples"] = samples_section(prompts, 3.0, 50, thresholding, sampler_label(pipe.scheduler))
     card["Usage"] = usage_section(thresholding)
 
 

@@ -30,6 +30,7 @@ from guided_diffusers.guiders import guider_from_spec
 from guided_diffusers.models import NoiseAwareClassifier, NoiseAwareCLIP
 from guided_diffusers.pipelines import TextToImagePipeline
 from guided_diffusers.pipelines.image_utils import make_grid
+from guided_diffusers.pipelines.samplers import SAMPLERS, make_scheduler, sampler_label
 from guided_diffusers.training.captions import NO_ITEM, evaluation_prompts, evaluation_templates
 from guided_diffusers.evaluation.judge import Judge, real_images
 from guided_diffusers.evaluation.sweeps import add_device_argument, sampling_device
@@ -54,6 +55,9 @@ def parse_args(argv=None):
     parser.add_argument("--dynamic_thresholding_ratios", nargs="+", type=float, default=None,
                         help="percentiles p of |x0| for the dynamic rows, one row each (default: the scheduler's)")
     parser.add_argument("--num_inference_steps", type=int, default=50)
+    parser.add_argument("--sampler", default="ddpm", choices=list(SAMPLERS),
+                        help="the sampler (default ddpm: the shipped folders' own scheduler, which every published "
+                             "text-to-image row used)")  # fmt: skip
     parser.add_argument("--batch_size", type=int, default=50)
     parser.add_argument("--no_efficientnet", action="store_true")
     parser.add_argument("--seed", type=int, default=0)
@@ -140,6 +144,8 @@ def main(argv=None):
     args = parse_args(argv)
     components = {} if args.guiding_clip is None else {"clip_model": NoiseAwareCLIP.from_pretrained(args.guiding_clip)}
     pipe = TextToImagePipeline.from_pretrained(args.pipeline, **components).to(args.device)
+    pipe.scheduler = make_scheduler(args.sampler, pipe.scheduler.config)
+    args.sampler_label = sampler_label(pipe.scheduler)
     pipe.set_progress_bar_config(disable=True)
     grader = None if args.clip_model is None else NoiseAwareCLIP.from_pretrained(args.clip_model).eval()
     if grader is not None:
@@ -223,7 +229,8 @@ def write_results(args, rows, floor, num_prompts: int) -> None:
                      + " | ".join(cell(key, row.get(key)) for key, _ in columns) + " |")  # fmt: skip
     table = "\n".join(lines)
     (out / "results.md").write_text(f"{num_prompts} {args.prompt_split} prompts x {args.images_per_prompt} images, "
-                                    f"DDIM {args.num_inference_steps} steps.\n\n{table}\n\n{template_table(rows)}")  # fmt: skip
+                                    f"{args.sampler_label} {args.num_inference_steps} steps."
+                                    f"\n\n{table}\n\n{template_table(rows)}")  # fmt: skip
     print(table)
     plot(out, rows, metrics)
 

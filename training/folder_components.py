@@ -11,6 +11,7 @@ from pathlib import Path
 
 import torch
 
+from ..pipelines.samplers import sampler_label
 from ..schedulers.validation import check_range
 from .model_card import read_model_card, write_model_card
 
@@ -35,7 +36,8 @@ def store_component(model, folder: Path, name: str, library: list[str], fp16: bo
 
 def store_and_measure(full, folder: Path, name: str, model, library: list[str], guider, what: str, args) -> str:
     """Add `model` to the pipeline `full` (loaded from `folder`) and store it as `folder/<name>/`; the card's sentence
-    on what its storage (`args.fp16`) does to samples guided by `guider` (`args.check_steps` DDIM steps)."""
+    on what its storage (`args.fp16`) does to samples guided by `guider` (`args.check_steps` steps of the folder's own
+    scheduler)."""
     full.register_modules(**{name: model})
     store_component(model, folder, name, library, args.fp16)
     stored = type(full).from_pretrained(folder)
@@ -56,8 +58,8 @@ def storage_effect(full, stored, guider, what: str, fp16: bool, steps: int) -> s
     images = [pipe(batch_size=64, class_labels=labels, guider=guider, num_inference_steps=steps, output_type="pt",
                    generator=torch.Generator().manual_seed(0)).images for pipe in (full, stored)]  # fmt: skip
     difference = (images[0] - images[1]).abs()
-    return (f"Stored in {'float16' if fp16 else 'float32'}. What that does to {what} (the same 64 seeds, DDIM "
-            f"{steps} steps, the component in float32 against this folder's): max abs pixel difference "
+    return (f"Stored in {'float16' if fp16 else 'float32'}. What that does to {what} (the same 64 seeds, "
+            f"{sampler_label(full.scheduler)} {steps} steps, the component in float32 against this folder's): max abs pixel difference "
             f"{difference.max().item():.2e}, mean {difference.mean().item():.2e} (pixels in [0, 1]).")  # fmt: skip
 
 
@@ -90,7 +92,7 @@ def add_folder_arguments(parser, run_flag: str, run_help: str, scale_flag: str, 
     parser.add_argument("--fp16", action="store_true", help=f"store the {what}'s weights in float16")
     parser.add_argument(f"--{scale_flag}", type=float, default=scale_default,
                         help="guidance scale of the card's example and storage check")  # fmt: skip
-    parser.add_argument("--check_steps", type=int, default=50, help="DDIM steps of the float16 storage check")
+    parser.add_argument("--check_steps", type=int, default=50, help="steps (of the folder's scheduler) of the float16 storage check")
 
 
 def check_folder_arguments(args, run_flag: str, run_files: tuple, scale_flag: str) -> None:

@@ -24,8 +24,8 @@ def sample_grid(pipe, dataset: str, count: int, guidance_scale: float, steps: in
     return make_grid(images, rows=max(len(prompts) // 5, 1), scale=2), prompts, thresholding
 
 
-def samples_section(prompts: list[str], guidance_scale: float, steps: int, thresholding: str) -> str:
-    return (f"DDIM {steps} steps, CFG {guidance_scale:g}, thresholding {thresholding}, held-out prompts (row-major): "
+def samples_section(prompts: list[str], guidance_scale: float, steps: int, thresholding: str, sampler: str) -> str:
+    return (f"{sampler} {steps} steps, CFG {guidance_scale:g}, thresholding {thresholding}, held-out prompts (row-major): "
             + "; ".join(f"`{p}`" for p in prompts) + "\n\n![samples](samples.png)")
 
 

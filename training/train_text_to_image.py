@@ -15,6 +15,7 @@ import numpy as np
 import torch
 
 from guided_diffusers.pipelines import TextToImagePipeline
+from guided_diffusers.pipelines.samplers import sampler_label
 from guided_diffusers.pipelines.text_encoding import DEFAULT_TEXT_ENCODER, load_text_encoder
 from guided_diffusers.schedulers import GuidedDDIMScheduler, GuidedDDPMScheduler
 from guided_diffusers.training import args as flags
@@ -153,7 +154,8 @@ def save_pipeline(pipe, noise_scheduler, args, state, num_images: int):
         "writes a folder that carries its own `text_encoder/` and `tokenizer/`.",
         "Usage": usage_section(thresholding),
         "Training": training_section(args, state, num_images),
-        "Samples": samples_section(prompts, args.guidance_scale, args.ddpm_num_inference_steps, thresholding),
+        "Samples": samples_section(prompts, args.guidance_scale, args.ddpm_num_inference_steps, thresholding,
+                                   sampler_label(pipe.scheduler)),
     }  # fmt: skip
     finish_output(args, title=f"guided-diffusers {args.dataset_name} text-to-image", sections=sections,
                   tags=["diffusers", "text-to-image", "imagen"], pipeline_tag="text-to-image",
