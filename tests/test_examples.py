@@ -31,3 +31,12 @@ def test_cfg_plus_plus_scales_example_reads_the_shipped_schedule():
     (_, first_20, median_20, _, last_20), (_, first_50, median_50, _, last_50) = rows
     assert last_20 == last_50 == "1.00"  # the last step lands on sigma = 0: w = lambda
     assert float(median_50) > float(median_20) > 1 and float(first_50) > float(first_20)  # more steps, more guidance
+
+
+def test_clip_guided_class_model_example_steers_the_unconditional_model():
+    result = subprocess.run([sys.executable, str(REPO / "examples" / "clip_guided_class_model.py"), "--pipeline",
+                             str(REPO / "checkpoints" / "mnist"), "--eval_classifier",
+                             str(REPO / "checkpoints" / "mnist-eval-classifier"), "--clip_scales", "10",
+                             "--num_inference_steps", "20"], capture_output=True, text=True, check=True)  # fmt: skip
+    (accuracy,) = re.findall(r"^\| 10 \| ([\d.]+)% \| 20 / 20 \|$", result.stdout, flags=re.M)
+    assert float(accuracy) >= 70  # unguided, the null class matches the prompt's digit about 1 time in 10
