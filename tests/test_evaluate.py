@@ -141,6 +141,7 @@ def test_a_sweep_of_guidance_methods_reports_each_methods_cost_and_draws_its_fro
     assert all(row["seconds_per_image"] > 0 and row["classifier_per_image"] == 0 for row in rows)
     table = (tmp_path / "results.md").read_text()
     assert "UNet evals / image" in table and "| apg:guidance_scale=3,eta=0 |" in table
+    assert "best point at accuracy >=" in table and "At equal cost" in table  # each method's best, then per cost
     assert (tmp_path / "fronts.png").is_file()
 
 

@@ -8,7 +8,8 @@ beside the real-data floor at the same N, over a sweep of samplers, steps, guida
 Guidance methods are swept with --guiders, one spec per point (see `guided_diffusers.guiders.specs`), e.g.
 `--guiders cfg:guidance_scale=3 apg:guidance_scale=5,eta=0 cfg++:guidance_scale=0.4`; each row then also gives the
 UNet (and classifier) evaluations per image and the seconds per image, and accuracy-FD and precision-recall plots
-draw one curve per method.
+draw one curve per method. results.md then ends with each method's best point at an accuracy goal and the best
+point at each cost (`guided_diffusers.evaluation.method_table`).
 
 Writes results.json, results.md (with the command that made it), a sample grid per setting (samples_<row>.png: a
 row per class) and one PNG plot per swept setting to --output_dir, the results after every finished setting.
@@ -27,6 +28,7 @@ from pathlib import Path
 import numpy as np
 
 from guided_diffusers.evaluation.judge import Judge, real_images
+from guided_diffusers.evaluation.method_table import best_points_markdown
 from guided_diffusers.evaluation.reports import combined_rows, load_reports, save_sample_grid, sources_of
 from guided_diffusers.evaluation.sample_cache import sweep_cache
 from guided_diffusers.evaluation.sweeps import (
@@ -168,8 +170,10 @@ COSTS = [("unet_per_image", "UNet evals / image"), ("weak_unet_per_image", "weak
 
 def write_results(out: Path, record: dict, rows: list[dict], floor: dict, intro: str) -> None:
     """results.json (`record` + floor + rows), results.md (`intro` + the table) and the plots."""
-    (out / "results.json").write_text(json.dumps({**record, "real_data_floor": floor, "rows": rows}, indent=2))
-    (out / "results.md").write_text(f"{intro}\n\n{results_table(rows, floor)}\n")
+    report = {**record, "real_data_floor": floor, "rows": rows}
+    (out / "results.json").write_text(json.dumps(report, indent=2))
+    best = best_points_markdown(report)  # a guider sweep: each method's best point, and the best at equal cost
+    (out / "results.md").write_text(f"{intro}\n\n{results_table(rows, floor)}\n" + (f"\n{best}" if best else ""))
     plot_sweeps(out, rows, floor, [(key, name) for key, name in METRICS if key in floor])
     if any(row.get("guider") for row in rows):
         plot_fronts(out, rows, floor)
