@@ -13,7 +13,7 @@ from . import actions, inversion_actions
 from .components import Number, Slider
 from .controls import MAX_BATCH, MAX_INVERSION_STEPS, request_stop
 from .guidance_methods import GUIDANCE_SCALE, METHODS
-from .models import UNCONDITIONAL, cascade_models, class_models, text_models
+from .models import UNCONDITIONAL, cascade_models, class_models, measured_methods_models, text_models
 
 SAMPLER_NAMES = {"ddpm": "DDPM (ours)", "ddim": "DDIM (ours)", "dpm2m": "DPM-Solver++(2M) (ours)",
                  "dpm++": "DPM-Solver++ (diffusers)", "diffusers-ddim": "DDIM (diffusers)",
@@ -37,6 +37,8 @@ inversion, and models trained by our own scripts on MNIST and Fashion-MNIST, all
 - **Sample**: a grid of one class, with x_t and the predicted x0 as it denoises, guided by the method you choose
   (classifier-free guidance and three newer methods, each with its own controls). The defaults are each model's
   measured best (its model card says how they were chosen).
+- **Guidance methods** (models with a measured sweep of them): one seed, a row per guidance method at the setting
+  where the model's own evaluation measured it best, with those measured numbers.
 - **Guidance sweep**: one seed at several scales w of a guidance method (CFG, APG, CFG-Zero*, TCFG): more w, more
   like the class, less varied; each row with the UNet evaluations it cost.
 - **Thresholding**: none, static clipping and Imagen's dynamic thresholding from the same noise at high w.
@@ -196,6 +198,27 @@ def sweep_tab(models, names):
     method.change(follow_sweep_scale, [method, scales], scales, api_visibility="private")
     wire(run, stop, partial(actions.guidance_sweep, models), [model, label, scales, seed, method], [picture, stats],
          "guidance_sweep")  # fmt: skip
+
+
+def methods_tab(models, names):
+    """Each guidance method at its best measured setting, from one seed (models whose folders hold the sweep)."""
+    with gr.Row():
+        with gr.Column(scale=2, min_width=320):
+            model = gr.Dropdown(names, value=names[0], label="model")
+            label = class_menu(models, names, model, "class")
+            with gr.Row():
+                count = Slider(1, 8, value=4, step=1, precision=0, label="images per method")
+                seed = Number(0, precision=0, label="seed", minimum=0)
+            run, stop = buttons("Compare methods")
+            gr.Markdown("A row per method, the same noise for every row, each at the setting where the model's own "
+                        "sweep measured it best: of its settings at least as recognisable as the accuracy goal "
+                        "(MNIST 99%, Fashion-MNIST 95%), the one closest to real data (FD, in the worse of two "
+                        "feature spaces). The numbers under the picture were measured there, over 1,000 samples per "
+                        "setting; `docs/guiders.md` has the whole table.")  # fmt: skip
+        with gr.Column(scale=3):
+            picture, stats = result("a row per method at its best measured setting"), gr.Markdown()
+    wire(run, stop, partial(actions.guidance_methods, models), [model, label, seed, count], [picture, stats],
+         "guidance_methods")  # fmt: skip
 
 
 SWEEP_DEFAULTS = {"w": "0 1 3 5", "lambda": "0 0.2 0.4 0.8"}
@@ -398,6 +421,7 @@ def cascade_tab(models, names):
 
 def build_demo(models: dict) -> gr.Blocks:
     names, texts, cascades = class_models(models), text_models(models), cascade_models(models)
+    measured = measured_methods_models(models)
     if not names:
         raise SystemExit("No class-conditional or unconditional model to serve: the app needs at least one.")
     with gr.Blocks(title="guided-diffusers", delete_cache=(300, 900)) as demo:
@@ -406,6 +430,9 @@ def build_demo(models: dict) -> gr.Blocks:
                            ("Samplers", samplers_tab), ("Forward process", forward_tab), ("Inversion", inversion_tab)]:
             with gr.Tab(title):
                 tab(models, names)
+            if title == "Sample" and measured:  # the methods beside the tab that samples them one by one
+                with gr.Tab("Guidance methods"):
+                    methods_tab(models, measured)
         if texts:
             with gr.Tab("Text"):
                 text_tab(models, texts)

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import torch
 
+from guided_diffusers.evaluation.method_table import guidance_methods_report
 from guided_diffusers.pipelines import CascadePipeline, GuidedDiffusionPipeline, TextToImagePipeline, make_scheduler
 from guided_diffusers.pipelines.loading import pipeline_class
 from guided_diffusers.pipelines.samplers import editable_config
@@ -30,6 +31,7 @@ class ServedModel:
     defaults: dict
     images: torch.Tensor | None = None  # a few real test images in [-1, 1], where the dataset is available offline
     card_metadata: dict = field(default_factory=dict)
+    methods_report: dict | None = None  # its guider sweep's results.json (the Guidance methods tab), if it has one
     by_sampler: dict = field(default_factory=dict, repr=False)  # sampler name -> a pipeline sharing pipe's networks
     building: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
@@ -116,7 +118,8 @@ def load_model(source: str) -> ServedModel:
     if folder is not None and (folder / "README.md").is_file():
         metadata = read_model_card(folder)[0] or {}
     defaults = read_demo_defaults(folder, latent=getattr(pipe, "vae", None) is not None)
-    return ServedModel(Path(source.rstrip("/")).name, pipe, folder, defaults, card_metadata=metadata)
+    return ServedModel(Path(source.rstrip("/")).name, pipe, folder, defaults, card_metadata=metadata,
+                       methods_report=guidance_methods_report(folder) if isinstance(pipe, GuidedDiffusionPipeline) else None)
 
 
 def load_models(spec: str) -> dict[str, ServedModel]:
@@ -159,6 +162,11 @@ def class_models(models: dict) -> list[str]:
 
 def text_models(models: dict) -> list[str]:
     return [name for name, model in models.items() if model.is_text]
+
+
+def measured_methods_models(models: dict) -> list[str]:
+    """The class models whose folders hold a measured sweep of guidance methods."""
+    return [name for name in class_models(models) if models[name].methods_report is not None]
 
 
 def cascade_models(models: dict) -> list[str]:

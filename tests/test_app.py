@@ -445,3 +445,69 @@ def test_labelled_rows_keep_every_label_clear_of_the_pictures():
     picture_columns = np.flatnonzero((canvas <= 128).all(axis=0))  # black samples in grey frames: whole columns
     text_columns = np.flatnonzero((canvas[:, : picture_columns[0]] < 128).any(axis=0))
     assert len(text_columns) and text_columns[-1] < picture_columns[0] - 4  # white space between the two
+
+
+# ---------------------------------------------------------------------------------------- Guidance methods tab
+def sweep_point(guider, accuracy, fd_own, unet=8, fd_efficientnet=10.0, **costs):
+    return {"guider": guider, "sampler": "ddim", "num_inference_steps": 4, "thresholding": "static", "eta": 0.0,
+            "accuracy": accuracy, "fd_own": fd_own, "fd_efficientnet": fd_efficientnet, "precision": 0.9, "recall": 0.8,
+            "unet_per_image": unet, **costs}  # fmt: skip
+
+
+SWEEP = {"arguments": {"dataset_name": "mnist", "num_samples": 1000},
+         "real_data_floor": {"fd_own": 0.25, "fd_efficientnet": 10.0, "accuracy": 0.99, "precision": 0.9, "recall": 0.9},
+         "rows": [sweep_point("cfg:guidance_scale=3", 0.999, 0.3), sweep_point("cfg:guidance_scale=5", 1.0, 0.5),
+                  sweep_point("interval:guidance_scale=5", 0.995, 0.28, unet=6),
+                  sweep_point("autoguidance:guidance_scale=3", 0.996, 0.2, unet=4, fd_efficientnet=30.0,
+                              weak_unet_per_image=4),
+                  sweep_point("apg:guidance_scale=3,eta=0", 0.98, 0.3)]}  # fmt: skip
+
+
+@pytest.fixture(scope="module")
+def with_sweep(tmp_path_factory):
+    """The tiny model with a guider sweep's results.json in its folder (rows written here, in the format
+    training/evaluate.py writes), a copy without its weak UNet, and the tiny model without a sweep."""
+    import json
+    import shutil
+
+    root = tmp_path_factory.mktemp("swept-models")
+    for name in ("tiny-swept", "tiny-swept-no-weak"):
+        folder = write_tiny_model(root / name)
+        (folder / "evaluation" / f"{name}-guidance-methods").mkdir(parents=True)
+        (folder / "evaluation" / f"{name}-guidance-methods" / "results.json").write_text(json.dumps(SWEEP))
+    shutil.rmtree(root / "tiny-swept-no-weak" / "weak_unet")
+    index = root / "tiny-swept-no-weak" / "model_index.json"
+    index.write_text(json.dumps({**json.loads(index.read_text()), "weak_unet": [None, None]}))
+    write_tiny_model(root / "tiny-mnist")
+    return load_models(str(root))
+
+
+def test_the_guidance_methods_tab_shows_each_method_at_its_best_measured_setting(with_sweep):
+    picture, text = actions.guidance_methods(with_sweep, "tiny-swept", "3", 5, 2, progress=NO_PROGRESS)
+    with Image.open(picture) as image:  # four labelled strips of two images
+        assert image.height >= 4 * 112
+    lines = [line for line in text.splitlines() if line.startswith("| ") and "---" not in line][1:]
+    # by the worse FD ratio: interval (1.12x own), cfg at w = 3 (1.2x), autoguidance (0.8x own but 3x EfficientNet),
+    # then APG, short of 99%
+    assert [line.split(" | ")[0] for line in lines] == ["| interval, w=5", "| cfg, w=3", "| autoguidance, w=3",
+                                                        "| apg, w=3,eta=0"]  # fmt: skip
+    assert "| 99.5% | 1.12x / 1.00x | 0.800 | 6 |" in lines[0]  # measured numbers, then this run's evaluations
+    assert lines[2].endswith("| 4 + 4 weak UNet |") and "98.0% (short of the goal)" in lines[3]
+    again, _ = actions.guidance_methods(with_sweep, "tiny-swept", "3", 5, 2, progress=NO_PROGRESS)
+    assert Path(again).read_bytes() == Path(picture).read_bytes()  # same seed, same rows
+
+
+def test_the_guidance_methods_tab_skips_what_a_copy_cannot_run_and_refuses_without_a_sweep(with_sweep):
+    _, text = actions.guidance_methods(with_sweep, "tiny-swept-no-weak", "3", 0, 1, progress=NO_PROGRESS)
+    assert "autoguidance, w=3" not in text and "Not shown: autoguidance (this copy of tiny-swept-no-weak has no " \
+        "`weak_unet`)" in text  # fmt: skip
+    with pytest.raises(gr.Error, match="tiny-mnist has no measured sweep of guidance methods"):
+        actions.guidance_methods(with_sweep, "tiny-mnist", "3", 0, 1, progress=NO_PROGRESS)
+    with pytest.raises(gr.Error, match="choose one"):
+        actions.guidance_methods(with_sweep, "tiny-swept", UNCONDITIONAL, 0, 1, progress=NO_PROGRESS)
+    with pytest.raises(gr.Error, match="images per method must be a whole number"):
+        actions.guidance_methods(with_sweep, "tiny-swept", "3", 0, 9, progress=NO_PROGRESS)
+    demo = build_demo(with_sweep)
+    assert "guidance_methods" in {dependency.get("api_name") for dependency in demo.config["dependencies"]}
+    assert "guidance_methods" not in {d.get("api_name") for d in build_demo(
+        {"tiny-mnist": with_sweep["tiny-mnist"]}).config["dependencies"]}  # no sweep, no tab
