@@ -9,7 +9,7 @@ from guided_diffusers.pipelines import SAMPLERS
 from guided_diffusers.pipelines.pipeline_super_resolution import DEFAULT_AUGMENTATION_LEVEL
 from guided_diffusers.pipelines.samplers import THRESHOLDING_MODES
 
-from . import actions, inversion_actions
+from . import actions, clip_actions, inversion_actions
 from .components import Number, Slider
 from .controls import MAX_BATCH, MAX_INVERSION_STEPS, request_stop
 from .guidance_methods import GUIDANCE_SCALE, METHODS
@@ -46,6 +46,8 @@ inversion, and models trained by our own scripts on MNIST and Fashion-MNIST, all
 - **Forward process**: a real image noised to any t, and the noise schedules.
 - **Inversion**: DDIM run backwards to noise and forwards again, interpolation between two images, SDEdit variations.
 - **Text** (with a text-to-image model): a prompt drawn by an Imagen-style model on a frozen MiniLM encoder.
+- **CLIP guidance** (with a model that has a noise-aware CLIP): GLIDE's comparison on one prompt, CLIP guidance
+  against and with CFG, and a prompt steering a class model that was never given text.
 - **Cascade** (with a cascade): a 14x14 base sample, the same upsampled, and a diffusion super-resolution stage's
   28x28 result side by side, with the stage's noise-conditioning augmentation level as a control.
 
@@ -395,6 +397,35 @@ def text_tab(models, names):
                  api_visibility="private")  # fmt: skip
 
 
+def clip_tab(models, names):
+    """GLIDE's comparison on one prompt: CLIP guidance against (and with) CFG on a text model; a prompt steering a
+    class model's unconditional mode."""
+    first = models[names[0]]
+    with gr.Row():
+        with gr.Column(scale=2, min_width=320):
+            model = gr.Dropdown(names, value=names[0], label="model with a CLIP model")
+            prompt = gr.Textbox(clip_actions.default_prompt(first), label="prompt")
+            clip_scale = Slider(0, 300, value=10, step=1, label="CLIP guidance scale s",
+                                info="10 measured best on the shipped models (docs/clip-guidance.md)")  # fmt: skip
+            guidance = Slider(0, 30, value=3, step=0.5, label="CFG scale w (text models)", visible=first.is_text)
+            run, stop = buttons("Compare")
+            steps = Slider(5, 200, value=50, step=1, precision=0, label="DDPM steps")
+            with gr.Row():
+                count = Slider(1, 8, value=4, step=1, precision=0, label="images")
+                seed = Number(0, precision=0, label="seed", minimum=0)
+            gr.Markdown("CLIP guidance (GLIDE) adds the gradient of a noise-aware image-text model's similarity to "
+                        "the prompt at every step, like classifier guidance with an open vocabulary. On our models, "
+                        "as in GLIDE, CFG draws the prompt more reliably; CFG + CLIP is closest to real data "
+                        "(docs/clip-guidance.md).")  # fmt: skip
+        with gr.Column(scale=3):
+            picture, stats = result("a row per setting, same noise"), gr.Markdown()
+    wire(run, stop, partial(clip_actions.clip_comparison, models), [model, prompt, clip_scale, guidance, steps, count,
+                                                                    seed], [picture, stats], "clip_guidance")  # fmt: skip
+    model.change(lambda name: (gr.update(value=clip_actions.default_prompt(models[name])),
+                               gr.update(visible=models[name].is_text)), model, [prompt, guidance],
+                 api_visibility="private")  # fmt: skip
+
+
 def cascade_tab(models, names):
     first = models[names[0]]
     d = first.defaults
@@ -421,7 +452,7 @@ def cascade_tab(models, names):
 
 def build_demo(models: dict) -> gr.Blocks:
     names, texts, cascades = class_models(models), text_models(models), cascade_models(models)
-    measured = measured_methods_models(models)
+    measured, clip_names = measured_methods_models(models), clip_actions.clip_models(models)
     if not names:
         raise SystemExit("No class-conditional or unconditional model to serve: the app needs at least one.")
     with gr.Blocks(title="guided-diffusers", delete_cache=(300, 900)) as demo:
@@ -436,6 +467,9 @@ def build_demo(models: dict) -> gr.Blocks:
         if texts:
             with gr.Tab("Text"):
                 text_tab(models, texts)
+        if clip_names:
+            with gr.Tab("CLIP guidance"):
+                clip_tab(models, clip_names)
         if cascades:
             with gr.Tab("Cascade"):
                 cascade_tab(models, cascades)

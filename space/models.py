@@ -50,12 +50,12 @@ class ServedModel:
         pipe = self.pipe
         if self.is_text:
             other = TextToImagePipeline(pipe.tokenizer, pipe.text_encoder, pipe.unet, scheduler, vae=pipe.vae,
-                                        **pipe.text_options())  # fmt: skip
+                                        clip_model=pipe.clip_model, **pipe.text_options())  # fmt: skip
         else:
             other = GuidedDiffusionPipeline(pipe.unet, scheduler, classifier=pipe.classifier, vae=pipe.vae,
                                             null_class_label=pipe.config.null_class_label,
                                             class_names=pipe.config.class_names, weak_unet=pipe.weak_unet,
-                                            clean_classifier=pipe.clean_classifier)  # fmt: skip
+                                            clean_classifier=pipe.clean_classifier, clip_model=pipe.clip_model)  # fmt: skip
         other.set_progress_bar_config(disable=True)
         return other
 

@@ -97,3 +97,23 @@ def launch_app(root):
     demo = build_demo(load_models(str(root)))
     app.launch(demo, server_name="127.0.0.1", server_port=port, prevent_thread_lock=True, quiet=True)
     return demo, f"http://127.0.0.1:{port}/"
+
+
+def add_tiny_clip(folder):
+    """A pipeline folder given a tiny random noise-aware CLIP on its UNet's inputs (`clip_model/`), as
+    training/add_clip_model.py gives the shipped ones a trained one."""
+    from guided_diffusers.models import NoiseAwareCLIP
+    from guided_diffusers.pipelines.loading import pipeline_class
+    from guided_diffusers.pipelines.text_encoding import DEFAULT_TEXT_ENCODER
+    from guided_diffusers.training.model_configs import clip_config
+
+    pipe = pipeline_class(str(folder)).from_pretrained(folder)
+    config = pipe.unet.config
+    height, width = config.sample_size if isinstance(config.sample_size, (list, tuple)) else (config.sample_size,) * 2
+    torch.manual_seed(2)
+    clip = NoiseAwareCLIP(**clip_config("tiny", height, width, config.in_channels, 384,
+                                        noise_schedule=schedule_of(pipe.scheduler.config),
+                                        text_encoder_id=DEFAULT_TEXT_ENCODER, max_length=16))  # fmt: skip
+    pipe.register_modules(clip_model=clip)
+    pipe.save_pretrained(folder)
+    return folder

@@ -15,9 +15,9 @@ from PIL import Image
 os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from app_models import (  # noqa: E402
-    launch_app, write_tiny_cascade_model, write_tiny_latent_model, write_tiny_model, write_tiny_text_model,
+    add_tiny_clip, launch_app, write_tiny_cascade_model, write_tiny_latent_model, write_tiny_model, write_tiny_text_model,
 )  # fmt: skip
-from space import actions, controls, inversion_actions  # noqa: E402
+from space import actions, clip_actions, controls, inversion_actions  # noqa: E402
 from space.guidance_methods import EXTRA_CONTROLS  # noqa: E402
 from space.layout import build_demo  # noqa: E402
 from space.models import UNCONDITIONAL, load_models  # noqa: E402
@@ -511,3 +511,54 @@ def test_the_guidance_methods_tab_skips_what_a_copy_cannot_run_and_refuses_witho
     assert "guidance_methods" in {dependency.get("api_name") for dependency in demo.config["dependencies"]}
     assert "guidance_methods" not in {d.get("api_name") for d in build_demo(
         {"tiny-mnist": with_sweep["tiny-mnist"]}).config["dependencies"]}  # no sweep, no tab
+
+
+# ------------------------------------------------------------------------------------------- CLIP guidance tab
+@pytest.fixture(scope="module")
+def with_clip(tmp_path_factory):
+    root = tmp_path_factory.mktemp("clip-models")
+    add_tiny_clip(write_tiny_model(root / "tiny-mnist-clip"))
+    add_tiny_clip(write_tiny_text_model(root / "tiny-text-clip"))
+    write_tiny_model(root / "tiny-mnist")
+    return load_models(str(root))
+
+
+def table_lines(text: str) -> list[str]:
+    return [line for line in text.splitlines() if line.startswith("| ") and "---" not in line][1:]
+
+
+def test_the_clip_tab_runs_glides_comparison_on_a_text_model_with_each_rows_cost(with_clip):
+    picture, text = clip_actions.clip_comparison(with_clip, "tiny-text-clip", "a 4 to the left of a 9", 10, 3, 5, 2, 0,
+                                                 progress=NO_PROGRESS)  # fmt: skip
+    with Image.open(picture) as image:  # four labelled strips
+        assert image.height >= 4 * 112
+    costs = [line.split(" | ")[:3] for line in table_lines(text)]
+    assert costs == [["| no guidance (w = 1)", "5", "0"], ["| CLIP s = 10", "5", "5"], ["| CFG w = 3", "10", "0"],
+                     ["| CFG w = 3 + CLIP s = 10", "10", "5"]]  # fmt: skip
+
+
+def test_the_clip_tab_steers_a_class_models_unconditional_mode_and_scale_0_changes_nothing(with_clip):
+    _, text = clip_actions.clip_comparison(with_clip, "tiny-mnist-clip", "a picture of the numeral seven", 10, 3, 5, 1,
+                                           0, progress=NO_PROGRESS)  # fmt: skip
+    assert [line.split(" | ")[:3] for line in table_lines(text)] == [["| unconditional", "5", "0"],
+                                                                     ["| CLIP s = 10", "5", "5"]]  # fmt: skip
+    picture, _ = clip_actions.clip_comparison(with_clip, "tiny-mnist-clip", "a seven", 0, 3, 5, 1, 0, progress=NO_PROGRESS)
+    pixels, height = np.asarray(Image.open(picture).convert("L")), 28 * 4 + 2  # strips of one 112 px image
+    unguided, guided = pixels[-2 * height : -height, -height:], pixels[-height:, -height:]
+    assert np.array_equal(unguided, guided)  # s = 0: the unconditional row's image, bit for bit
+
+
+@pytest.mark.parametrize("override, message", [({"prompt": "  "}, "prompt must be a few words"),
+                                               ({"model": "tiny-mnist"}, "the models with a clip_model"),
+                                               ({"clip_scale": float("nan")}, "CLIP guidance scale s must be a number"),
+                                               ({"count": 9}, "images must be a whole number")])  # fmt: skip
+def test_bad_clip_tab_controls_are_refused_before_any_work(with_clip, override, message):
+    controls_ = dict(model="tiny-mnist-clip", prompt="a seven", clip_scale=10, guidance=3, steps=5, count=1, seed=0)
+    with pytest.raises(gr.Error, match=message):
+        clip_actions.clip_comparison(with_clip, **{**controls_, **override}, progress=NO_PROGRESS)
+
+
+def test_the_clip_tab_is_served_only_with_a_clip_model(with_clip):
+    names = lambda models: {d.get("api_name") for d in build_demo(models).config["dependencies"]}  # noqa: E731
+    assert "clip_guidance" in names(with_clip)
+    assert "clip_guidance" not in names({"tiny-mnist": with_clip["tiny-mnist"]})
