@@ -18,8 +18,9 @@ pytestmark = pytest.mark.skipif(not Path(CHROMIUM).exists(), reason="Debian pack
 FLAGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking",
          "--disable-component-update", "--disable-sync"]  # fmt: skip
 # every tab's main action, run with its defaults
-ACTIONS = {"Guidance sweep": "Sweep", "Thresholding": "Compare", "Samplers": "Compare", "Forward process": "Show",
-           "Inversion": "Invert and reconstruct", "Text": "Generate"}  # fmt: skip
+ACTIONS = {"Guidance methods": "Compare methods", "Guidance sweep": "Sweep", "Thresholding": "Compare", "Samplers": "Compare", "Forward process": "Show",
+           "Inversion": "Invert and reconstruct", "Text": "Generate",
+           "CLIP guidance": "Compare"}  # fmt: skip
 NO_PROGRESS = "!document.querySelector('.progress-text, .eta-bar, .progress-level')"
 
 
