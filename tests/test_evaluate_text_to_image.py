@@ -85,6 +85,10 @@ def test_writes_alignment_fd_and_saturation_for_each_setting(tmp_path):
     for row in rows:
         assert 0 <= row["single_alignment"] <= 1 and 0 <= row["pair_alignment"] <= 1 and row["fd_own"] >= 0
     assert "two-item alignment" in (out / "results.md").read_text() and (out / "alignment.png").is_file()
+    # the floor at the samples' N: 30 one-item images give 30 items and 90 two-item images 180, so 210 real
+    # training images, each set against the 120 real test images
+    assert json.loads((out / "results.json").read_text())["floor_images"] == 210
+    assert "the images' 210 items (digits) against 120 real test images" in (out / "results.md").read_text()
     # alignment by template: the 3 held-out one-item wordings and the 2 two-item ones, in every row and the table
     templates = list(rows[0]["alignment_by_template"])
     assert templates == ["a picture of the numeral {w}", "an image showing the digit {w}", "someone wrote {a}",

@@ -94,6 +94,11 @@ def items(images: torch.Tensor, right: torch.Tensor) -> tuple[torch.Tensor, torc
     return torch.stack(crops), torch.tensor(owners)
 
 
+def item_count(prompts, images_per_prompt: int) -> int:
+    """How many items (digits) the images of `prompts` hold: one per one-item image, two per two-item image."""
+    return images_per_prompt * sum(1 if right == NO_ITEM else 2 for _, _, right in prompts)
+
+
 def generate(pipe, prompts, setting, args) -> tuple[torch.Tensor, dict]:
     """`images_per_prompt` images per prompt, in [-1, 1], batch by batch with fixed seeds; and the cost per image:
     network evaluations per image by kind ("unet", "clip", ...) and seconds."""
@@ -155,7 +160,9 @@ def main(argv=None):
     count = len(prompts) * args.images_per_prompt
     real, _ = real_images(args.dataset_name, "test", count, args.seed, 28, 1)
     judge = Judge(NoiseAwareClassifier.from_pretrained(args.eval_classifier), real, not args.no_efficientnet, args.batch_size)
-    train, train_labels = real_images(args.dataset_name, "train", count, args.seed + 1, 28, 1)
+    # the floor at the samples' N: FD is measured on their items (two per two-item image), not on the images
+    floor_images = item_count(prompts, args.images_per_prompt)
+    train, train_labels = real_images(args.dataset_name, "train", floor_images, args.seed + 1, 28, 1)
     floor = judge.measure(train, train_labels)
     rows = []
     Path(args.output_dir).mkdir(parents=True, exist_ok=True)
@@ -167,7 +174,7 @@ def main(argv=None):
             rows[-1]["clip_score"] = clip_scores(grader, pipe.tokenizer, pipe.text_encoder, images, texts).mean().item()
         save_grid(images, prompts, args.images_per_prompt, Path(args.output_dir, f"samples_{index}.png"))
         print(json.dumps(rows[-1]), flush=True)
-    write_results(args, rows, floor, len(prompts))
+    write_results(args, rows, floor, len(prompts), floor_images)
 
 
 def settings(args) -> list[dict]:
@@ -214,11 +221,11 @@ def cell(key: str, value) -> str:
     return f"{value:.1%}" if "alignment" in key else f"{value:.4g}"
 
 
-def write_results(args, rows, floor, num_prompts: int) -> None:
+def write_results(args, rows, floor, num_prompts: int, floor_images: int) -> None:
     out = Path(args.output_dir)
     out.mkdir(parents=True, exist_ok=True)
     (out / "results.json").write_text(json.dumps({"command": vars(args), "hardware": hardware(), "real_data_floor": floor,
-                                                  "rows": rows}, indent=2))  # fmt: skip
+                                                  "floor_images": floor_images, "rows": rows}, indent=2))  # fmt: skip
     metrics = [(key, name) for key, name in METRICS if key in rows[0]]
     columns = metrics + [(key, name) for key, name in COST if key in rows[0]]
     lines = ["| guidance | thresholding | " + " | ".join(name for _, name in columns) + " |",
@@ -229,7 +236,9 @@ def write_results(args, rows, floor, num_prompts: int) -> None:
                      + " | ".join(cell(key, row.get(key)) for key, _ in columns) + " |")  # fmt: skip
     table = "\n".join(lines)
     (out / "results.md").write_text(f"{num_prompts} {args.prompt_split} prompts x {args.images_per_prompt} images, "
-                                    f"{args.sampler_label} {args.num_inference_steps} steps."
+                                    f"{args.sampler_label} {args.num_inference_steps} steps. FD: the images' "
+                                    f"{floor_images} items (digits) against {num_prompts * args.images_per_prompt} real test images; "
+                                    f"the floor: {floor_images} real training images against the same."
                                     f"\n\n{table}\n\n{template_table(rows)}")  # fmt: skip
     print(table)
     plot(out, rows, metrics)
