@@ -149,3 +149,17 @@ def test_cascade_cost_counts_each_stages_evaluations_flops_and_trained_steps(tmp
     forward = {name: float(rows[name][2]) for name in ("single-stage UNet", "cascade base UNet", "cascade super-resolution UNet")}
     assert float(rows["cascade"][1]) == pytest.approx(4 * forward["cascade base UNet"] + 2 * forward["cascade super-resolution UNet"], rel=1e-2)
     assert float(rows["single stage"][1]) == pytest.approx(4 * forward["single-stage UNet"], rel=1e-2)
+
+
+def test_clip_guidance_cost_times_each_setting_with_its_unet_and_clip_evaluations(tmp_path):
+    from app_models import add_tiny_clip, write_tiny_text_model
+
+    pipeline = add_tiny_clip(write_tiny_text_model(tmp_path / "text"))
+    out = bench("clip_guidance_cost.py", "--pipeline", pipeline, "--steps", "4", "--batch_size", "1", "--repeats", "1")
+    rows = {line.split("|")[1].strip(): [cell.strip() for cell in line.split("|")[2:-1]]
+            for line in out.splitlines() if line.startswith("| ") and "---" not in line}  # fmt: skip
+    evaluations = {name: cells[:2] for name, cells in rows.items() if name != "setting"}
+    assert evaluations == {"conditional model (w = 1), 4 steps": ["4", "0"], "CLIP s = 10, 4 steps": ["4", "4"],
+                           "CFG w = 3, 4 steps": ["8", "0"], "CFG w = 3, 2 steps": ["4", "0"],
+                           "CFG w = 3 + CLIP s = 10, 4 steps": ["8", "4"]}  # fmt: skip
+    assert rows["CFG w = 3, 4 steps"][3] == "1.00x"  # the reference
