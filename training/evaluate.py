@@ -233,28 +233,33 @@ def plot_sweeps(out: Path, rows, floor, metrics) -> None:
 
 
 def plot_fronts(out: Path, rows, floor) -> None:
-    """Accuracy against FD (own, as a multiple of the floor) and precision against recall, one curve per guidance
-    method (its points ordered by FD), one curve per sampler and step count: where each method trades fidelity
-    for diversity (fronts.png)."""
+    """Accuracy against FD as a multiple of the floor, in each feature space measured (own classifier,
+    EfficientNet-Lite0), and precision against recall, one curve per guidance method (its points ordered by FD),
+    one curve per sampler and step count: where each method trades fidelity for diversity (fronts.png)."""
     import matplotlib
     import matplotlib.ticker
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    figure, (fidelity, coverage) = plt.subplots(1, 2, figsize=(10, 4))
+    spaces = [(key, name) for key, name in (("fd_own", "own"), ("fd_efficientnet", "EfficientNet-Lite0"))
+              if key in floor and all(key in row for row in rows)]  # fmt: skip
+    figure, panels = plt.subplots(1, len(spaces) + 1, figsize=(5 * (len(spaces) + 1), 4))
+    *fidelity_panels, coverage = panels
     key = lambda r: (spec_family(r["guider"] or "scales"), r["sampler"], r["num_inference_steps"])  # noqa: E731
     for (family, sampler, steps), members in itertools.groupby(sorted(rows, key=key), key=key):
         members = sorted(members, key=lambda r: r["fd_own"])
         label = f"{family} ({sampler}, {steps})"
-        fidelity.plot([r["fd_own"] / floor["fd_own"] for r in members], [r.get("accuracy", np.nan) for r in members],
-                      marker="o", label=label)  # fmt: skip
+        for panel, (fd, _) in zip(fidelity_panels, spaces):
+            panel.plot([r[fd] / floor[fd] for r in members], [r.get("accuracy", np.nan) for r in members], marker="o",
+                       label=label)  # fmt: skip
         coverage.plot([r["recall"] for r in members], [r["precision"] for r in members], marker="o", label=label)
-    ratios = [row["fd_own"] / floor["fd_own"] for row in rows]
-    wide = max(ratios) >= 10 * min(ratios)  # a log axis only where it spans a decade: else it has no labels
-    fidelity.set(xlabel="FD (own) / real-data floor", ylabel="accuracy", xscale="log" if wide else "linear",
-                 title="fidelity")  # fmt: skip
-    fidelity.xaxis.set_major_formatter(matplotlib.ticker.FormatStrFormatter("%g"))
+    for panel, (fd, name) in zip(fidelity_panels, spaces):
+        ratios = [row[fd] / floor[fd] for row in rows]
+        wide = max(ratios) >= 10 * min(ratios)  # a log axis only where it spans a decade: else it has no labels
+        panel.set(xlabel=f"FD ({name}) / real-data floor", ylabel="accuracy", xscale="log" if wide else "linear",
+                  title=f"fidelity ({name} features)")  # fmt: skip
+        panel.xaxis.set_major_formatter(matplotlib.ticker.FormatStrFormatter("%g"))
     coverage.set(xlabel="recall", ylabel="precision", title="precision against recall")
     coverage.plot([floor["recall"]], [floor["precision"]], marker="*", color="grey", linestyle="", label="real data")
     coverage.legend(fontsize=7)
