@@ -4,10 +4,11 @@ report (results.md) and by the Space's "Guidance methods" tab, so that both show
 A method's best point: of its points whose class accuracy reaches the goal, the one whose FD is lowest as a multiple
 of the real-data floor, taking the worse of the two feature spaces (own classifier, EfficientNet-Lite0): a point
 must look real in both (issue 24's MNIST goal asks for both; the own features alone can sit below the floor while
-ImageNet features see grain, as autoguidance's MNIST point does); a method with no point there is listed at its most accurate point, marked short of the goal. At equal
-cost: for each number of UNet evaluations per image that some point took, the best point (same rule) among all
-methods' points that took at most that many. Other networks' evaluations (a weak UNet, a classifier, a gradient
-through the UNet) are listed beside it, not converted into UNet evaluations: their cost is not one number.
+ImageNet features see grain, as autoguidance's MNIST point does). A method with no point at the goal is listed at
+its most accurate point, marked short of the goal. At equal cost: for each number of UNet evaluations per image that
+some point took, the best point (same rule) among all methods' points that took at most that many. Other networks'
+evaluations (a weak UNet, a classifier, a gradient through the UNet) are listed beside it, not converted into UNet
+evaluations: their cost is not one number.
 """
 
 import json

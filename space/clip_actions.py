@@ -38,7 +38,7 @@ def comparison_rows(served: ServedModel, clip_scale: float, guidance: float) -> 
     return [("no guidance\n(w = 1)", ClassifierFreeGuidance(guidance_scale=1.0)), (f"CLIP s = {clip_scale:g}", clip),
             (f"CFG w = {guidance:g}", cfg),
             (f"CFG w = {guidance:g}\n+ CLIP s = {clip_scale:g}",
-             CombinedGuidance([ClassifierFreeGuidance(guidance_scale=guidance), CLIPGuidance(clip_scale=clip_scale)]))]  # fmt: skip
+             CombinedGuidance([ClassifierFreeGuidance(guidance_scale=guidance), CLIPGuidance(clip_scale=clip_scale)]))]
 
 
 def sample_row(served: ServedModel, prompt: str, guider, steps: int, count: int, seed: int, tracker):

@@ -9,7 +9,7 @@ from guided_diffusers.pipelines import SAMPLERS
 from guided_diffusers.pipelines.pipeline_super_resolution import DEFAULT_AUGMENTATION_LEVEL
 from guided_diffusers.pipelines.samplers import THRESHOLDING_MODES
 
-from . import actions, clip_actions, inversion_actions
+from . import actions, clip_actions, inversion_actions, method_actions
 from .components import Number, Slider
 from .controls import MAX_BATCH, MAX_INVERSION_STEPS, request_stop
 from .guidance_methods import GUIDANCE_SCALE, METHODS
@@ -219,7 +219,7 @@ def methods_tab(models, names):
                         "setting; `docs/guiders.md` has the whole table.")  # fmt: skip
         with gr.Column(scale=3):
             picture, stats = result("a row per method at its best measured setting"), gr.Markdown()
-    wire(run, stop, partial(actions.guidance_methods, models), [model, label, seed, count], [picture, stats],
+    wire(run, stop, partial(method_actions.guidance_methods, models), [model, label, seed, count], [picture, stats],
          "guidance_methods")  # fmt: skip
 
 

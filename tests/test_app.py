@@ -17,7 +17,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from app_models import (  # noqa: E402
     add_tiny_clip, launch_app, write_tiny_cascade_model, write_tiny_latent_model, write_tiny_model, write_tiny_text_model,
 )  # fmt: skip
-from space import actions, clip_actions, controls, inversion_actions  # noqa: E402
+from space import actions, clip_actions, controls, inversion_actions, method_actions  # noqa: E402
 from space.guidance_methods import EXTRA_CONTROLS  # noqa: E402
 from space.layout import build_demo  # noqa: E402
 from space.models import UNCONDITIONAL, load_models  # noqa: E402
@@ -483,7 +483,7 @@ def with_sweep(tmp_path_factory):
 
 
 def test_the_guidance_methods_tab_shows_each_method_at_its_best_measured_setting(with_sweep):
-    picture, text = actions.guidance_methods(with_sweep, "tiny-swept", "3", 5, 2, progress=NO_PROGRESS)
+    picture, text = method_actions.guidance_methods(with_sweep, "tiny-swept", "3", 5, 2, progress=NO_PROGRESS)
     with Image.open(picture) as image:  # four labelled strips of two images
         assert image.height >= 4 * 112
     lines = [line for line in text.splitlines() if line.startswith("| ") and "---" not in line][1:]
@@ -493,20 +493,20 @@ def test_the_guidance_methods_tab_shows_each_method_at_its_best_measured_setting
                                                         "| apg, w=3,eta=0"]  # fmt: skip
     assert "| 99.5% | 1.12x / 1.00x | 0.800 | 6 |" in lines[0]  # measured numbers, then this run's evaluations
     assert lines[2].endswith("| 4 + 4 weak UNet |") and "98.0% (short of the goal)" in lines[3]
-    again, _ = actions.guidance_methods(with_sweep, "tiny-swept", "3", 5, 2, progress=NO_PROGRESS)
+    again, _ = method_actions.guidance_methods(with_sweep, "tiny-swept", "3", 5, 2, progress=NO_PROGRESS)
     assert Path(again).read_bytes() == Path(picture).read_bytes()  # same seed, same rows
 
 
 def test_the_guidance_methods_tab_skips_what_a_copy_cannot_run_and_refuses_without_a_sweep(with_sweep):
-    _, text = actions.guidance_methods(with_sweep, "tiny-swept-no-weak", "3", 0, 1, progress=NO_PROGRESS)
+    _, text = method_actions.guidance_methods(with_sweep, "tiny-swept-no-weak", "3", 0, 1, progress=NO_PROGRESS)
     assert "autoguidance, w=3" not in text and "Not shown: autoguidance (this copy of tiny-swept-no-weak has no " \
         "`weak_unet`)" in text  # fmt: skip
     with pytest.raises(gr.Error, match="tiny-mnist has no measured sweep of guidance methods"):
-        actions.guidance_methods(with_sweep, "tiny-mnist", "3", 0, 1, progress=NO_PROGRESS)
+        method_actions.guidance_methods(with_sweep, "tiny-mnist", "3", 0, 1, progress=NO_PROGRESS)
     with pytest.raises(gr.Error, match="choose one"):
-        actions.guidance_methods(with_sweep, "tiny-swept", UNCONDITIONAL, 0, 1, progress=NO_PROGRESS)
+        method_actions.guidance_methods(with_sweep, "tiny-swept", UNCONDITIONAL, 0, 1, progress=NO_PROGRESS)
     with pytest.raises(gr.Error, match="images per method must be a whole number"):
-        actions.guidance_methods(with_sweep, "tiny-swept", "3", 0, 9, progress=NO_PROGRESS)
+        method_actions.guidance_methods(with_sweep, "tiny-swept", "3", 0, 9, progress=NO_PROGRESS)
     demo = build_demo(with_sweep)
     assert "guidance_methods" in {dependency.get("api_name") for dependency in demo.config["dependencies"]}
     assert "guidance_methods" not in {d.get("api_name") for d in build_demo(

@@ -117,14 +117,19 @@ def test_quality_per_step_combines_runs_of_the_same_setting_only(tmp_path):
 def test_background_grain_measures_each_row_and_saves_its_grid(tmp_path):
     model = write_tiny_model(tmp_path / "model")
     out = bench("background_grain.py", "--pipeline", model, "--rows", "heun-sigma-min-0.1:2", "dpm2m:3",
-                "--num_samples", 4, "--grid_dir", tmp_path / "grids")  # fmt: skip
-    assert "| real mnist (test) | | | 0.0000 |" in out  # MNIST's background is exactly black
-    assert "| heun-sigma-min-0.1 | 2 | 3 |" in out and "| dpm2m | 3 | 3 |" in out  # Heun: 2N - 1 calls
+                "dpm2m:3:autoguidance:guidance_scale=3", "--num_samples", 4, "--grid_dir", tmp_path / "grids")  # fmt: skip
+    assert "| real mnist (test) | | | | 0.0000 |" in out  # MNIST's background is exactly black
+    assert "| heun-sigma-min-0.1 | 2 | CFG 3 | 3 |" in out and "| dpm2m | 3 | CFG 3 | 3 |" in out  # Heun: 2N - 1 calls
+    assert "| dpm2m | 3 | autoguidance:guidance_scale=3 | 3 |" in out  # a guidance method's row
     grids = tmp_path / "grids"  # made by the script: it was not there
     assert (grids / "heun-sigma-min-0.1-2.png").is_file() and (grids / "dpm2m-3.png").is_file()
+    assert (grids / "dpm2m-3-autoguidance.png").is_file()
     refused = subprocess.run([sys.executable, "background_grain.py", "--pipeline", model, "--rows", "heun"],
                              cwd=REPO / "benchmarks", env=ENV, capture_output=True, text=True)  # fmt: skip
     assert refused.returncode == 2 and "a row is SAMPLER:STEPS" in refused.stderr and "got 'heun'" in refused.stderr
+    misspelt = subprocess.run([sys.executable, "background_grain.py", "--pipeline", model, "--rows", "dpm2m:3:cfg:w=3"],
+                              cwd=REPO / "benchmarks", env=ENV, capture_output=True, text=True)  # fmt: skip
+    assert misspelt.returncode == 2 and "'w=3' is not key=value with a key of ClassifierFreeGuidance" in misspelt.stderr
 
 
 def test_cascade_cost_counts_each_stages_evaluations_flops_and_trained_steps(tmp_path):
