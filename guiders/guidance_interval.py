@@ -3,6 +3,7 @@ a limited interval improves sample and distribution quality in diffusion models"
 
 from .classifier_free import ClassifierFreeGuidance
 from .diffusers_api import register_to_config
+from .guider import check_sigma_interval
 
 
 class GuidanceIntervalCFG(ClassifierFreeGuidance):
@@ -16,13 +17,12 @@ class GuidanceIntervalCFG(ClassifierFreeGuidance):
     def __init__(self, guidance_scale: float = 2.0, sigma_lo: float = 0.28, sigma_hi: float = 5.42,
                  guidance_rescale: float = 0.0, use_original_formulation: bool = False, start: float = 0.0,
                  stop: float = 1.0, enabled: bool = True):  # fmt: skip
-        if not 0 <= sigma_lo < sigma_hi:
-            raise ValueError(f"The interval needs 0 <= `sigma_lo` < `sigma_hi`; got ({sigma_lo}, {sigma_hi}].")
+        check_sigma_interval(sigma_lo, sigma_hi)
         # by keyword: diffusers' config decorator counts positional arguments as defaults
         super().__init__(guidance_scale=guidance_scale, guidance_rescale=guidance_rescale,
                          use_original_formulation=use_original_formulation, start=start, stop=stop, enabled=enabled)
         self.sigma_lo, self.sigma_hi = sigma_lo, sigma_hi
 
     def needed_predictions(self) -> list[str]:
-        outside = self.context is not None and not self.sigma_lo < self.context.sigma <= self.sigma_hi
-        return ["pred_cond"] if outside else super().needed_predictions()  # no context (a cost estimate): at most
+        outside = self.outside_sigma_interval(self.sigma_lo, self.sigma_hi)
+        return ["pred_cond"] if outside else super().needed_predictions()

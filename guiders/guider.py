@@ -14,8 +14,16 @@ A subclass sets `_input_predictions`, records its arguments with `@register_to_c
 
 import torch
 
+from ..schedulers.validation import check_range
 from .context import StepContext
 from .diffusers_api import BaseGuidance, GuiderOutput, quiet_construction
+
+
+def check_sigma_interval(sigma_lo: float, sigma_hi: float) -> None:
+    check_range("sigma_lo", sigma_lo, low=0)
+    check_range("sigma_hi", sigma_hi, low=0, allow_inf=True)
+    if not sigma_lo < sigma_hi:
+        raise ValueError(f"The interval needs 0 <= `sigma_lo` < `sigma_hi`; got ({sigma_lo}, {sigma_hi}].")
 
 
 class Guider(BaseGuidance):
@@ -42,6 +50,12 @@ class Guider(BaseGuidance):
             return True
         steps = self._num_inference_steps
         return int(self._start * steps) <= self._step < int(self._stop * steps)
+
+    def outside_sigma_interval(self, sigma_lo: float, sigma_hi: float) -> bool:
+        """Whether this step's noise level lies outside (sigma_lo, sigma_hi] (Kynkaanniemi et al. 2024's interval, in
+        sigma = sqrt((1 - abar_t) / abar_t): one setting means the same for every sampler and step count). False
+        without a context (a cost estimate before sampling counts the most a step can need)."""
+        return self.context is not None and not sigma_lo < self.context.sigma <= sigma_hi
 
     def needed_predictions(self) -> list[str]:
         return list(self._input_predictions)

@@ -575,15 +575,35 @@ def reference_ddim(pipe, guided_eps):
     return latents
 
 
-def diffusers_free_autoguidance(pipe, w):
-    """Karras 2024 eq. 2 written out over DDIM: D = D_weak + w (D_good - D_weak), both on the class labels."""
+def diffusers_free_autoguidance(pipe, w, sigma_lo=0.0, sigma_hi=math.inf):
+    """Karras 2024 eq. 2 written out over DDIM: D = D_weak + w (D_good - D_weak), both on the class labels, where
+    sigma_lo < sigma <= sigma_hi; D_good elsewhere."""
 
     def guided_eps(latents, t, abar):
         good = pipe.unet(latents, t, class_labels=LABELS).sample
+        if not sigma_lo < ((1 - abar) / abar).sqrt() <= sigma_hi:
+            return good
         weak = pipe.weak_unet(latents, t, class_labels=LABELS).sample
         return weak + w * (good - weak)
 
     return reference_ddim(pipe, guided_eps)
+
+
+def test_autoguidance_in_a_noise_interval_skips_the_weak_model_outside_it():
+    """Outside (sigma_lo, sigma_hi] the good model alone, and no weak pass (on MNIST, stopping below sigma = 0.6
+    removes the background grain that w = 3 leaves)."""
+    pipe = weak_pipeline(tiny_unet(seed=1))
+    scheduler = DDIMScheduler.from_config(pipe.scheduler.config)
+    scheduler.set_timesteps(STEPS)
+    abar = scheduler.alphas_cumprod[scheduler.timesteps]
+    sigma_lo = float(((1 - abar) / abar).sqrt()[2:4].mean())  # between steps 2 and 3 of 5: steps 0, 1, 2 guided
+    guided, out = final_latents(pipe, guider=WeakModelGuidance(guidance_scale=2.0, sigma_lo=sigma_lo))
+    assert out.evaluations["weak_unet"] == 3 and out.evaluations["unet"] == STEPS
+    assert (guided - diffusers_free_autoguidance(pipe, 2.0, sigma_lo=sigma_lo)).abs().max() <= 1e-5
+    with pytest.raises(ValueError, match="0 <= `sigma_lo` < `sigma_hi`"):
+        WeakModelGuidance(sigma_lo=2.0, sigma_hi=1.0)
+    with pytest.raises(ValueError, match="`sigma_lo` must be a finite number"):
+        WeakModelGuidance(sigma_lo=float("nan"))
 
 
 def test_autoguidance_at_scale_one_makes_no_weak_pass():
