@@ -9,6 +9,7 @@ the guidance methods' rows (issue 24).
 """
 
 import argparse
+import re
 from pathlib import Path
 
 from common import machine_line, network_calls
@@ -43,7 +44,8 @@ def main(argv=None):
     parser.add_argument("--num_samples", type=int, default=100)
     parser.add_argument("--guidance_scale", type=float, default=3.0)
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--grid_dir", help="save each row's first 20 samples here as SAMPLER-STEPS.png")
+    parser.add_argument("--grid_dir", help="save each row's first 20 samples here as SAMPLER-STEPS[-GUIDER].png, the guider spec's "
+                        "punctuation as dashes")
     args = parser.parse_args(argv)
     if args.grid_dir:
         Path(args.grid_dir).mkdir(parents=True, exist_ok=True)  # before sampling, not after the first row
@@ -64,7 +66,7 @@ def main(argv=None):
         print(f"| {sampler} | {steps} | {guidance} | {calls} | {background_grain_share(images):.4f} |", flush=True)
         if args.grid_dir:
             grid = make_grid(latents_to_images(images[:20].float(), "np"), rows=2, scale=4)
-            name = f"{sampler}-{steps}" + (f"-{guider.partition(':')[0]}" if guider else "")
+            name = f"{sampler}-{steps}" + (f"-{re.sub(r'[^A-Za-z0-9_.+]+', '-', guider)}" if guider else "")
             grid.save(Path(args.grid_dir) / f"{name}.png")
 
 

@@ -123,7 +123,7 @@ def test_background_grain_measures_each_row_and_saves_its_grid(tmp_path):
     assert "| dpm2m | 3 | autoguidance:guidance_scale=3 | 3 |" in out  # a guidance method's row
     grids = tmp_path / "grids"  # made by the script: it was not there
     assert (grids / "heun-sigma-min-0.1-2.png").is_file() and (grids / "dpm2m-3.png").is_file()
-    assert (grids / "dpm2m-3-autoguidance.png").is_file()
+    assert (grids / "dpm2m-3-autoguidance-guidance_scale-3.png").is_file()  # each setting its own grid
     refused = subprocess.run([sys.executable, "background_grain.py", "--pipeline", model, "--rows", "heun"],
                              cwd=REPO / "benchmarks", env=ENV, capture_output=True, text=True)  # fmt: skip
     assert refused.returncode == 2 and "a row is SAMPLER:STEPS" in refused.stderr and "got 'heun'" in refused.stderr
