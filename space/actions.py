@@ -85,7 +85,7 @@ def generator(seed: int) -> torch.Generator:
 def sample(models, model, label, sampler, steps, eta, guidance, classifier_scale, thresholding, percentile, seed,
            randomize, batch, method="cfg", cfg_rescale=0.0, apg_eta=0.0, apg_threshold=15.0, apg_momentum=-0.5,
            zero_init_steps=1, sigma_lo=0.28, sigma_hi=5.42, cfgpp_lambda=0.2, universal_scale=10.0,
-           progress=gr.Progress(), request: gr.Request = None):  # fmt: skip
+           autoguidance_sigma_lo=0.6, progress=gr.Progress(), request: gr.Request = None):  # fmt: skip
     """Stream (x_t, predicted x0, samples, seed used, PNG download) as files, one update per step; the last
     update carries every picture (API clients get files, never placeholders). `method` is a key of
     `guidance_methods.METHODS`; the arguments after it are the methods' own controls."""
@@ -93,7 +93,7 @@ def sample(models, model, label, sampler, steps, eta, guidance, classifier_scale
     seed = random.randint(0, MAX_SEED) if randomize else number(seed, "seed", 0, MAX_SEED, integer=True)
     extra = dict(cfg_rescale=cfg_rescale, apg_eta=apg_eta, apg_threshold=apg_threshold, apg_momentum=apg_momentum,
                  zero_init_steps=zero_init_steps, sigma_lo=sigma_lo, sigma_hi=sigma_hi, cfgpp_lambda=cfgpp_lambda,
-                 universal_scale=universal_scale)  # fmt: skip
+                 universal_scale=universal_scale, autoguidance_sigma_lo=autoguidance_sigma_lo)  # fmt: skip
     options = sampling_options(served, label, sampler, steps, eta, guidance, classifier_scale, thresholding,
                                percentile, batch, method, extra)  # fmt: skip
     folder = request_folder()

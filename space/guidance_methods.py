@@ -87,11 +87,6 @@ METHODS = {
                                                             sigma_hi=extra["sigma_hi"]),
                        [Control("sigma_lo", "interval: lowest sigma (exclusive)", 0, 20, 0.28, 0.01),
                         Control("sigma_hi", "interval: highest sigma", 0.01, 160, 5.42, 0.01)]),
-    "autoguidance": Method("Autoguidance (a weak model)",
-                           "Karras et al. 2024: weak + w (cond - weak), away from the model's weak_unet (a tiny UNet "
-                           "trained briefly on the same data) instead of the unconditional model; the paper finds it "
-                           "fixes bad samples without CFG's loss of variety.",
-                           lambda w, extra: WeakModelGuidance(guidance_scale=w), needs="weak_unet"),
     "cfg++": Method("CFG++ (guidance on the data manifold)",
                     "Chung et al. 2024: x0 from CFG at lambda in [0, 1] (its own slider; w is not used), re-noised with "
                     "the unconditional noise; with DDIM (eta = 0) or DPM-Solver++ only. The paper puts lambda 0.2-1.0 "
@@ -104,6 +99,14 @@ METHODS = {
                         "backward per step), after CFG at w; at w = 0 it steers the unconditional model alone.",
                         universal_guider, [Control("universal_scale", "universal guidance scale s", 0, 100, 10.0, 1)],
                         needs="clean_classifier"),
+    "autoguidance": Method("Autoguidance (a weak model)",
+                           "Karras et al. 2024: weak + w (cond - weak), away from the model's weak_unet (a tiny UNet "
+                           "trained briefly on the same data) instead of the unconditional model; the paper finds it "
+                           "fixes bad samples without CFG's loss of variety. Only above sigma_lo: below it, guiding away from the "
+                           "weak model's errors leaves grain in the background (measured on MNIST).",
+                           lambda w, extra: WeakModelGuidance(guidance_scale=w, sigma_lo=extra["autoguidance_sigma_lo"]),
+                           [Control("autoguidance_sigma_lo", "autoguidance: lowest sigma (exclusive)", 0, 20, 0.6, 0.01)],
+                           needs="weak_unet"),
 }  # fmt: skip
 EXTRA_CONTROLS = [control for method in METHODS.values() for control in method.controls]
 

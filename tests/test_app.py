@@ -1,6 +1,7 @@
 """The Gradio app on tiny models: its actions called directly, then over HTTP with gradio_client. The app on the
 shipped models is tested in test_app_shipped.py and, in a browser, in test_app_browser.py."""
 
+import copy
 import math
 import os
 import sys
@@ -125,8 +126,14 @@ def test_autoguidance_samples_and_sweeps_with_the_weak_models_cost_apart(models)
     assert is_png(frames[-1][4])
     picture, text = actions.guidance_sweep(models, "tiny-mnist", "3", "1 3", 0, "autoguidance")
     evaluations = [line.split("|")[2].strip() for line in text.splitlines()[2:]]
-    steps = models["tiny-mnist"].defaults["num_inference_steps"]
-    assert evaluations == [str(steps), f"{steps} + {steps} weak"]  # w = 1: the good model alone
+    served = models["tiny-mnist"]
+    steps = served.defaults["num_inference_steps"]
+    scheduler = copy.deepcopy(served.with_sampler(served.defaults.get("sampler")).scheduler)
+    scheduler.set_timesteps(steps)
+    abar = scheduler.alphas_cumprod[scheduler.timesteps]
+    guided = int((((1 - abar) / abar).sqrt() > 0.6).sum())  # the weak model only above sigma_lo's default, 0.6
+    assert 0 < guided < steps
+    assert evaluations == [str(steps), f"{steps} + {guided} weak"]  # w = 1: the good model alone
 
 
 def test_autoguidance_on_a_model_without_a_weak_unet_is_refused_by_name(models, monkeypatch):
