@@ -102,10 +102,12 @@ METHODS = {
     "autoguidance": Method("Autoguidance (a weak model)",
                            "Karras et al. 2024: weak + w (cond - weak), away from the model's weak_unet (a tiny UNet "
                            "trained briefly on the same data) instead of the unconditional model; the paper finds it "
-                           "fixes bad samples without CFG's loss of variety. Only above sigma_lo: below it, guiding away from the "
-                           "weak model's errors leaves grain in the background (measured on MNIST).",
-                           lambda w, extra: WeakModelGuidance(guidance_scale=w, sigma_lo=extra["autoguidance_sigma_lo"]),
-                           [Control("autoguidance_sigma_lo", "autoguidance: lowest sigma (exclusive)", 0, 20, 0.6, 0.01)],
+                           "fixes bad samples without CFG's loss of variety. Only above sigma_lo: below it, guiding "
+                           "away from the weak model's errors leaves grain in the background (measured on MNIST).",
+                           lambda w, extra: WeakModelGuidance(guidance_scale=w,
+                                                              sigma_lo=extra["autoguidance_sigma_lo"]),
+                           [Control("autoguidance_sigma_lo", "autoguidance: lowest sigma (exclusive)", 0, 20, 0.6,
+                                    0.01)],
                            needs="weak_unet"),
 }  # fmt: skip
 EXTRA_CONTROLS = [control for method in METHODS.values() for control in method.controls]
