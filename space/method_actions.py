@@ -29,6 +29,8 @@ def missing_component(pipe, guider, steps: int) -> str | None:
 def point_label(spec: str) -> str:
     """A sweep point's row label: its method, then its options, shortened (w, s) and cut to fit the margin."""
     options = spec.partition(":")[2] if "&" not in spec else spec
+    if spec_family(spec) == "cfg++":  # its guidance_scale is the paper's lambda in [0, 1], not a CFG scale
+        options = options.replace("guidance_scale=", "lambda=")
     for long, short in SHORT_OPTIONS.items():
         options = options.replace(long, short)
     return f"{spec_family(spec)}\n{options[:24] + '...' if len(options) > 27 else options}"

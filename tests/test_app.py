@@ -569,3 +569,9 @@ def test_the_clip_tab_is_served_only_with_a_clip_model(with_clip):
     names = lambda models: {d.get("api_name") for d in build_demo(models).config["dependencies"]}  # noqa: E731
     assert "clip_guidance" in names(with_clip)
     assert "clip_guidance" not in names({"tiny-mnist": with_clip["tiny-mnist"]})
+
+
+def test_a_method_row_label_names_the_scale_the_method_takes():
+    assert method_actions.point_label("cfg:guidance_scale=3") == "cfg\nw=3"
+    assert method_actions.point_label("cfg++:guidance_scale=0.4") == "cfg++\nlambda=0.4"  # CFG++'s lambda, not a w
+    assert method_actions.point_label("classifier:classifier_scale=10,prediction=pred_uncond") == "classifier\ns=10 (uncond)"
