@@ -34,10 +34,11 @@ class WeakModelGuidance(Guider):
     def __init__(self, guidance_scale: float = 2.0, sigma_lo: float = 0.0, sigma_hi: float | None = None,
                  start: float = 0.0, stop: float = 1.0, enabled: bool = True):  # fmt: skip
         check_range("guidance_scale", guidance_scale, low=0)
-        check_sigma_interval(sigma_lo, math.inf if sigma_hi is None else sigma_hi)
+        sigma_hi = math.inf if sigma_hi is None else sigma_hi  # None in the config: no upper bound
+        check_sigma_interval(sigma_lo, sigma_hi)
         super().__init__(start, stop, enabled)
         self.guidance_scale = guidance_scale
-        self.sigma_lo, self.sigma_hi = sigma_lo, math.inf if sigma_hi is None else sigma_hi
+        self.sigma_lo, self.sigma_hi = sigma_lo, sigma_hi
 
     def needed_predictions(self) -> list[str]:
         idle = not self.in_window() or self.outside_sigma_interval(self.sigma_lo, self.sigma_hi)

@@ -11,6 +11,7 @@ from guided_diffusers.pipelines.denoising import WEAK
 
 from .actions import compared
 from .controls import MAX_SEED, class_index, number, pick, refuse, user_facing
+from .guidance_methods import METHODS
 
 COMPONENT_FLAGS = [("needs_classifier", "classifier"), ("needs_clean_classifier", "clean_classifier"),
                    ("needs_clip", "clip_model")]  # fmt: skip
@@ -29,8 +30,9 @@ def missing_component(pipe, guider, steps: int) -> str | None:
 def point_label(spec: str) -> str:
     """A sweep point's row label: its method, then its options, shortened (w, s) and cut to fit the margin."""
     options = spec.partition(":")[2] if "&" not in spec else spec
-    if spec_family(spec) == "cfg++":  # its guidance_scale is the paper's lambda in [0, 1], not a CFG scale
-        options = options.replace("guidance_scale=", "lambda=")
+    method = METHODS.get(spec_family(spec))  # a method whose own scale takes w's place names it (CFG++'s lambda)
+    if method is not None and method.scale:
+        options = options.replace("guidance_scale=", f"{method.scale_control().symbol}=")
     for long, short in SHORT_OPTIONS.items():
         options = options.replace(long, short)
     return f"{spec_family(spec)}\n{options[:24] + '...' if len(options) > 27 else options}"
