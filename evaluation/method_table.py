@@ -64,15 +64,20 @@ def best_points(rows: list[dict], goal: float, floor: dict) -> list[BestPoint]:
     return sorted(best, key=lambda point: (not point.meets_goal, worse_fd_ratio(point.row, floor)))
 
 
-def best_within_budgets(rows: list[dict], goal: float, floor: dict) -> list[tuple[float, BestPoint]]:
-    """(budget, best point) for each distinct UNet evaluations per image, the best among all points within it."""
+def best_within_budgets(rows: list[dict], goal: float, floor: dict) -> list[tuple[float, float, BestPoint]]:
+    """(lowest, highest budget, best point): the best point among all points taking at most that many UNet
+    evaluations per image, for each distinct number some point took; neighbouring budgets with the same best point
+    share one range (a table line per change, not per budget)."""
     rows = guider_rows(rows)
     budgets = sorted({row["unet_per_image"] for row in rows if "unet_per_image" in row})
-    table = []
+    table: list[tuple[float, float, BestPoint]] = []
     for budget in budgets:
         within = [row for row in rows if row.get("unet_per_image", float("inf")) <= budget]
         row, meets = best_point(within, goal, floor)
-        table.append((budget, BestPoint(spec_family(row["guider"]), row, meets)))
+        if table and table[-1][2].row is row:
+            table[-1] = (table[-1][0], budget, table[-1][2])
+        else:
+            table.append((budget, budget, BestPoint(spec_family(row["guider"]), row, meets)))
     return table
 
 
@@ -99,21 +104,55 @@ def markdown(header: list[str], lines: list[list[str]]) -> str:
     return "\n".join("| " + " | ".join(cells) + " |" for cells in [header, ["---"] * len(header), *lines])
 
 
+def method_label(point: BestPoint) -> str:
+    return point.method if point.meets_goal else f"{point.method} (short of the goal)"
+
+
+def budget_label(lowest: float, highest: float) -> str:
+    return f"{lowest:g}" if lowest == highest else f"{lowest:g} to {highest:g}"
+
+
+def is_guider_sweep(report: dict) -> bool:
+    return bool(guider_rows(report["rows"])) and "accuracy" in report["rows"][0]
+
+
+def best_points_table(report: dict) -> str:
+    """Each method's best point (results.json's content), a line per method."""
+    rows, floor = report["rows"], report["real_data_floor"]
+    lines = [[method_label(point), *point_cells(point.row, floor)]
+             for point in best_points(rows, accuracy_goal(report), floor)]  # fmt: skip
+    return markdown(["method", *POINT_HEADER], lines)
+
+
+def equal_cost_table(report: dict) -> str:
+    """The best point within each budget of UNet evaluations per image, a line per change of best point."""
+    rows, floor = report["rows"], report["real_data_floor"]
+    lines = [[budget_label(lowest, highest), method_label(point), *point_cells(point.row, floor)]
+             for lowest, highest, point in best_within_budgets(rows, accuracy_goal(report), floor)]  # fmt: skip
+    return markdown(["UNet evals / image at most", "method", *POINT_HEADER], lines)
+
+
+def compact_table(report: dict) -> str:
+    """Each method's best point in the README's few columns: FD ratios side by side, all evaluations in one cell."""
+    rows, floor = report["rows"], report["real_data_floor"]
+    lines = []
+    for point in best_points(rows, accuracy_goal(report), floor):
+        setting, _, accuracy, fd_own, fd_effnet, _, recall, unet, others = point_cells(point.row, floor)
+        evaluations = unet if others == "-" else f"{unet} + {others.replace(', ', ' + ')}"
+        lines.append([method_label(point), setting, accuracy, f"{fd_own} / {fd_effnet}", recall, evaluations])
+    return markdown(["method", "setting", "accuracy", "FD / floor (own, EffNet)", "recall", "evaluations / image"],
+                    lines)  # fmt: skip
+
+
 def best_points_markdown(report: dict) -> str:
     """Both tables of a sweep's report (results.json's content), with a sentence on the rule; "" without guiders."""
-    rows, floor = report["rows"], report["real_data_floor"]
-    if not guider_rows(rows) or "accuracy" not in rows[0]:
+    if not is_guider_sweep(report):
         return ""
-    goal = accuracy_goal(report)
-    short = lambda point: "" if point.meets_goal else " (short of the goal)"  # noqa: E731
-    best = [[f"{point.method}{short(point)}", *point_cells(point.row, floor)] for point in best_points(rows, goal, floor)]
-    budget = [[f"{limit:g}", f"{point.method}{short(point)}", *point_cells(point.row, floor)]
-              for limit, point in best_within_budgets(rows, goal, floor)]  # fmt: skip
-    return (f"### Each method's best point at accuracy >= {goal:.0%}\n\nFD as a multiple of the real-data floor; a "
-            f"method's point with the lowest worse-of-both-features ratio at the goal (else its most accurate, marked).\n\n"
-            f"{markdown(['method', *POINT_HEADER], best)}\n\n### At equal cost\n\nThe best point (same rule) among "
-            f"all points taking at most that many UNet evaluations per image; other networks' evaluations beside it."
-            f"\n\n{markdown(['UNet evals / image at most', 'method', *POINT_HEADER], budget)}\n")  # fmt: skip
+    return (f"### Each method's best point at accuracy >= {accuracy_goal(report):.0%}\n\nFD as a multiple of the "
+            f"real-data floor; a method's point with the lowest worse-of-both-features ratio at the goal (else its most "
+            f"accurate, marked).\n\n{best_points_table(report)}\n\n### At equal cost\n\nThe best point (same rule) "
+            f"among all points taking at most that many UNet evaluations per image; other networks' evaluations beside "
+            f"it.\n\n{equal_cost_table(report)}\n")  # fmt: skip
 
 
 def guidance_methods_report(model_folder) -> dict | None:

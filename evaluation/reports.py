@@ -23,6 +23,19 @@ def save_sample_grid(path: Path, images: torch.Tensor, labels, per_class: int = 
     make_grid(pixels, rows=rows, scale=1).save(path)
 
 
+def evaluation_section_text(folder: Path, relative: Path, grid_rows: str = "class") -> str:
+    """A model card's section for an evaluation folder: its results.md, then its plots and links to its sample grids
+    (a row per class or prompt) at `relative`, the folder's place as seen from the card."""
+    text = [(folder / "results.md").read_text().strip()]
+    plots = sorted(png for png in folder.glob("*.png") if not png.stem.startswith("samples_"))  # sweeps, FD vs steps
+    grids = sorted(folder.glob("samples_*.png"), key=lambda p: int(p.stem.split("_")[1]))
+    text += [f"![{png.stem}]({relative}/{png.name})" for png in plots]
+    if grids:
+        text.append(f"Sample grids (a row per {grid_rows}), by table row: " + " ".join(
+            f"[{png.stem.split('_')[1]}]({relative}/{png.name})" for png in grids))  # fmt: skip
+    return "\n\n".join(text)
+
+
 def load_reports(run_dirs: list[str]) -> list[dict]:
     """Each run's results.json, refused with the run's name where there is none (a run still sampling, or a typo)."""
     reports = []

@@ -3,7 +3,7 @@
 import json
 
 from guided_diffusers.evaluation.method_table import (
-    accuracy_goal, best_points, best_points_markdown, best_within_budgets, guidance_methods_report,
+    accuracy_goal, best_points, best_points_markdown, best_within_budgets, compact_table, guidance_methods_report,
 )  # fmt: skip
 
 FLOOR = {"fd_own": 0.2, "fd_efficientnet": 10.0, "accuracy": 0.98, "precision": 0.9, "recall": 0.9}
@@ -41,10 +41,9 @@ def test_a_method_short_of_the_goal_comes_last_at_its_most_accurate_point():
     assert last.method == "apg" and not last.meets_goal and last.row["guider"] == "apg:guidance_scale=5,eta=0"
 
 
-def test_each_budget_takes_the_best_point_within_it():
-    table = {budget: p.row["guider"] for budget, p in best_within_budgets(ROWS, 0.99, FLOOR)}
-    assert table == {20: "autoguidance:guidance_scale=3", 30: "interval:guidance_scale=5",
-                     40: "interval:guidance_scale=5"}  # fmt: skip
+def test_each_budget_takes_the_best_point_within_it_and_budgets_sharing_one_merge():
+    table = [(lowest, highest, p.row["guider"]) for lowest, highest, p in best_within_budgets(ROWS, 0.99, FLOOR)]
+    assert table == [(20, 20, "autoguidance:guidance_scale=3"), (30, 40, "interval:guidance_scale=5")]
 
 
 def test_the_goal_is_the_issues_for_its_datasets_and_the_real_datas_accuracy_elsewhere():
@@ -60,7 +59,16 @@ def test_the_report_gives_both_tables_and_nothing_for_a_sweep_without_guiders():
     assert "| apg (short of the goal) | `apg:guidance_scale=5,eta=0` |" in text
     assert "| 20 | autoguidance | `autoguidance:guidance_scale=3` | dpm2m 20 | 99.6% | 0.50x | 9.00x |" in text
     assert "20 weak UNet" in text
+    assert "| 30 to 40 | interval | `interval:guidance_scale=5` |" in text
     assert best_points_markdown({**report, "rows": [{**ROWS[0], "guider": None}]}) == ""
+
+
+def test_the_compact_table_puts_both_fd_ratios_and_all_evaluations_in_one_cell_each():
+    report = {"arguments": {"dataset_name": "mnist"}, "real_data_floor": FLOOR, "rows": ROWS}
+    lines = compact_table(report).splitlines()
+    assert lines[0] == "| method | setting | accuracy | FD / floor (own, EffNet) | recall | evaluations / image |"
+    assert "| interval | `interval:guidance_scale=5` | 99.9% | 1.25x / 1.00x | 0.800 | 30 |" in lines
+    assert "| autoguidance | `autoguidance:guidance_scale=3` | 99.6% | 0.50x / 9.00x | 0.800 | 20 + 20 weak UNet |" in lines
 
 
 def test_a_model_folder_finds_its_guider_sweep(tmp_path):

@@ -27,6 +27,7 @@ from guided_diffusers.pipelines import (
     CascadePipeline, SuperResolutionPipeline, TextToImagePipeline, load_pipeline, pipeline_class,
 )  # fmt: skip
 from guided_diffusers.pipelines.samplers import default_thresholding, sampler_label
+from guided_diffusers.evaluation.reports import evaluation_section_text
 from guided_diffusers.training.text_samples import grid_prompts, sample_grid, samples_section, usage_section
 from guided_diffusers.training.demo_defaults import DEMO_KEY, measured_defaults
 from guided_diffusers.training.model_card import read_model_card, sections, write_card_metadata, write_model_card
@@ -69,20 +70,11 @@ def parse_args(argv=None):
 
 
 def evaluation_section(folder: Path, copy_to: Path, grid_rows: str = "class") -> str:
-    """An evaluation folder's table, with its plots and sample grids (a row per class or prompt) copied next to the
-    card and shown in it."""
+    """An evaluation folder's section of the card, its plots and sample grids copied next to the card."""
     copy_to.mkdir(parents=True, exist_ok=True)
-    text = [(folder / "results.md").read_text()]
     for png in sorted(folder.glob("*.png")):
         shutil.copy(png, copy_to / png.name)
-    relative = copy_to.relative_to(copy_to.parents[1])
-    plots = sorted(png for png in folder.glob("*.png") if not png.stem.startswith("samples_"))  # sweeps, FD vs steps
-    grids = sorted(folder.glob("samples_*.png"), key=lambda p: int(p.stem.split("_")[1]))
-    text += [f"![{png.stem}]({relative}/{png.name})" for png in plots]
-    if grids:
-        text.append(f"Sample grids (a row per {grid_rows}), by table row: " + " ".join(
-            f"[{png.stem.split('_')[1]}]({relative}/{png.name})" for png in grids))  # fmt: skip
-    return "\n\n".join(text)
+    return evaluation_section_text(folder, copy_to.relative_to(copy_to.parents[1]), grid_rows)
 
 
 def check_inputs(pipe, dataset: str, classifier_scale: float) -> tuple[dict, dict]:
