@@ -82,7 +82,22 @@ def guider_from_spec(spec: str):
     return cls(**kwargs)
 
 
+# options that make a spec a point of another method in the tables and fronts: CFG rescale is its own paper's
+# method (Lin et al. 2023), and APG on the network's outputs is the side-by-side of the x0-space form (issue 24)
+VARIANTS = [("cfg", "guidance_rescale", lambda value: value not in (0, None), "cfg-rescale"),
+            ("apg", "space", lambda value: value == "output", "apg-output")]  # fmt: skip
+
+
+def part_family(part: str) -> str:
+    name, _, options = part.strip().partition(":")
+    values = dict(item.partition("=")[::2] for item in split_options(options))
+    for family, key, applies, variant in VARIANTS:
+        if name == family and key in values and applies(parsed_value(values[key].strip())):
+            return variant
+    return name
+
+
 def spec_family(spec: str) -> str:
-    """The method a spec names (its part before ':'; "cfg&clip" for a combination), for grouping a sweep's points
-    into one curve per method."""
-    return "&".join(part.partition(":")[0] for part in spec.split("&"))
+    """The method a spec names (its part before ':', or a variant of VARIANTS; "cfg&clip" for a combination), for
+    grouping a sweep's points into one curve per method."""
+    return "&".join(part_family(part) for part in spec.split("&"))

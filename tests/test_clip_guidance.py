@@ -105,6 +105,7 @@ def test_after_cfg_it_corrects_the_cfg_output_and_is_written_as_a_spec():
     assert isinstance(both, CombinedGuidance) and [type(g).__name__ for g in both.guiders] == ["ClassifierFreeGuidance", "CLIPGuidance"]
     assert torch.equal(final_latents(pipe, guider=both, prompt=PROMPT)[0], latents)
     assert spec_family("cfg:guidance_scale=2&clip:clip_scale=10") == "cfg&clip"
+
     with pytest.raises(ValueError, match="A guider spec must be"):
         guider_from_spec("cfg:guidance_scale=2&")
 
