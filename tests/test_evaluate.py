@@ -16,7 +16,7 @@ from guided_diffusers.models import NoiseAwareClassifier
 from guided_diffusers.pipelines import GuidedDiffusionPipeline
 from guided_diffusers.schedulers import GuidedDDPMScheduler
 from guided_diffusers.evaluation.sweeps import check_steps, generate, sampling_device
-from guided_diffusers.training.evaluate import main
+from guided_diffusers.training.evaluate import main, nondominated
 from guided_diffusers.training.model_configs import classifier_config
 
 SCRIPT = str(Path(__file__).resolve().parents[1] / "training" / "evaluate.py")
@@ -210,3 +210,12 @@ def test_floors_equal_up_to_float_rounding_are_the_same_floor():
     assert same_floor(floor, {**floor, "fd_own": 0.16870024378169868})  # measured: two thread counts, the same data
     assert not same_floor(floor, {**floor, "fd_own": 0.1688}) and not same_floor(floor, {**floor, "count": 999})
     assert not same_floor(floor, {"fd_own": 0.16870024968435057})
+
+
+def test_a_fronts_line_joins_only_the_points_no_other_point_beats():
+    # (FD ratio, accuracy): (2, .99) beats (3, .98); (1, .9) and (4, 1.0) trade one for the other
+    fidelity = [(3.0, 0.98), (2.0, 0.99), (1.0, 0.90), (4.0, 1.0), (2.0, 0.99)]
+    assert nondominated(fidelity, lower_x_is_better=True) == [(1.0, 0.90), (2.0, 0.99), (4.0, 1.0)]
+    # (recall, precision): higher is better in both
+    coverage = [(0.7, 0.93), (0.8, 0.94), (0.9, 0.91), (0.85, 0.90)]
+    assert nondominated(coverage, lower_x_is_better=False) == [(0.8, 0.94), (0.9, 0.91)]

@@ -28,7 +28,7 @@ from pathlib import Path
 import numpy as np
 
 from guided_diffusers.evaluation.judge import Judge, real_images
-from guided_diffusers.evaluation.method_table import best_points_markdown
+from guided_diffusers.evaluation.method_table import accuracy_goal, best_points_markdown
 from guided_diffusers.evaluation.reports import combined_rows, load_reports, save_sample_grid, sources_of
 from guided_diffusers.evaluation.sample_cache import sweep_cache
 from guided_diffusers.evaluation.sweeps import (
@@ -176,7 +176,7 @@ def write_results(out: Path, record: dict, rows: list[dict], floor: dict, intro:
     (out / "results.md").write_text(f"{intro}\n\n{results_table(rows, floor)}\n" + (f"\n{best}" if best else ""))
     plot_sweeps(out, rows, floor, [(key, name) for key, name in METRICS if key in floor])
     if any(row.get("guider") for row in rows):
-        plot_fronts(out, rows, floor)
+        plot_fronts(out, rows, floor, accuracy_goal(report))
 
 
 def sample_note(num_samples: int) -> str:
@@ -232,41 +232,73 @@ def plot_sweeps(out: Path, rows, floor, metrics) -> None:
         plt.close(figure)
 
 
-def plot_fronts(out: Path, rows, floor) -> None:
+def nondominated(points: list[tuple[float, float]], lower_x_is_better: bool) -> list[tuple[float, float]]:
+    """The Pareto front of (x, y) points, y higher better and x lower (or higher) better, ordered by x: the points
+    no other point beats or equals in both with one strictly better."""
+    sign = 1 if lower_x_is_better else -1
+    beats = lambda a, b: sign * a[0] <= sign * b[0] and a[1] >= b[1] and a != b  # noqa: E731
+    return sorted({p for p in points if not any(beats(q, p) for q in points)})
+
+
+FRONT_MARKERS = "osD^vPX<>ph*"
+
+
+def plot_fronts(out: Path, rows, floor, goal: float) -> None:
     """Accuracy against FD as a multiple of the floor, in each feature space measured (own classifier,
-    EfficientNet-Lite0), and precision against recall, one curve per guidance method (its points ordered by FD),
-    one curve per sampler and step count: where each method trades fidelity for diversity (fronts.png)."""
+    EfficientNet-Lite0), and precision against recall, one style per guidance method and sampler/step count: every
+    point a marker, the method's Pareto front a line through its points that no other of its points beats (less FD
+    and more accuracy; more precision and more recall). The second row holds only the points at the accuracy goal,
+    where the methods are compared, so that a far point elsewhere cannot squash them (fronts.png)."""
     import matplotlib
-    import matplotlib.ticker
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
     spaces = [(key, name) for key, name in (("fd_own", "own"), ("fd_efficientnet", "EfficientNet-Lite0"))
               if key in floor and all(key in row for row in rows)]  # fmt: skip
-    figure, panels = plt.subplots(1, len(spaces) + 1, figsize=(5 * (len(spaces) + 1), 4))
-    *fidelity_panels, coverage = panels
-    key = lambda r: (spec_family(r["guider"] or "scales"), r["sampler"], r["num_inference_steps"])  # noqa: E731
-    for (family, sampler, steps), members in itertools.groupby(sorted(rows, key=key), key=key):
-        members = sorted(members, key=lambda r: r["fd_own"])
-        label = f"{family} ({sampler}, {steps})"
-        for panel, (fd, _) in zip(fidelity_panels, spaces):
-            panel.plot([r[fd] / floor[fd] for r in members], [r.get("accuracy", np.nan) for r in members], marker="o",
-                       label=label)  # fmt: skip
-        coverage.plot([r["recall"] for r in members], [r["precision"] for r in members], marker="o", label=label)
-    for panel, (fd, name) in zip(fidelity_panels, spaces):
-        ratios = [row[fd] / floor[fd] for row in rows]
-        wide = max(ratios) >= 10 * min(ratios)  # a log axis only where it spans a decade: else it has no labels
-        panel.set(xlabel=f"FD ({name}) / real-data floor", ylabel="accuracy", xscale="log" if wide else "linear",
-                  title=f"fidelity ({name} features)")  # fmt: skip
-        panel.xaxis.set_major_formatter(matplotlib.ticker.FormatStrFormatter("%g"))
-    coverage.set(xlabel="recall", ylabel="precision", title="precision against recall")
-    coverage.plot([floor["recall"]], [floor["precision"]], marker="*", color="grey", linestyle="", label="real data")
-    coverage.legend(fontsize=7)
+    figure, panels = plt.subplots(2, len(spaces) + 1, figsize=(5 * (len(spaces) + 1) + 2.5, 9), squeeze=False)
+    at_goal = [row for row in rows if row.get("accuracy", 0.0) >= goal]
+    colours = [*plt.get_cmap("tab10").colors, "black", "gold"]  # with the markers: distinct for 12 x 12 curves
+    styles = {curve: dict(color=colours[i % len(colours)], marker=FRONT_MARKERS[i % len(FRONT_MARKERS)])
+              for i, curve in enumerate(sorted({front_curve(row) for row in rows}))}  # the same in both rows
+    for panel_row, shown, scope in [(panels[0], rows, "all points"), (panels[1], at_goal, f"accuracy >= {goal:.1%}")]:
+        draw_fronts(panel_row, shown, floor, spaces, styles, scope)
+    panels[0][-1].legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.02, 1.0))
     figure.tight_layout()
     figure.savefig(out / "fronts.png", dpi=110)
     plt.close(figure)
 
+
+def front_curve(row: dict) -> tuple:
+    """The curve a point belongs to: its method, sampler and step count."""
+    return spec_family(row["guider"] or "scales"), row["sampler"], row["num_inference_steps"]
+
+
+def draw_fronts(panel_row, rows, floor, spaces, styles: dict, scope: str) -> None:
+    """One row of fronts.png: a fidelity panel per feature space, then precision against recall."""
+    import matplotlib.ticker
+
+    *fidelity_panels, coverage = panel_row
+    for (family, sampler, steps), members in itertools.groupby(sorted(rows, key=front_curve), key=front_curve):
+        members = list(members)
+        style = styles[(family, sampler, steps)]
+        curves = [(panel, [(r[fd] / floor[fd], r.get("accuracy", np.nan)) for r in members], True)
+                  for panel, (fd, _) in zip(fidelity_panels, spaces)]  # fmt: skip
+        curves.append((coverage, [(r["recall"], r["precision"]) for r in members], False))
+        for panel, points, lower_x_is_better in curves:
+            panel.plot(*zip(*points), linestyle="", alpha=0.5, **style)
+            panel.plot(*zip(*nondominated(points, lower_x_is_better)), label=f"{family} ({sampler}, {steps})", **style)
+    for panel, (fd, name) in zip(fidelity_panels, spaces):
+        ratios = [row[fd] / floor[fd] for row in rows] or [1.0]
+        panel.set(xlabel=f"FD ({name}) / real-data floor", ylabel="accuracy", title=f"fidelity ({name} features), {scope}")
+        if max(ratios) >= 4 * min(ratios):  # a far point would squash the rest on a linear axis
+            panel.set_xscale("log")
+            panel.xaxis.set_major_locator(matplotlib.ticker.LogLocator(subs=(1, 2, 3, 5)))  # labels inside a decade
+            panel.xaxis.set_minor_formatter(matplotlib.ticker.NullFormatter())
+        panel.xaxis.set_major_formatter(matplotlib.ticker.FormatStrFormatter("%g"))
+    coverage.set(xlabel="recall", ylabel="precision", title=f"precision against recall, {scope}")
+    coverage.plot([floor["recall"]], [floor["precision"]], marker="*", markersize=12, color="black", linestyle="",
+                  label="real data")  # fmt: skip
 
 if __name__ == "__main__":
     main()
