@@ -15,7 +15,8 @@ from .guidance_methods import METHODS
 
 COMPONENT_FLAGS = [("needs_classifier", "classifier"), ("needs_clean_classifier", "clean_classifier"),
                    ("needs_clip", "clip_model")]  # fmt: skip
-SHORT_OPTIONS = {"guidance_scale=": "w=", "classifier_scale=": "s=", ",prediction=pred_uncond": " (uncond)"}
+SHORT_OPTIONS = {"guidance_scale=": "w=", "guidance_rescale=": "phi=", "classifier_scale=": "s=",
+                 ",prediction=pred_uncond": " (uncond)"}  # fmt: skip
 
 
 def missing_component(pipe, guider, steps: int) -> str | None:
