@@ -4,7 +4,7 @@ the library's public API, with the numbers measured there beside this run's netw
 
 import gradio as gr
 
-from guided_diffusers.evaluation.method_table import accuracy_goal, best_points
+from guided_diffusers.evaluation.method_table import accuracy_cell, accuracy_goal, best_points, fd_ratio_cells
 from guided_diffusers.guiders import guider_from_spec, planned_predictions
 from guided_diffusers.guiders.specs import spec_family
 from guided_diffusers.pipelines.denoising import WEAK
@@ -72,9 +72,7 @@ def guidance_methods(models, model, label, seed, count=4, progress=gr.Progress()
         row, counts = point.row, run["evaluations"]
         others = ", ".join(f"{count} {name.replace('_', ' ').replace('unet', 'UNet')}" for name, count in counts.items()
                            if name != "unet" and not name.endswith("_calls") and count)  # calls: batched passes
-        fd_effnet = row.get("fd_efficientnet", float("nan")) / floor.get("fd_efficientnet", float("nan"))
-        return [f"{row['accuracy']:.1%}" + ("" if point.meets_goal else " (short of the goal)"),
-                f"{row['fd_own'] / floor['fd_own']:.2f}x / {fd_effnet:.2f}x", f"{row['recall']:.3f}",
+        return [accuracy_cell(point), " / ".join(fd_ratio_cells(row, floor)), f"{row['recall']:.3f}",
                 f"{counts['unet']}" + (f" + {others}" if others else "")]  # fmt: skip
 
     header = ["method, setting", "accuracy (measured)", "FD own / EffNet, x floor (measured)", "recall (measured)",
