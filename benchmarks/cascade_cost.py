@@ -15,7 +15,7 @@ from common import best_of_interleaved, machine_line, repeated, unet_training_st
 from torch.utils.flop_counter import FlopCounterMode
 
 from guided_diffusers.pipelines import CascadePipeline, GuidedDiffusionPipeline, make_scheduler
-from guided_diffusers.pipelines.noise_augmentation import level_embedding_input
+from guided_diffusers.pipelines.noise_augmentation import stage_inputs
 from guided_diffusers.training.model_card import read_model_card, sections
 
 
@@ -25,9 +25,11 @@ def trained_steps(section: str) -> int:
 
 
 def conditioning(unet, batch: int, stage: bool) -> dict:
-    """What each UNet reads besides x_t: a class label, or (the super-resolution stage) the augmentation level."""
+    """What each UNet reads besides x_t: a class label, or (the super-resolution stage) the augmentation level (and
+    the class, for a class-conditioned stage)."""
     if stage:
-        return {"class_labels": level_embedding_input(torch.full((batch,), 0.2))}
+        labels = torch.zeros(batch, dtype=torch.long) if getattr(unet.config, "num_class_embeds", None) else None
+        return stage_inputs(unet.config, torch.full((batch,), 0.2), labels)
     return {"class_labels": torch.zeros(batch, dtype=torch.long)} if unet.config.num_class_embeds else {}
 
 

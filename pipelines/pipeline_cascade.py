@@ -6,7 +6,7 @@ from collections import Counter
 from dataclasses import dataclass
 
 import torch
-from diffusers import DiffusionPipeline, ImagePipelineOutput, UNet2DModel
+from diffusers import DiffusionPipeline, ImagePipelineOutput, UNet2DConditionModel, UNet2DModel
 from diffusers.schedulers.scheduling_utils import SchedulerMixin
 
 from ..models import noise_aware_classifier  # noqa: F401  (loadable `classifier/` components, as pipeline_guided)
@@ -15,7 +15,7 @@ from ..schedulers.validation import check_choice
 from .denoising import run
 from .image_utils import latents_to_images
 from .noise_augmentation import upsample
-from .pipeline_guided import GuidedDiffusionPipeline
+from .pipeline_guided import GuidedDiffusionPipeline, images_asked
 from .pipeline_super_resolution import DEFAULT_AUGMENTATION_LEVEL, SuperResolutionPipeline, check_super_resolution_unet
 from .samplers import SAMPLERS, make_scheduler
 
@@ -39,7 +39,8 @@ class CascadePipeline(SafetensorsOnly, DiffusionPipeline):
     model_cpu_offload_seq = "unet->weak_unet->super_resolution_unet"
     _optional_components = ["classifier", "weak_unet", "clean_classifier"]
 
-    def __init__(self, unet: UNet2DModel, scheduler: SchedulerMixin, super_resolution_unet: UNet2DModel,
+    def __init__(self, unet: UNet2DModel, scheduler: SchedulerMixin,
+                 super_resolution_unet: UNet2DModel | UNet2DConditionModel,
                  super_resolution_scheduler: SchedulerMixin, null_class_label: int | None = None,
                  class_names: list[str] | None = None, classifier=None, weak_unet: UNet2DModel | None = None,
                  clean_classifier=None):  # fmt: skip
@@ -50,6 +51,10 @@ class CascadePipeline(SafetensorsOnly, DiffusionPipeline):
             raise ValueError(f"The super-resolution stage must read the base's images: the base makes "
                              f"{unet.config.in_channels}x{low}px, the super-resolution UNet reads "
                              f"{super_resolution_unet.config.in_channels // 2}-channel images to make {high}px.")  # fmt: skip
+        stage_classes = getattr(super_resolution_unet.config, "num_class_embeds", None)
+        if stage_classes is not None and stage_classes != unet.config.num_class_embeds:
+            raise ValueError(f"A class-conditioned super-resolution stage must know the base's classes: it has "
+                             f"{stage_classes} class embeddings, the base {unet.config.num_class_embeds}.")  # fmt: skip
         self.register_modules(unet=unet, scheduler=scheduler, super_resolution_unet=super_resolution_unet,
                               super_resolution_scheduler=super_resolution_scheduler, classifier=classifier,
                               weak_unet=weak_unet, clean_classifier=clean_classifier)  # fmt: skip
@@ -66,8 +71,11 @@ class CascadePipeline(SafetensorsOnly, DiffusionPipeline):
     @property
     def super_resolution(self) -> SuperResolutionPipeline:
         """The super-resolution stage as a pipeline of its own (sharing this one's modules)."""
+        conditioned = getattr(self.super_resolution_unet.config, "num_class_embeds", None) is not None
         return self._stage(SuperResolutionPipeline(self.super_resolution_unet, self.super_resolution_scheduler,
-                                                   low_resolution=self.unet.config.sample_size))  # fmt: skip
+                                                   low_resolution=self.unet.config.sample_size,
+                                                   null_class_label=self.config.null_class_label if conditioned else None,
+                                                   class_names=self.config.class_names))  # fmt: skip
 
     @property
     def num_classes(self) -> int:
@@ -88,12 +96,13 @@ class CascadePipeline(SafetensorsOnly, DiffusionPipeline):
                  augmentation_level: float = DEFAULT_AUGMENTATION_LEVEL,
                  super_resolution_steps: int = 50, super_resolution_eta: float = 0.0,
                  super_resolution_thresholding: str | None = None, super_resolution_sampler: str | None = None,
-                 generator=None, output_type: str = "pil", return_dict: bool = True, callback_on_step_end=None):  # fmt: skip
+                 super_resolution_guidance_scale: float | None = None, generator=None, output_type: str = "pil", return_dict: bool = True, callback_on_step_end=None):  # fmt: skip
         """Sample with the base (arguments as `GuidedDiffusionPipeline.__call__`: labels, guider or the scale
         shorthands, steps, eta, thresholding; `sampler`, a name of `pipelines.SAMPLERS`, for this call, default the
         base's scheduler), then super-resolve with the stage's own `augmentation_level`, `super_resolution_steps`,
-        `super_resolution_eta`, `super_resolution_thresholding` and `super_resolution_sampler`. Every argument of
-        both stages is checked before the first network call. One `generator` draws the base's noise, then the
+        `super_resolution_eta`, `super_resolution_thresholding` and `super_resolution_sampler`; a class-conditioned
+        stage is told the base's `class_labels` and guided by `super_resolution_guidance_scale` (CFG; default 1, its
+        conditional prediction alone). Every argument of both stages is checked before the first network call. One `generator` draws the base's noise, then the
         stage's. `callback_on_step_end(stage_pipeline, i, t, tensors)` is called after each step of both stages."""
         check_choice("output_type", output_type, ("pil", "np", "pt"))
         base, super_resolution = self.base, self.super_resolution
@@ -105,6 +114,10 @@ class CascadePipeline(SafetensorsOnly, DiffusionPipeline):
                 stage.scheduler = make_scheduler(chosen, scheduler.config)
         super_resolution.check_options(augmentation_level, super_resolution_steps, super_resolution_thresholding,
                                        super_resolution_eta, prefix="super_resolution_")  # fmt: skip
+        labels = class_labels if super_resolution.num_classes else None  # the classes the stage can read
+        labels, stage_guider = super_resolution.checked_guidance(
+            labels, images_asked(batch_size, class_labels), None, super_resolution_guidance_scale,
+            super_resolution.scheduler, super_resolution_eta, prefix="super_resolution_")  # fmt: skip
         evaluations = Counter()
         low_resolution = run(base, base.iterate(batch_size, class_labels, guidance_scale, classifier_scale,
                                                 num_inference_steps, eta, thresholding=thresholding,
@@ -113,7 +126,8 @@ class CascadePipeline(SafetensorsOnly, DiffusionPipeline):
         stage_evaluations = Counter()
         images = run(super_resolution, super_resolution.iterate(
             low_resolution.clamp(-1, 1), augmentation_level, super_resolution_steps, super_resolution_eta,
-            super_resolution_thresholding, generator=generator, evaluations=stage_evaluations), callback_on_step_end)  # fmt: skip
+            super_resolution_thresholding, generator=generator, evaluations=stage_evaluations, class_labels=labels,
+            guider=stage_guider), callback_on_step_end)  # fmt: skip
         evaluations["super_resolution_unet"] = stage_evaluations["unet"]
         size = self.super_resolution_unet.config.sample_size
         outputs = [latents_to_images(x, output_type) for x in (images, low_resolution, upsample(low_resolution, size))]

@@ -143,19 +143,8 @@ class GuidedDiffusionPipeline(SafetensorsOnly, InversionMixin, DiffusionPipeline
             raise ValueError("`class_labels` given, but the UNet is unconditional and there is no classifier guidance.")
         if torch.is_tensor(class_labels) and class_labels.is_floating_point():
             return self._check_class_weights(class_labels, batch_size, needs_classifier)
-        labels = torch.as_tensor(class_labels)
-        if labels.ndim > 1 or labels.is_floating_point() or labels.dtype == torch.bool:
-            raise ValueError(f"`class_labels` must be integer class indices (a list or 1-D tensor), or a float "
-                             f"tensor of class weights; got {class_labels!r}.")  # fmt: skip
-        labels = labels.to(torch.long).reshape(-1)
-        labels = labels.expand(batch_size) if len(labels) == 1 else labels
-        if len(labels) != batch_size:
-            raise ValueError(f"`class_labels` must have 1 or `batch_size`={batch_size} entries; got {len(labels)}. "
-                             f"Leave `batch_size` out to get one image per label.")  # fmt: skip
         num_classes = self.num_classes or (self.classifier or self.clean_classifier).config.num_classes
-        if labels.min() < 0 or labels.max() >= num_classes:
-            raise ValueError(f"`class_labels` must lie in [0, {num_classes - 1}]; got {labels.tolist()}.")
-        return labels.to(self.device)
+        return class_indices(class_labels, batch_size, num_classes, "or a float tensor of class weights").to(self.device)
 
     def _check_class_weights(self, weights: torch.Tensor, batch_size: int, needs_classifier: bool) -> torch.Tensor:
         """Float `class_labels` of shape (batch or 1, num_classes): non-negative weights that mix the class
@@ -340,6 +329,23 @@ class GuidedDiffusionPipeline(SafetensorsOnly, InversionMixin, DiffusionPipeline
     def postprocess(latents: torch.Tensor, output_type: str):
         """[-1, 1] -> [0, 1] images as PIL, NumPy (N, H, W, C) or torch (N, C, H, W)."""
         return latents_to_images(latents, output_type)
+
+
+def class_indices(class_labels, batch_size: int, num_classes: int, alternative: str = "") -> torch.Tensor:
+    """`class_labels` (one, or one per image) as a (batch_size,) long tensor of indices in [0, num_classes - 1];
+    anything else raises ValueError (`alternative`: what else the caller takes, for the message)."""
+    labels = torch.as_tensor(class_labels)
+    if labels.ndim > 1 or labels.is_floating_point() or labels.dtype == torch.bool:
+        raise ValueError(f"`class_labels` must be integer class indices (a list or 1-D tensor)"
+                         f"{', ' + alternative if alternative else ''}; got {class_labels!r}.")  # fmt: skip
+    labels = labels.to(torch.long).reshape(-1)
+    labels = labels.expand(batch_size) if len(labels) == 1 else labels
+    if len(labels) != batch_size:
+        raise ValueError(f"`class_labels` must have 1 or `batch_size`={batch_size} entries; got {len(labels)}. "
+                         f"Leave `batch_size` out to get one image per label.")  # fmt: skip
+    if labels.min() < 0 or labels.max() >= num_classes:
+        raise ValueError(f"`class_labels` must lie in [0, {num_classes - 1}]; got {labels.tolist()}.")
+    return labels
 
 
 def images_asked(batch_size, class_labels):

@@ -8,7 +8,9 @@
 #   bash scripts/train_shipped_models.sh fashion_mnist unet|weak-unet|classifier|guide-classifier|eval-classifier [RUNS_DIR]
 #   bash scripts/train_shipped_models.sh mnist vae|latent-unet|latent-classifier [RUNS_DIR]  (latent diffusion)
 #   bash scripts/train_shipped_models.sh mnist low-resolution-unet|super-resolution|super-resolution-no-augmentation [RUNS_DIR]
-#                                                                          (a cascade, 14x14 -> 28x28; fashion_mnist too)
+#                                                                          (a cascade, 14x14 -> 28x28; fashion_mnist too;
+#                                                                          super-resolution-class-conditional: the stage
+#                                                                          told the class too, for CFG on it)
 #   bash scripts/train_shipped_models.sh mnist text|latent-text [RUNS_DIR]   (text-to-image; latent-text is shipped; text,
 #                                                                          in pixels, measures dynamic thresholding)
 #   bash scripts/train_shipped_models.sh mnist clip-latent|clip-items|clip-clean [RUNS_DIR]  (noise-aware CLIPs for CLIP
@@ -17,7 +19,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 dataset=${1:?dataset: mnist or fashion_mnist}
-model=${2:?model: unet, weak-unet, classifier, guide-classifier, eval-classifier, vae, latent-unet, latent-classifier, text, latent-text, clip-latent, clip-items, clip-clean, low-resolution-unet, super-resolution or super-resolution-no-augmentation}
+model=${2:?model: unet, weak-unet, classifier, guide-classifier, eval-classifier, vae, latent-unet, latent-classifier, text, latent-text, clip-latent, clip-items, clip-clean, low-resolution-unet, super-resolution, super-resolution-no-augmentation or super-resolution-class-conditional}
 runs=${3:-runs}
 name=${dataset//_/-}
 launch=("${ACCELERATE:-.venv/bin/accelerate}" launch --num_processes 1 --mixed_precision no)
@@ -102,7 +104,14 @@ case "$model" in
     exec "${launch[@]}" training/train_super_resolution.py "${common[@]}" --low_resolution 14 --max_augmentation_level 0 \
       --model_config narrow --max_train_steps 2500 --learning_rate 1e-3 --lr_warmup_steps 250 --snr_gamma 5 \
       --ema_max_decay 0.999 --save_images_steps 500 --output_dir "$runs/$name-super-resolution-no-augmentation" ;;
+  super-resolution-class-conditional)  # the super-resolution recipe also told the class (label dropout 0.1), so that
+                                      # CFG applies to the stage: a UNet2DConditionModel, the level through timestep_cond
+    exec "${launch[@]}" training/train_super_resolution.py "${common[@]}" --low_resolution 14 --max_augmentation_level 1 \
+      --class_conditional --label_dropout 0.1 --model_config narrow --max_train_steps 2500 --learning_rate 1e-3 \
+      --lr_warmup_steps 250 --snr_gamma 5 --ema_max_decay 0.999 --save_images_steps 500 \
+      --output_dir "$runs/$name-super-resolution-class-conditional" ;;
   *) echo "model must be unet, weak-unet, classifier, guide-classifier, eval-classifier, text, vae, latent-unet, latent-classifier," \
-       "latent-text, clip-latent, clip-items, clip-clean, low-resolution-unet, super-resolution or super-resolution-no-augmentation;" \
+       "latent-text, clip-latent, clip-items, clip-clean, low-resolution-unet, super-resolution, super-resolution-no-augmentation or" \
+       "super-resolution-class-conditional;" \
        "got $model" >&2; exit 2 ;;
 esac

@@ -15,6 +15,7 @@ from guided_diffusers.pipelines.noise_augmentation import (
     area_downsample,
     augment,
     augmentation_scales,
+    level_timestep_condition,
     upsample,
 )
 from guided_diffusers.schedulers import GuidedDDIMScheduler, GuidedDDPMScheduler
@@ -49,7 +50,7 @@ class Spy:
         module.register_forward_pre_hook(self.record, with_kwargs=True)
 
     def record(self, module, args, kwargs):
-        self.calls.append({"sample": args[0].clone(), "timestep": args[1], **{k: v.clone() for k, v in kwargs.items()}})
+        self.calls.append({"sample": args[0].clone(), "timestep": args[1], **{k: None if v is None else v.clone() for k, v in kwargs.items()}})
 
 
 # ------------------------------------------------------------------------------ noise-conditioning augmentation
@@ -257,3 +258,91 @@ def test_stages_that_do_not_fit_are_refused():
         CascadePipeline(base, schedule, base, schedule, null_class_label=3)
     with pytest.raises(ValueError, match="`null_class_label` must be the last class embedding"):
         CascadePipeline(base, schedule, super_resolution, schedule, null_class_label=1)
+
+
+# ------------------------------------------------------------------------------ a class-conditioned stage
+def conditioned_cascade():
+    base, _ = tiny_stages()
+    torch.manual_seed(1)
+    stage = build_unet(super_resolution_unet_config("tiny", HIGH, 1, num_classes=3)).eval()
+    schedule = GuidedDDIMScheduler(num_train_timesteps=100)
+    pipe = CascadePipeline(base, schedule, stage, GuidedDDIMScheduler.from_config(schedule.config), null_class_label=3,
+                           class_names=["a", "b", "c"])  # fmt: skip
+    pipe.set_progress_bar_config(disable=True)
+    return pipe
+
+
+def test_a_class_conditioned_stage_is_told_the_level_through_timestep_cond_and_guided_away_from_its_null_class():
+    pipe = conditioned_cascade().super_resolution
+    assert type(pipe.unet).__name__ == "UNet2DConditionModel" and pipe.num_classes == 3
+    spy = Spy(pipe.unet)
+    out = pipe(torch.rand(2, 1, LOW, LOW), augmentation_level=0.3, num_inference_steps=3, class_labels=[0, 2],
+               guidance_scale=3.0, output_type="pt")  # fmt: skip
+    assert out.evaluations == {"unet": 6, "unet_calls": 3}  # CFG: both predictions in one batched call per step
+    for call in spy.calls:
+        assert call["sample"].shape == (4, 2, HIGH, HIGH) and call.get("encoder_hidden_states") is None
+        assert call["class_labels"].tolist() == [3, 3, 0, 2]  # the null class's half first
+        torch.testing.assert_close(call["timestep_cond"], level_timestep_condition(torch.full((4,), 0.3), 16))
+    # the level's embedding: sin/cos of a * 1000 at the UNet's timestep frequencies (flip_sin_to_cos: cos first)
+    frequencies = torch.exp(-math.log(10000) * torch.arange(8) / 8)
+    torch.testing.assert_close(level_timestep_condition(torch.tensor([0.3]), 16)[0],
+                               torch.cat([torch.cos(300 * frequencies), torch.sin(300 * frequencies)]))  # fmt: skip
+
+
+def test_a_class_conditioned_stage_at_w_0_is_its_null_class_and_level_zero_a_loop_written_out():
+    pipe = conditioned_cascade().super_resolution
+    low = torch.rand(2, 1, LOW, LOW)
+
+    def sample(**kwargs):
+        return pipe(low, num_inference_steps=3, generator=torch.Generator().manual_seed(4), output_type="pt",
+                    **kwargs).images  # fmt: skip
+
+    torch.testing.assert_close(sample(class_labels=[0, 1], guidance_scale=0.0), sample(), atol=1e-6, rtol=0)
+    assert not torch.allclose(sample(class_labels=[0, 1]), sample())
+    images = sample(class_labels=[0, 1], augmentation_level=0.0)  # w = 1: the class's prediction alone
+    scheduler = GuidedDDIMScheduler.from_config(pipe.scheduler.config)
+    scheduler.set_timesteps(3)
+    x = torch.randn(2, 1, HIGH, HIGH, generator=torch.Generator().manual_seed(4))
+    clean, level = upsample(low * 2 - 1, HIGH), level_timestep_condition(torch.zeros(2), 16)
+    with torch.no_grad():
+        for t in scheduler.timesteps:
+            eps = pipe.unet(torch.cat([x, clean], 1), t, None, class_labels=torch.tensor([0, 1]), timestep_cond=level).sample
+            x = scheduler.step(eps, t, x, use_clipped_model_output=True).prev_sample
+    torch.testing.assert_close(images, (x / 2 + 0.5).clamp(0, 1))
+
+
+def test_the_cascade_tells_a_class_conditioned_stage_the_base_labels_and_saves_it(tmp_path):
+    pipe = conditioned_cascade()
+    spy = Spy(pipe.super_resolution_unet)
+    kwargs = dict(class_labels=[1, 2], num_inference_steps=2, super_resolution_steps=2, output_type="pt")
+    out = pipe(super_resolution_guidance_scale=2.0, generator=torch.Generator().manual_seed(0), **kwargs)
+    assert out.evaluations["super_resolution_unet"] == 4
+    assert all(call["class_labels"].tolist() == [3, 3, 1, 2] for call in spy.calls)
+    pipe.save_pretrained(tmp_path)
+    loaded = load_pipeline(str(tmp_path))
+    loaded.set_progress_bar_config(disable=True)
+    assert type(loaded.super_resolution_unet).__name__ == "UNet2DConditionModel"
+    again = loaded(super_resolution_guidance_scale=2.0, generator=torch.Generator().manual_seed(0), **kwargs)
+    torch.testing.assert_close(again.images, out.images, atol=1e-6, rtol=0)
+
+
+def test_stage_guidance_that_cannot_apply_is_refused_before_any_network_runs():
+    plain, conditioned = cascade(), conditioned_cascade()
+    spies = [Spy(plain.unet), Spy(plain.super_resolution_unet), Spy(conditioned.super_resolution_unet)]
+    low = torch.rand(1, 1, LOW, LOW)
+    with pytest.raises(ValueError, match="`super_resolution_guidance_scale` != 1 .* not class-conditioned"):
+        plain(class_labels=[0], super_resolution_guidance_scale=2.0, num_inference_steps=2)
+    with pytest.raises(ValueError, match="`guidance_scale` != 1 .* no labels were given"):
+        conditioned.super_resolution(low, guidance_scale=2.0)
+    with pytest.raises(ValueError, match="`class_labels` given, but this super-resolution stage is not class-conditioned"):
+        plain.super_resolution(low, class_labels=[0])
+    with pytest.raises(ValueError, match="`class_labels` must lie in \\[0, 2\\]"):
+        conditioned.super_resolution(low, class_labels=[3])  # the null class is not a class to ask for
+    assert all(spy.calls == [] for spy in spies)
+    base, _ = tiny_stages()
+    torch.manual_seed(0)
+    four_classes = build_unet(super_resolution_unet_config("tiny", HIGH, 1, num_classes=4))
+    with pytest.raises(ValueError, match="must know the base's classes: it has 5 class embeddings, the base 4"):
+        CascadePipeline(base, plain.scheduler, four_classes, plain.scheduler, null_class_label=3)
+    with pytest.raises(ValueError, match="`null_class_label` must be the UNet's last class embedding \\(3\\)"):
+        SuperResolutionPipeline(conditioned.super_resolution_unet, plain.scheduler, null_class_label=0)

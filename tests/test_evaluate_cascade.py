@@ -28,6 +28,8 @@ def models(tmp_path_factory):
     CascadePipeline(base, schedule, stage, schedule, null_class_label=10).save_pretrained(root / "cascade")
     other = build_unet(super_resolution_unet_config("tiny", 28, 1))
     SuperResolutionPipeline(other, schedule).save_pretrained(root / "no-augmentation")
+    conditioned = build_unet(super_resolution_unet_config("tiny", 28, 1, num_classes=10))
+    SuperResolutionPipeline(conditioned, schedule, null_class_label=10).save_pretrained(root / "class-conditional")
     single = build_unet(unet_config("tiny", 28, 1, num_classes=10))
     GuidedDiffusionPipeline(single, schedule, null_class_label=10).save_pretrained(root / "single")
     NoiseAwareClassifier(**classifier_config("tiny", 28, 1, 10, "mean")).save_pretrained(root / "eval-classifier")
@@ -103,3 +105,22 @@ def test_the_judge_never_sees_the_images_it_super_resolves(models, tmp_path):
 def test_bad_arguments_are_refused(models, tmp_path, extra, message):
     result = run_script("training/evaluate_cascade.py", *arguments(models, tmp_path, *extra), check=False)
     assert result.returncode != 0 and message in result.stderr
+
+
+def test_a_class_conditioned_stage_is_measured_at_each_of_its_cfg_scales(tmp_path, models):
+    out = tmp_path / "eval"
+    run_script("training/evaluate_cascade.py", *arguments(models, out, "--super_resolution", models / "class-conditional",
+                                                          "--super_resolution_guidance_scales", "1", "3"))  # fmt: skip
+    report = json.loads((out / "results.json").read_text())
+    rows = [(r["pipeline"], r["augmentation_level"], r["super_resolution_guidance_scale"], r["super_resolution_unet_per_image"])
+            for r in report["generation"]]  # fmt: skip
+    # the plain stage once per level; the class-conditioned one per level and stage scale (CFG: twice the evaluations)
+    assert rows == [("cascade", 0.0, None, 3), ("cascade", 0.5, None, 3),
+                    ("cascade, SR class-conditional", 0.0, 1.0, 3), ("cascade, SR class-conditional", 0.0, 3.0, 6),
+                    ("cascade, SR class-conditional", 0.5, 1.0, 3), ("cascade, SR class-conditional", 0.5, 3.0, 6)]  # fmt: skip
+    methods = [r["method"] for r in report["real_super_resolution"]]
+    assert methods[2:] == ["SR @ 0.0", "SR @ 0.5", "SR, SR class-conditional, CFG 1 @ 0.0",
+                           "SR, SR class-conditional, CFG 3 @ 0.0", "SR, SR class-conditional, CFG 1 @ 0.5",
+                           "SR, SR class-conditional, CFG 3 @ 0.5"]  # fmt: skip
+    told = report["real_super_resolution"][4:6]
+    assert told[0]["psnr"] != told[1]["psnr"]  # the stage's guidance changes its output

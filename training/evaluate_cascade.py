@@ -39,7 +39,7 @@ from guided_diffusers.pipelines.noise_augmentation import area_downsample, upsam
 from guided_diffusers.training.args import recordable, recorded_command
 from guided_diffusers.training.data import load_image_dataset, to_model_range, to_tensors
 
-GENERATION = ("pipeline", "guidance_scale", "augmentation_level")
+GENERATION = ("pipeline", "guidance_scale", "augmentation_level", "super_resolution_guidance_scale")
 METRICS = [("fd_own", "FD (own)"), ("fd_efficientnet", "FD (EffNet)"), ("accuracy", "accuracy"),
            ("precision", "precision"), ("recall", "recall")]  # fmt: skip
 COSTS = [("unet_per_image", "base UNet evals / image"), ("super_resolution_unet_per_image", "SR UNet evals / image"),
@@ -64,6 +64,8 @@ def parse_args(argv=None):
                              "equal the cascade's (benchmarks/cascade_cost.py)")  # fmt: skip
     parser.add_argument("--guidance_scales", nargs="+", type=float, default=[3.0], help="CFG scales of the base")
     parser.add_argument("--augmentation_levels", nargs="+", type=float, default=[0.0, 0.1, 0.2, 0.4])
+    parser.add_argument("--super_resolution_guidance_scales", nargs="+", type=float, default=[1.0],
+                        help="CFG scales of a class-conditioned super-resolution stage (a plain stage: 1 only)")
     parser.add_argument("--thresholding", default="static", choices=["none", "static", "dynamic"])
     parser.add_argument("--no_efficientnet", action="store_true")
     parser.add_argument("--no_generation", action="store_true", help="only the super-resolution of real images")
@@ -97,26 +99,39 @@ def stages(args, cascade: CascadePipeline) -> dict:
     return found
 
 
-def generation_settings(args, label: str) -> list[dict]:
-    """A sweep point per guidance scale and (for a cascade) augmentation level, or (for the single stage) step
-    count, in the shape `generate` takes."""
+def generation_settings(args, label: str, conditioned: bool = False) -> list[dict]:
+    """A sweep point per guidance scale and (for a cascade) augmentation level and, for a `conditioned` (class-
+    conditioned) stage, stage CFG scale; or (for the single stage) step count, in the shape `generate` takes."""
     if label == "single-stage":  # other step counts (equal cost to the cascade) are labelled with theirs
         points = [(f"single-stage, {steps} steps" if steps != args.num_inference_steps else label, steps, None)
                   for steps in args.single_stage_steps]  # fmt: skip
-    else:
-        points = [(label, args.num_inference_steps, level) for level in args.augmentation_levels]
-    return [dict(pipeline=name, sampler=args.sampler, num_inference_steps=steps, guider="",
-                 guidance_scale=w, classifier_scale=0.0, thresholding=args.thresholding, eta=0.0,
-                 augmentation_level=level,
-                 options={} if level is None else dict(augmentation_level=level, super_resolution_steps=args.super_resolution_steps,
-                                                       super_resolution_sampler=args.sampler))
-            for w in args.guidance_scales for name, steps, level in points]  # fmt: skip
+        return [setting(args, name, steps, w, None, None) for w in args.guidance_scales for name, steps, _ in points]
+    stage_scales = args.super_resolution_guidance_scales if conditioned else [None]
+    return [setting(args, label, args.num_inference_steps, w, level, stage_w) for w in args.guidance_scales
+            for level in args.augmentation_levels for stage_w in stage_scales]  # fmt: skip
+
+
+def setting(args, name: str, steps: int, w: float, level: float | None, stage_w: float | None) -> dict:
+    """One sweep point; a cascade's (level given) passes its super-resolution arguments to the pipeline as options,
+    with the stage's CFG scale where the stage is class-conditioned (stage_w given)."""
+    options = {} if level is None else dict(augmentation_level=level, super_resolution_steps=args.super_resolution_steps,
+                                            super_resolution_sampler=args.sampler)  # fmt: skip
+    if stage_w is not None:
+        options["super_resolution_guidance_scale"] = stage_w
+    return dict(pipeline=name, sampler=args.sampler, num_inference_steps=steps, guider="", guidance_scale=w,
+                classifier_scale=0.0, thresholding=args.thresholding, eta=0.0, augmentation_level=level,
+                super_resolution_guidance_scale=stage_w, options=options)  # fmt: skip
+
+
+def is_class_conditioned(pipe) -> bool:
+    """Whether a cascade's super-resolution stage is told the class (and so takes CFG)."""
+    return isinstance(pipe, CascadePipeline) and pipe.super_resolution.num_classes > 0
 
 
 def measure_generation(args, pipelines: dict, judge: Judge, out: Path) -> list[dict]:
     rows = []
     for label, pipe in pipelines.items():
-        for setting in generation_settings(args, label):
+        for setting in generation_settings(args, label, is_class_conditioned(pipe)):
             key = dict(weights=setting_weights(pipe, setting), setting=setting, seed=args.seed,
                        batch_size=args.batch_size, device=args.device)  # fmt: skip
             cache = SampleCache(out / "samples", key, args.resume)
@@ -151,8 +166,10 @@ def measure_real_super_resolution(args, pipelines: dict, judge: Judge, real, lab
                "bilinear": lambda: upsample(low, size)}  # fmt: skip
     for label, pipe in pipelines.items():
         for level in args.augmentation_levels:
-            methods[f"{label.replace('cascade', 'SR')} @ {level}"] = lambda pipe=pipe, level=level: super_resolve(
-                args, pipe, low, inputs, level, out)  # fmt: skip
+            for stage_w in args.super_resolution_guidance_scales if is_class_conditioned(pipe) else [None]:
+                name = label.replace("cascade", "SR") + ("" if stage_w is None else f", CFG {stage_w:g}") + f" @ {level}"
+                methods[name] = lambda pipe=pipe, level=level, stage_w=stage_w: super_resolve(
+                    args, pipe, low, inputs, level, out, labels, stage_w)  # fmt: skip
     rows, grid_rows = [], [upsample(low[:10], size)]
     for method, make in methods.items():
         images = make()
@@ -167,13 +184,17 @@ def measure_real_super_resolution(args, pipelines: dict, judge: Judge, real, lab
     return rows
 
 
-def super_resolve(args, cascade: CascadePipeline, low: torch.Tensor, inputs: str, level: float, out: Path) -> torch.Tensor:
-    """The stage's output for every low-resolution image, batch i seeded with seed + i * batch_size (cached)."""
+def super_resolve(args, cascade: CascadePipeline, low: torch.Tensor, inputs: str, level: float, out: Path,
+                  labels: torch.Tensor, stage_w: float | None = None) -> torch.Tensor:  # fmt: skip
+    """The stage's output for every low-resolution image, batch i seeded with seed + i * batch_size (cached); a
+    class-conditioned stage (stage_w given) is told each image's true label and guided at CFG scale stage_w."""
     stage = cascade.super_resolution  # a view: setting its scheduler leaves the cascade's own untouched
     stage.scheduler = make_scheduler(args.sampler, cascade.super_resolution_scheduler.config)
     key = dict(weights=weights_digest(cascade, only=("super_resolution_unet",)), level=level, sampler=args.sampler,
                steps=args.super_resolution_steps, seed=args.seed, batch_size=args.batch_size, device=args.device,
                inputs=inputs)  # fmt: skip
+    if stage_w is not None:  # a key of its own; a plain stage's key stays as it was (its cached samples stay valid)
+        key["super_resolution_guidance_scale"] = stage_w
     cache = SampleCache(out / "samples", {**key, "setting": {"sampler": args.sampler, "num_inference_steps":
                                                              args.super_resolution_steps, "guidance_scale": f"sr{level}"}},
                         args.resume)  # fmt: skip
@@ -182,8 +203,9 @@ def super_resolve(args, cascade: CascadePipeline, low: torch.Tensor, inputs: str
         batch = low[start : start + args.batch_size]
         cached = cache.load(start, len(batch))
         if cached is None:
+            told = {} if stage_w is None else dict(class_labels=labels[start : start + len(batch)], guidance_scale=stage_w)
             steps = stage.iterate(batch, level, args.super_resolution_steps, thresholding=args.thresholding,
-                                  generator=torch.Generator().manual_seed(args.seed + start))  # fmt: skip
+                                  generator=torch.Generator().manual_seed(args.seed + start), **told)  # fmt: skip
             for _, _, final, _ in steps:
                 pass
             cached = final.clamp(-1, 1).cpu()
@@ -265,11 +287,15 @@ def plot_levels(out: Path, generation: list, real: list, floors: dict) -> None:
     import matplotlib.pyplot as plt
 
     figure, (sampled, held_out) = plt.subplots(1, 2, figsize=(10, 4))
-    for (label, w) in sorted({(r["pipeline"], r["guidance_scale"]) for r in generation if r["augmentation_level"] is not None}):
-        members = sorted((r for r in generation if (r["pipeline"], r["guidance_scale"]) == (label, w)),
-                         key=lambda r: r["augmentation_level"])  # fmt: skip
+    def line(r):  # a line per stage, base CFG scale and (class-conditioned stages) stage CFG scale
+        stage_w = r.get("super_resolution_guidance_scale")
+        return r["pipeline"], r["guidance_scale"], -1 if stage_w is None else stage_w
+
+    for key in sorted({line(r) for r in generation if r["augmentation_level"] is not None}):
+        members = sorted((r for r in generation if line(r) == key), key=lambda r: r["augmentation_level"])
+        label, w, stage_w = key
         sampled.plot([r["augmentation_level"] for r in members], [r["fd_own"] for r in members], marker="o",
-                     label=f"{label}, CFG {w}")  # fmt: skip
+                     label=f"{label}, CFG {w}" + ("" if stage_w == -1 else f", SR CFG {stage_w:g}"))  # fmt: skip
     sampled.axhline(floors["real training images"]["fd_own"], color="grey", linestyle="--", label="real data")
     for stage in sorted({r["method"].rsplit(" @ ", 1)[0] for r in real if " @ " in r["method"]}):
         members = [r for r in real if r["method"].startswith(stage + " @ ")]

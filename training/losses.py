@@ -105,6 +105,13 @@ def training_draw(data, indices, noise_scheduler, generator, random_flip: bool, 
     return x0, noise, timesteps
 
 
+def dropped_labels(data, indices, null_class: int, dropout: float, generator) -> torch.Tensor:
+    """The micro-batch's class labels, each replaced by the null class with probability `dropout` (label dropout,
+    which teaches the unconditional prediction that classifier-free guidance needs; Ho & Salimans 2022)."""
+    drop = torch.rand(len(indices), generator=generator) < dropout
+    return torch.where(drop, null_class, data.labels[indices])
+
+
 def make_loss(noise_scheduler, data, args, device, latents=None):
     """compute_loss(model, indices, generator) for one micro-batch: x_t = q_sample(x0, t), labels dropped to the
     null class with probability --label_dropout, then the diffusion loss. With `latents` (a LatentCache), x0 is the
@@ -113,10 +120,8 @@ def make_loss(noise_scheduler, data, args, device, latents=None):
 
     def compute_loss(model, indices, generator):
         x0, noise, timesteps = training_draw(data, indices, noise_scheduler, generator, args.random_flip, latents)
-        labels = None
-        if null_class is not None:
-            drop = torch.rand(len(indices), generator=generator) < args.label_dropout
-            labels = torch.where(drop, null_class, data.labels[indices]).to(device)
+        labels = None if null_class is None else dropped_labels(data, indices, null_class, args.label_dropout, generator)
+        labels = None if labels is None else labels.to(device)
         x0, noise, timesteps = x0.to(device), noise.to(device), timesteps.to(device)
         x_t = noise_scheduler.add_noise(x0, noise, timesteps)
         output = model(x_t, timesteps, class_labels=labels).sample

@@ -117,18 +117,26 @@ def unet_config(
     return config
 
 
-def super_resolution_unet_config(model_config: str, resolution: int, channels: int,
-                                 learned_variance: bool = False) -> dict:  # fmt: skip
-    """A super-resolution `UNet2DModel` config (a cascade's later stage): it reads x_t and the augmented upsampled
-    low-resolution image stacked along channels, and is told the augmentation level through its class embedding
-    (`class_embed_type="timestep"`, as DeepFloyd IF's stage II is told its noise level)."""
+def super_resolution_unet_config(model_config: str, resolution: int, channels: int, learned_variance: bool = False,
+                                 num_classes: int = 0) -> dict:  # fmt: skip
+    """A super-resolution UNet config (a cascade's later stage): it reads x_t and the augmented upsampled
+    low-resolution image stacked along channels. Without classes a `UNet2DModel` told the augmentation level through
+    its class embedding (`class_embed_type="timestep"`, as DeepFloyd IF's stage II is told its noise level); with
+    `num_classes` a `UNet2DConditionModel` with num_classes + 1 class embeddings (the last: null class, for label
+    dropout and CFG), told the level through `timestep_cond` (as LCM is told its guidance scale) and attending to
+    nothing (its middle block has no attention, unlike UNet2DModel's)."""
     config = unet_config(model_config, resolution, channels, learned_variance=learned_variance)
-    config.update(in_channels=2 * channels, class_embed_type="timestep")
-    return config
+    config.update(in_channels=2 * channels)
+    if not num_classes:
+        return {**config, "class_embed_type": "timestep"}
+    return {**config, "num_class_embeds": num_classes + 1, "time_cond_proj_dim": config["block_out_channels"][0],
+            "mid_block_type": "UNetMidBlock2D"}  # fmt: skip
 
 
-def build_unet(config: dict) -> UNet2DModel:
-    return UNet2DModel(**config)
+def build_unet(config: dict) -> UNet2DModel | UNet2DConditionModel:
+    """The UNet a config describes: a UNet2DConditionModel where it sets `time_cond_proj_dim` (a class-conditioned
+    super-resolution stage), else a UNet2DModel."""
+    return UNet2DConditionModel(**config) if config.get("time_cond_proj_dim") else UNet2DModel(**config)
 
 
 def text_unet_config(model_config: str, height: int, width: int, channels: int, cross_attention_dim: int) -> dict:

@@ -5,8 +5,10 @@
 Each training image x (at --resolution) is area-downsampled to --low_resolution, upsampled back (bilinear) and
 noised to a level a ~ U[0, --max_augmentation_level] (Ho et al. 2021, "Cascaded Diffusion Models"; Saharia et al.
 2022, Imagen); the UNet learns to denoise x_t given that image and a. --max_augmentation_level 0 trains without
-augmentation (the paper's ablation). Same flags, loop, checkpoints, EMA and logging as train_unet.py; the output
-folder is a SuperResolutionPipeline with a model card.
+augmentation (the paper's ablation). --class_conditional also tells it the class (a UNet2DConditionModel, labels dropped to a
+null class with probability --label_dropout), so that classifier-free guidance applies to this stage too. Same
+flags, loop, checkpoints, EMA and logging as train_unet.py; the output folder is a SuperResolutionPipeline with a
+model card.
 """
 
 from pathlib import Path
@@ -15,13 +17,15 @@ import torch
 
 from guided_diffusers.pipelines import SuperResolutionPipeline
 from guided_diffusers.pipelines.image_utils import make_grid
-from guided_diffusers.pipelines.noise_augmentation import area_downsample, low_resolution_condition, upsample
+from guided_diffusers.pipelines.noise_augmentation import (
+    area_downsample, low_resolution_condition, stage_inputs, upsample,
+)  # fmt: skip
 from guided_diffusers.pipelines.pipeline_super_resolution import DEFAULT_AUGMENTATION_LEVEL
 from guided_diffusers.schedulers import GuidedDDIMScheduler, GuidedDDPMScheduler
 from guided_diffusers.training import args as flags
 from guided_diffusers.training.checkpointing import resolve_resume
 from guided_diffusers.training.data import to_model_range
-from guided_diffusers.training.losses import diffusion_loss, training_draw
+from guided_diffusers.training.losses import diffusion_loss, dropped_labels, training_draw
 from guided_diffusers.training.loop import train
 from guided_diffusers.training.model_card import dataset_label, training_section
 from guided_diffusers.training.model_configs import build_unet, super_resolution_unet_config
@@ -35,7 +39,6 @@ from guided_diffusers.training.runtime import (
     swapped_in_ema,
 )
 
-NOT_FOR_SUPER_RESOLUTION = ("--class_conditional", "--label_dropout")  # the low-resolution image carries the class
 SUPER_RESOLUTION = [
     ("--low_resolution", dict(type=int, default=14, help="side of the low-resolution images (area-downsampled)")),
     ("--max_augmentation_level", dict(type=float, default=1.0,
@@ -46,8 +49,7 @@ SUPER_RESOLUTION = [
 
 
 def parse_args(argv=None):
-    diffusion = [flag for flag in flags.DIFFUSION if flag[0] not in NOT_FOR_SUPER_RESOLUTION]
-    parser = flags.build_parser(__doc__.split("\n")[0], flags.DATA, flags.OPTIMISATION, flags.RUN, diffusion,
+    parser = flags.build_parser(__doc__.split("\n")[0], flags.DATA, flags.OPTIMISATION, flags.RUN, flags.DIFFUSION,
                                 SUPER_RESOLUTION)  # fmt: skip
     args = parser.parse_args(argv)
     flags.check_common(args)
@@ -57,26 +59,29 @@ def parse_args(argv=None):
     for flag in ("max_augmentation_level", "augmentation_level"):
         if not 0 <= getattr(args, flag) <= 1:  # NaN fails this too
             raise ValueError(f"--{flag} must lie in [0, 1]; got {getattr(args, flag)}.")
-    args.class_conditional = False  # for the shared loss's data draw
     super_resolution_unet_config(args.model_config, args.resolution, args.channels)  # bad preset or size: fail now
     args.resume_path = resolve_resume(args.resume_from_checkpoint, args.output_dir)
     args.command = flags.recorded_command("accelerate launch", "training/train_super_resolution.py", argv)
     return args
 
 
-def make_super_resolution_loss(noise_scheduler, data, args, device):
+def make_super_resolution_loss(noise_scheduler, data, args, device, unet_config):
     """compute_loss(model, indices, generator): the diffusion loss of x_t given the noise-augmented low-resolution
-    image of x (area-downsampled, upsampled, noised to a ~ U[0, max level]) and a."""
+    image of x (area-downsampled, upsampled, noised to a ~ U[0, max level]) and a (and, --class_conditional, the
+    label, dropped to the null class with probability --label_dropout)."""
+    null_class = len(data.class_names) if args.class_conditional else None
 
     def compute_loss(model, indices, generator):
         x0, noise, timesteps = training_draw(data, indices, noise_scheduler, generator, args.random_flip)
         levels = torch.rand(len(x0), generator=generator) * args.max_augmentation_level
         augmentation_noise = torch.randn(x0.shape, generator=generator)
-        low_resolution = area_downsample(x0, args.low_resolution)
-        condition, level_labels = low_resolution_condition(low_resolution, args.resolution, levels, augmentation_noise)
+        labels = None if null_class is None else dropped_labels(data, indices, null_class, args.label_dropout, generator)
+        condition = low_resolution_condition(area_downsample(x0, args.low_resolution), args.resolution, levels,
+                                              augmentation_noise)  # fmt: skip
         x0, noise, timesteps = x0.to(device), noise.to(device), timesteps.to(device)
         x_t = noise_scheduler.add_noise(x0, noise, timesteps)
-        output = model(torch.cat([x_t, condition.to(device)], dim=1), timesteps, class_labels=level_labels.to(device))
+        inputs = stage_inputs(unet_config, levels.to(device), None if labels is None else labels.to(device))
+        output = model(torch.cat([x_t, condition.to(device)], dim=1), timesteps, **inputs)
         return diffusion_loss(output.sample, x0, noise, x_t, timesteps, noise_scheduler, args.snr_gamma, args.vlb_weight)
 
     return compute_loss
@@ -85,17 +90,24 @@ def make_super_resolution_loss(noise_scheduler, data, args, device):
 def sample_grid(unet, noise_scheduler, data, args):
     """Three rows for the first images: the low-resolution input (bilinear), the super-resolved sample (DDIM, fixed
     seed, --augmentation_level) and the real image."""
-    pipeline = SuperResolutionPipeline(unet, GuidedDDIMScheduler.from_config(noise_scheduler.config), args.low_resolution)
+    pipeline = stage_pipeline(unet, GuidedDDIMScheduler.from_config(noise_scheduler.config), data, args)
     pipeline.set_progress_bar_config(disable=True)
     real = to_model_range(data.images[: args.eval_batch_size]).to(unet.device)
+    labels = data.labels[: args.eval_batch_size] if args.class_conditional else None  # told the real image's class
     low_resolution = area_downsample(real, args.low_resolution)
     steps = pipeline.iterate(low_resolution, args.augmentation_level, args.ddpm_num_inference_steps,
-                             generator=torch.Generator().manual_seed(args.seed))  # fmt: skip
+                             generator=torch.Generator().manual_seed(args.seed), class_labels=labels)  # fmt: skip
     final = None
     for _, _, final, _ in steps:
         pass
     rows = torch.cat([upsample(low_resolution, args.resolution), final.clamp(-1, 1), real])
     return make_grid((rows / 2 + 0.5).permute(0, 2, 3, 1).cpu().float().numpy(), rows=3, scale=2)
+
+
+def stage_pipeline(unet, scheduler, data, args) -> SuperResolutionPipeline:
+    """The stage as a pipeline: --class_conditional ones with the data's class names and their null class."""
+    classes = dict(null_class_label=len(data.class_names), class_names=list(data.class_names)) if args.class_conditional else {}
+    return SuperResolutionPipeline(unet, scheduler, args.low_resolution, **classes)
 
 
 def main(argv=None):
@@ -105,8 +117,9 @@ def main(argv=None):
     noise_scheduler = GuidedDDPMScheduler(num_train_timesteps=args.ddpm_num_steps, beta_schedule=args.ddpm_beta_schedule,
                                           prediction_type=args.prediction_type, variance_type=args.variance_type)  # fmt: skip
     torch.manual_seed(args.seed)  # the initial weights
+    num_classes = len(data.class_names) if args.class_conditional else 0
     unet = build_unet(super_resolution_unet_config(args.model_config, args.resolution, args.channels,
-                                                   learned_variance=args.variance_type == "learned_range"))  # fmt: skip
+                                                   args.variance_type == "learned_range", num_classes))  # fmt: skip
     unet, optimizer, lr_scheduler, ema, state = prepare_training(args, accelerator, unet, len(data), "train_super_resolution")
 
     def log_images(step):
@@ -114,7 +127,8 @@ def main(argv=None):
             grid = sample_grid(accelerator.unwrap_model(unet), noise_scheduler, data, args)
         log_sample_grid(accelerator, args, grid, step)
 
-    compute_loss = make_super_resolution_loss(noise_scheduler, data, args, accelerator.device)
+    compute_loss = make_super_resolution_loss(noise_scheduler, data, args, accelerator.device,
+                                              accelerator.unwrap_model(unet).config)  # fmt: skip
     state = train(accelerator, unet, optimizer, lr_scheduler, ema, compute_loss, len(data), args, state, log_images)
 
     accelerator.wait_for_everyone()
@@ -128,20 +142,25 @@ def save_pipeline(unet, ema, noise_scheduler, data, args, state):
     """The output folder: a SuperResolutionPipeline with the EMA weights, a sample grid and a model card."""
     if ema is not None:
         ema.copy_to(unet.parameters())
-    SuperResolutionPipeline(unet, noise_scheduler, args.low_resolution).save_pretrained(args.output_dir)
+    stage_pipeline(unet, noise_scheduler, data, args).save_pretrained(args.output_dir)
     sample_grid(unet, noise_scheduler, data, args).save(Path(args.output_dir, "samples.png"))
     name, low, high = dataset_label(args), args.low_resolution, args.resolution
     augmentation = (f"noise-conditioning augmentation at levels a ~ U[0, {args.max_augmentation_level}]"
                     if args.max_augmentation_level > 0 else "no noise-conditioning augmentation (a = 0 throughout)")  # fmt: skip
+    told = ("the level a through its class embedding" if not args.class_conditional else
+            f"the level a through its timestep embedding (`timestep_cond`) and the class through its class embedding "
+            f"({len(data.class_names)} classes + a null class, label dropout {args.label_dropout}, so that "
+            f"classifier-free guidance applies)")  # fmt: skip
     sections = {
-        "Model": f"A {sum(p.numel() for p in unet.parameters()) / 1e6:.2f}M-parameter super-resolution `UNet2DModel` "
-        f"({args.model_config} preset), {low}x{low} -> {high}x{high}x{args.channels}: it reads x_t beside the "
-        f"area-downsampled, bilinearly upsampled and noise-augmented low-resolution image and is told the level a "
-        f"through its class embedding; trained with {augmentation}, predicting `{args.prediction_type}` on a "
+        "Model": f"A {sum(p.numel() for p in unet.parameters()) / 1e6:.2f}M-parameter super-resolution "
+        f"`{type(unet).__name__}` ({args.model_config} preset), {low}x{low} -> {high}x{high}x{args.channels}: it reads "
+        f"x_t beside the area-downsampled, bilinearly upsampled and noise-augmented low-resolution image and is told "
+        f"{told}; trained with {augmentation}, predicting `{args.prediction_type}` on a "
         f"{args.ddpm_num_steps}-step `{args.ddpm_beta_schedule}` schedule.",
         "Usage": "```python\nfrom guided_diffusers.pipelines import SuperResolutionPipeline\n"
         "pipe = SuperResolutionPipeline.from_pretrained(\"path/or/repo_id\")\n"
-        f"images = pipe(low_resolution_images, augmentation_level={args.augmentation_level}, num_inference_steps=50).images"
+        f"images = pipe(low_resolution_images, augmentation_level={args.augmentation_level}, num_inference_steps=50"
+        f"{', class_labels=labels, guidance_scale=3' if args.class_conditional else ''}).images"
         "\n```\n\n`low_resolution_images`: PIL images, or arrays / tensors in [0, 1], "
         f"{low}x{low} with {args.channels} channel(s).",
         "Training": training_section(args, state, len(data)),
