@@ -16,7 +16,7 @@ from guided_diffusers.models import NoiseAwareClassifier
 from guided_diffusers.pipelines import GuidedDiffusionPipeline
 from guided_diffusers.schedulers import GuidedDDPMScheduler
 from guided_diffusers.evaluation.sweeps import check_steps, generate, sampling_device
-from guided_diffusers.training.evaluate import main, nondominated
+from guided_diffusers.training.evaluate import front_styles, main, nondominated
 from guided_diffusers.training.model_configs import classifier_config
 
 SCRIPT = str(Path(__file__).resolve().parents[1] / "training" / "evaluate.py")
@@ -219,3 +219,10 @@ def test_a_fronts_line_joins_only_the_points_no_other_point_beats():
     # (recall, precision): higher is better in both
     coverage = [(0.7, 0.93), (0.8, 0.94), (0.9, 0.91), (0.85, 0.90)]
     assert nondominated(coverage, lower_x_is_better=False) == [(0.8, 0.94), (0.9, 0.91)]
+
+
+def test_every_front_has_a_style_of_its_own():
+    curves = [(f"method-{i}", "dpm2m", 20) for i in range(30)]  # more methods than colours or markers
+    styles = front_styles(curves)
+    pairs = {(str(style["color"]), style["marker"]) for style in styles.values()}
+    assert len(pairs) == 30

@@ -258,15 +258,23 @@ def plot_fronts(out: Path, rows, floor, goal: float) -> None:
               if key in floor and all(key in row for row in rows)]  # fmt: skip
     figure, panels = plt.subplots(2, len(spaces) + 1, figsize=(5 * (len(spaces) + 1) + 2.5, 9), squeeze=False)
     at_goal = [row for row in rows if row.get("accuracy", 0.0) >= goal]
-    colours = [*plt.get_cmap("tab10").colors, "black", "gold"]  # with the markers: distinct for 12 x 12 curves
-    styles = {curve: dict(color=colours[i % len(colours)], marker=FRONT_MARKERS[i % len(FRONT_MARKERS)])
-              for i, curve in enumerate(sorted({front_curve(row) for row in rows}))}  # the same in both rows
+    styles = front_styles(sorted({front_curve(row) for row in rows}))  # the same in both rows
     for panel_row, shown, scope in [(panels[0], rows, "all points"), (panels[1], at_goal, f"accuracy >= {goal:.1%}")]:
         draw_fronts(panel_row, shown, floor, spaces, styles, scope)
     panels[0][-1].legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.02, 1.0))
     figure.tight_layout()
     figure.savefig(out / "fronts.png", dpi=110)
     plt.close(figure)
+
+
+def front_styles(curves: list) -> dict:
+    """curve -> its colour and marker, a distinct pair for each of up to 144 curves: the 13th curve takes the first
+    colour again but the next marker (colour and marker both cycling with i would repeat the first pair)."""
+    import matplotlib
+
+    colours = [*matplotlib.colormaps["tab10"].colors, "black", "gold"]
+    return {curve: dict(color=colours[i % len(colours)], marker=FRONT_MARKERS[(i + i // len(colours)) % len(FRONT_MARKERS)])
+            for i, curve in enumerate(curves)}  # fmt: skip
 
 
 def front_curve(row: dict) -> tuple:
