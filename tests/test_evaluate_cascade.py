@@ -122,5 +122,10 @@ def test_a_class_conditioned_stage_is_measured_at_each_of_its_cfg_scales(tmp_pat
     assert methods[2:] == ["SR @ 0.0", "SR @ 0.5", "SR, SR class-conditional, CFG 1 @ 0.0",
                            "SR, SR class-conditional, CFG 3 @ 0.0", "SR, SR class-conditional, CFG 1 @ 0.5",
                            "SR, SR class-conditional, CFG 3 @ 0.5"]  # fmt: skip
+    for line in (out / "results.md").read_text().splitlines():  # every table row has its header's columns
+        if line.startswith("| pipeline"):
+            columns = line.count("|")
+        elif line.startswith("| cascade") or line.startswith("| real data"):
+            assert line.count("|") == columns, line
     told = report["real_super_resolution"][4:6]
     assert told[0]["psnr"] != told[1]["psnr"]  # the stage's guidance changes its output

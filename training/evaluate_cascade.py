@@ -255,7 +255,7 @@ def write_results(args, out: Path, floors: dict, generation: list, real: list) -
                 f"{args.super_resolution_steps} steps, thresholding {args.thresholding}."]  # fmt: skip
     if generation:
         costs = [(key, name) for key, name in COSTS if any(key in row for row in generation)]
-        sections.append("### Generation\n\n" + table(["pipeline", "CFG scale", "augmentation level"], GENERATION,
+        sections.append("### Generation\n\n" + table(["pipeline", "CFG scale", "augmentation level", "SR CFG scale"], GENERATION,
                                                      generation, floors["real training images"], metrics, costs))  # fmt: skip
     real_metrics = [("psnr", "PSNR (dB)"), ("ssim", "SSIM"), *metrics]
     sections.append("### Super-resolution of real held-out low-resolution images\n\n"
