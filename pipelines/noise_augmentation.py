@@ -5,10 +5,10 @@ noise-conditioning augmentation at a level a in [0, 1], which training draws at 
 
 The augmentation is a variance-preserving forward process in continuous time on the upsampled image, the cosine
 schedule without offset (Nichol & Dhariwal 2021): z_a = cos(pi a / 2) x + sin(pi a / 2) eps, so a = 0 is the clean
-image and a = 1 pure noise. A `UNet2DModel` stage is told a through its class embedding (`class_embed_type="timestep"`), as DeepFloyd IF tells
-its stage II the noise level, scaled by LEVEL_TO_EMBEDDING into the range of its timesteps. A class-conditioned
-stage (a `UNet2DConditionModel`, whose class embedding holds the classes) is told a through its timestep embedding
-instead: `timestep_cond`, a sinusoidal embedding of the same a * LEVEL_TO_EMBEDDING, projected and added to the
+image and a = 1 pure noise. A `UNet2DModel` stage is told a through its class embedding
+(`class_embed_type="timestep"`), as DeepFloyd IF tells its stage II the noise level, scaled by LEVEL_TO_EMBEDDING
+into the range of its timesteps. A class-conditioned stage (a `UNet2DConditionModel`, whose class embedding holds
+the classes) is told a through its timestep embedding instead: `timestep_cond`, a sinusoidal embedding of the same a * LEVEL_TO_EMBEDDING, projected and added to the
 timestep's, as LCM tells its UNet the guidance scale. `stage_inputs` gives either UNet what it reads.
 """
 

@@ -96,14 +96,15 @@ class CascadePipeline(SafetensorsOnly, DiffusionPipeline):
                  augmentation_level: float = DEFAULT_AUGMENTATION_LEVEL,
                  super_resolution_steps: int = 50, super_resolution_eta: float = 0.0,
                  super_resolution_thresholding: str | None = None, super_resolution_sampler: str | None = None,
-                 super_resolution_guidance_scale: float | None = None, generator=None, output_type: str = "pil", return_dict: bool = True, callback_on_step_end=None):  # fmt: skip
+                 super_resolution_guidance_scale: float | None = None, generator=None, output_type: str = "pil",
+                 return_dict: bool = True, callback_on_step_end=None):  # fmt: skip
         """Sample with the base (arguments as `GuidedDiffusionPipeline.__call__`: labels, guider or the scale
         shorthands, steps, eta, thresholding; `sampler`, a name of `pipelines.SAMPLERS`, for this call, default the
         base's scheduler), then super-resolve with the stage's own `augmentation_level`, `super_resolution_steps`,
         `super_resolution_eta`, `super_resolution_thresholding` and `super_resolution_sampler`; a class-conditioned
         stage is told the base's `class_labels` and guided by `super_resolution_guidance_scale` (CFG; default 1, its
-        conditional prediction alone). Every argument of both stages is checked before the first network call. One `generator` draws the base's noise, then the
-        stage's. `callback_on_step_end(stage_pipeline, i, t, tensors)` is called after each step of both stages."""
+        conditional prediction alone). Every argument of both stages is checked before the first network call. One
+        `generator` draws the base's noise, then the stage's. `callback_on_step_end(stage_pipeline, i, t, tensors)` is called after each step of both stages."""
         check_choice("output_type", output_type, ("pil", "np", "pt"))
         base, super_resolution = self.base, self.super_resolution
         for name, chosen, stage, scheduler in [("sampler", sampler, base, self.scheduler),
