@@ -8,6 +8,7 @@ from .loading import PIPELINE_CLASSES, load_pipeline, pipeline_class
 from .pipeline_cascade import CascadeOutput, CascadePipeline
 from .pipeline_guided import GuidedDiffusionPipeline, GuidedPipelineOutput
 from .pipeline_super_resolution import SuperResolutionPipeline
+from .pipeline_text_cascade import TextCascadePipeline
 from .pipeline_text_to_image import TextToImagePipeline
 from .samplers import SAMPLERS, make_scheduler
 
@@ -21,6 +22,7 @@ __all__ = [
     "PIPELINE_CLASSES",
     "SAMPLERS",
     "SuperResolutionPipeline",
+    "TextCascadePipeline",
     "TextToImagePipeline",
     "classifier_free_guidance",
     "classifier_gradient",

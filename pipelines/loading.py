@@ -4,10 +4,11 @@
 from .pipeline_cascade import CascadePipeline
 from .pipeline_guided import GuidedDiffusionPipeline
 from .pipeline_super_resolution import SuperResolutionPipeline
+from .pipeline_text_cascade import TextCascadePipeline
 from .pipeline_text_to_image import TextToImagePipeline
 
 PIPELINE_CLASSES = {cls.__name__: cls for cls in (GuidedDiffusionPipeline, TextToImagePipeline, CascadePipeline,
-                                                  SuperResolutionPipeline)}  # fmt: skip
+                                                  TextCascadePipeline, SuperResolutionPipeline)}  # fmt: skip
 # other diffusers pipelines whose folders ours load, with the folder's own components
 FOREIGN_PIPELINES = {"StableDiffusionPipeline": TextToImagePipeline, "IFPipeline": TextToImagePipeline,
                      "DDPMPipeline": GuidedDiffusionPipeline, "DDIMPipeline": GuidedDiffusionPipeline}

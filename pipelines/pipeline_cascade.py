@@ -107,12 +107,7 @@ class CascadePipeline(SafetensorsOnly, DiffusionPipeline):
         `generator` draws the base's noise, then the stage's. `callback_on_step_end(stage_pipeline, i, t, tensors)` is called after each step of both stages."""
         check_choice("output_type", output_type, ("pil", "np", "pt"))
         base, super_resolution = self.base, self.super_resolution
-        for name, chosen, stage, scheduler in [("sampler", sampler, base, self.scheduler),
-                                               ("super_resolution_sampler", super_resolution_sampler, super_resolution,
-                                                self.super_resolution_scheduler)]:  # fmt: skip
-            if chosen is not None:  # this call's sampler, on the stage's noise schedule
-                check_choice(name, chosen, SAMPLERS)
-                stage.scheduler = make_scheduler(chosen, scheduler.config)
+        use_samplers(base, super_resolution, sampler, super_resolution_sampler)
         super_resolution.check_options(augmentation_level, super_resolution_steps, super_resolution_thresholding,
                                        super_resolution_eta, prefix="super_resolution_")  # fmt: skip
         labels = class_labels if super_resolution.num_classes else None  # the classes the stage can read
@@ -135,3 +130,13 @@ class CascadePipeline(SafetensorsOnly, DiffusionPipeline):
         if not return_dict:
             return tuple(outputs)
         return CascadeOutput(*outputs, evaluations=dict(evaluations))
+
+
+def use_samplers(base, super_resolution, sampler: str | None, super_resolution_sampler: str | None) -> None:
+    """This call's samplers (names of `pipelines.SAMPLERS`, None: the folder's), each on its stage's noise schedule;
+    the stage pipelines are this call's own, so the folder's schedulers stay as they are."""
+    for name, chosen, stage in [("sampler", sampler, base), ("super_resolution_sampler", super_resolution_sampler,
+                                                             super_resolution)]:  # fmt: skip
+        if chosen is not None:
+            check_choice(name, chosen, SAMPLERS)
+            stage.scheduler = make_scheduler(chosen, stage.scheduler.config)

@@ -3,7 +3,6 @@ states through cross-attention, classifier-free guidance with dynamic thresholdi
 
 import logging
 from collections import Counter
-from pathlib import Path
 
 import torch
 from diffusers import DiffusionPipeline, UNet2DConditionModel
@@ -11,7 +10,6 @@ from diffusers.utils.torch_utils import randn_tensor
 
 # diffusers loads a pipeline component only from a module that is already imported (`clip_model/`)
 from ..models import noise_aware_clip  # noqa: F401
-from ..models.safetensors_only import safetensors_kwargs
 from ..schedulers.validation import check_choice, check_range
 from ..guiders import PREDICTIONS, Guider, guider_for_call
 from .clip_conditioning import check_clip_model, clip_text_embeds
@@ -21,13 +19,13 @@ from .latent_space import from_latents
 from .pipeline_guided import GuidedPipelineOutput
 from .samplers import private_scheduler, set_distinct_timesteps, step_kwargs, warn_if_latent
 from .text_encoding import (
-    ATTENTION_MASKS, DEFAULT_TEXT_ENCODER, PROMPT_PREPROCESSING, encode_prompts, hidden_size, load_text_encoder,
+    ATTENTION_MASKS, DEFAULT_TEXT_ENCODER, PROMPT_PREPROCESSING, FrozenTextEncoderFolder, encode_prompts, hidden_size,
     preprocess_prompts, text_width,
 )  # fmt: skip
 
 logger = logging.getLogger(__name__)
 
-class TextToImagePipeline(DiffusionPipeline):
+class TextToImagePipeline(FrozenTextEncoderFolder, DiffusionPipeline):
     """(tokenizer, text_encoder, unet, scheduler). The unconditional prediction (CFG's and every guider's) is the
     empty caption "" (what caption dropout trains on) or `negative_prompt`.
 
@@ -74,23 +72,13 @@ class TextToImagePipeline(DiffusionPipeline):
         return {name: self.config[name] for name in names}
 
     # ------------------------------------------------------------------------------------ save / load
-    def save_pretrained(self, save_directory, include_text_encoder: bool = False, **kwargs):
-        if include_text_encoder:
-            return super().save_pretrained(save_directory, **kwargs)
-        without = type(self)(None, None, self.unet, self.scheduler, vae=self.vae, clip_model=self.clip_model,
-                             **self.text_options())  # fmt: skip
-        return DiffusionPipeline.save_pretrained(without, save_directory, **kwargs)
+    def without_text_encoder(self):
+        return type(self)(None, None, self.unet, self.scheduler, vae=self.vae, clip_model=self.clip_model,
+                          **self.text_options())  # fmt: skip
 
     @classmethod
     def from_pretrained(cls, pretrained_model_name_or_path, **kwargs):
-        folder = Path(pretrained_model_name_or_path)
-        has_encoder = (folder / "text_encoder").is_dir() if folder.is_dir() else False
-        if not has_encoder and "text_encoder" not in kwargs:
-            config = cls.load_config(pretrained_model_name_or_path)
-            kwargs["tokenizer"], kwargs["text_encoder"] = load_text_encoder(config.get("text_encoder_id", DEFAULT_TEXT_ENCODER))
-        kwargs = safetensors_kwargs(pretrained_model_name_or_path, kwargs)
         pipe = super().from_pretrained(pretrained_model_name_or_path, **kwargs)
-        pipe.text_encoder.requires_grad_(False).eval()
         foreign = foreign_text_options(cls.load_config(pretrained_model_name_or_path), pipe.tokenizer, pipe.text_encoder)
         if foreign:
             pipe.register_to_config(**foreign)

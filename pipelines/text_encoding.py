@@ -90,3 +90,35 @@ def encode_prompts(tokenizer, text_encoder, prompts: list[str], max_length: int,
     encoder_mask = None if attention_mask == "none" else mask
     states = text_encoder(input_ids=tokens.input_ids.to(device), attention_mask=encoder_mask).last_hidden_state
     return states, mask if attention_mask == "both" else None
+
+
+class FrozenTextEncoderFolder:
+    """Mixin for a DiffusionPipeline with (tokenizer, text_encoder) components and a `text_encoder_id` in its config:
+    `save_pretrained(folder)` leaves the frozen encoder out (it is someone else's weights, loadable by name);
+    `from_pretrained` loads it by that name, from an installed package or the Hub, unless the folder carries its own
+    `text_encoder/` (saved with `include_text_encoder=True`) or one is passed. Safetensors only."""
+
+    def without_text_encoder(self):
+        """This pipeline with tokenizer and text_encoder None (what `save_pretrained` writes)."""
+        raise NotImplementedError
+
+    def save_pretrained(self, save_directory, include_text_encoder: bool = False, **kwargs):
+        from diffusers import DiffusionPipeline
+
+        if include_text_encoder:
+            return super().save_pretrained(save_directory, **kwargs)
+        return DiffusionPipeline.save_pretrained(self.without_text_encoder(), save_directory, **kwargs)
+
+    @classmethod
+    def from_pretrained(cls, pretrained_model_name_or_path, **kwargs):
+        from ..models.safetensors_only import safetensors_kwargs
+
+        folder = Path(pretrained_model_name_or_path)
+        has_encoder = (folder / "text_encoder").is_dir() if folder.is_dir() else False
+        if not has_encoder and "text_encoder" not in kwargs:
+            config = cls.load_config(pretrained_model_name_or_path)
+            kwargs["tokenizer"], kwargs["text_encoder"] = load_text_encoder(config.get("text_encoder_id", DEFAULT_TEXT_ENCODER))
+        kwargs = safetensors_kwargs(pretrained_model_name_or_path, kwargs)
+        pipe = super().from_pretrained(pretrained_model_name_or_path, **kwargs)
+        pipe.text_encoder.requires_grad_(False).eval()
+        return pipe

@@ -10,7 +10,8 @@
 #   bash scripts/train_shipped_models.sh mnist low-resolution-unet|super-resolution|super-resolution-no-augmentation [RUNS_DIR]
 #                                                                          (a cascade, 14x14 -> 28x28; fashion_mnist too;
 #                                                                          super-resolution-class-conditional: the stage
-#                                                                          told the class too, for CFG on it)
+#                                                                          told the class too, for CFG on it;
+#                                                                          low-resolution-text: a text base at 14x14)
 #   bash scripts/train_shipped_models.sh mnist text|latent-text [RUNS_DIR]   (text-to-image; latent-text is shipped; text,
 #                                                                          in pixels, measures dynamic thresholding)
 #   bash scripts/train_shipped_models.sh mnist clip-latent|clip-items|clip-clean [RUNS_DIR]  (noise-aware CLIPs for CLIP
@@ -19,7 +20,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 dataset=${1:?dataset: mnist or fashion_mnist}
-model=${2:?model: unet, weak-unet, classifier, guide-classifier, eval-classifier, vae, latent-unet, latent-classifier, text, latent-text, clip-latent, clip-items, clip-clean, low-resolution-unet, super-resolution, super-resolution-no-augmentation or super-resolution-class-conditional}
+model=${2:?model: unet, weak-unet, classifier, guide-classifier, eval-classifier, vae, latent-unet, latent-classifier, text, latent-text, clip-latent, clip-items, clip-clean, low-resolution-unet, low-resolution-text, super-resolution, super-resolution-no-augmentation or super-resolution-class-conditional}
 runs=${3:-runs}
 name=${dataset//_/-}
 launch=("${ACCELERATE:-.venv/bin/accelerate}" launch --num_processes 1 --mixed_precision no)
@@ -94,6 +95,11 @@ case "$model" in
     exec "${launch[@]}" training/train_unet.py "${common[@]}" --resolution 14 --resize_filter area --class_conditional \
       --label_dropout 0.2 --model_config shallow --max_train_steps 5000 --learning_rate 1e-3 --lr_warmup_steps 500 \
       --snr_gamma 5 --ema_max_decay 0.9995 --save_images_steps 1000 --output_dir "$runs/$name-14" ;;
+  low-resolution-text)  # a cascade's text base: the text recipe on one captioned item alone at 14x14 (area-downsampled,
+                        # as the class base's data), the shallow text preset (the class base's, attending at 7x7)
+    exec "${launch[@]}" training/train_text_to_image.py "${common[@]}" --canvas item --pair_fraction 0 --resolution 14 \
+      --resize_filter area --model_config shallow --caption_dropout 0.1 --max_train_steps 5000 --learning_rate 1e-3 \
+      --lr_warmup_steps 500 --snr_gamma 5 --ema_max_decay 0.9995 --save_images_steps 1000 --output_dir "$runs/$name-text-14" ;;
   super-resolution)  # a cascade's 14 -> 28 stage with noise-conditioning augmentation, a ~ U[0, 1] (Imagen), narrow preset;
                      # 2,500 steps: its samples were sharp by step 2,000 (session 17), and it and its ablation fit one
                      # session's CPU time beside the base
@@ -111,7 +117,7 @@ case "$model" in
       --lr_warmup_steps 250 --snr_gamma 5 --ema_max_decay 0.999 --save_images_steps 500 \
       --output_dir "$runs/$name-super-resolution-class-conditional" ;;
   *) echo "model must be unet, weak-unet, classifier, guide-classifier, eval-classifier, text, vae, latent-unet, latent-classifier," \
-       "latent-text, clip-latent, clip-items, clip-clean, low-resolution-unet, super-resolution, super-resolution-no-augmentation or" \
+       "latent-text, clip-latent, clip-items, clip-clean, low-resolution-unet, low-resolution-text, super-resolution, super-resolution-no-augmentation or" \
        "super-resolution-class-conditional;" \
        "got $model" >&2; exit 2 ;;
 esac

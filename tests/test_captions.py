@@ -138,3 +138,29 @@ def test_bad_arguments(mnist, kwargs, message):
     images, labels = mnist
     with pytest.raises(ValueError, match=message):
         CaptionedPairs(images, labels, **{"dataset": "mnist", **kwargs})
+
+
+def test_the_item_canvas_is_one_captioned_item_alone_at_its_own_size(mnist):
+    """A cascade's text base data: each image one (here 14x14) item, captioned with its class, never a pair."""
+    images, labels = mnist
+    small = images[:, :, ::2, ::2].copy()  # any 14x14 items
+    data = CaptionedPairs(small, labels, "mnist", pair_fraction=0, seed=0, canvas="item")
+    batch, captions, classes = data.batch(range(40))
+    assert batch.shape == (40, 1, 14, 14) and (classes[:, 1] == NO_ITEM).all()
+    for image, caption, (left, _) in zip(batch, captions, classes):
+        assert any((image == item).all() and label == left for item, label in zip(small, labels))
+        assert words_in(caption, "mnist") == [left]
+
+
+@pytest.mark.parametrize("kwargs, message", [({"pair_fraction": 0.5}, "holds one item"), ({"border": 2}, "holds one item"),
+                                             ({"canvas": "grid"}, "`canvas` must be one of")])  # fmt: skip
+def test_bad_item_canvas_arguments(mnist, kwargs, message):
+    images, labels = mnist
+    with pytest.raises(ValueError, match=message):
+        CaptionedPairs(images, labels, "mnist", **{"pair_fraction": 0, "canvas": "item", **kwargs})
+
+
+def test_the_pair_canvas_needs_28x28_items(mnist):
+    images, labels = mnist
+    with pytest.raises(ValueError, match="\\(N, 1, 28, 28\\)"):
+        CaptionedPairs(images[:, :, ::2, ::2].copy(), labels, "mnist")

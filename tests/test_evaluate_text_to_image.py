@@ -136,3 +136,36 @@ def test_glides_comparison_rows_guide_with_one_clip_and_grade_with_another(tmp_p
     assert refused.returncode != 0 and "a model would grade its own guidance" in refused.stderr
     refused = subprocess.run([*common, "--guiders", "clip:clip_scal=5"], env=ENV, capture_output=True, text=True)
     assert refused.returncode != 0 and "--guiders 'clip:clip_scal=5'" in refused.stderr
+
+
+def test_square_images_are_one_item_each():
+    images = torch.arange(2 * 28 * 28, dtype=torch.float32).reshape(2, 1, 28, 28)
+    crops, owners = items(images, torch.tensor([NO_ITEM, NO_ITEM]))
+    assert owners.tolist() == [0, 1] and torch.equal(crops, images)
+
+
+def test_a_text_cascade_is_measured_on_the_one_item_prompts_with_both_stages_counted(tmp_path):
+    """In process (the script's main): a tiny 14x14 text base and 14 -> 28 stage; one-item prompts only, no
+    two-item alignment, the stage's evaluations beside the base's."""
+    from guided_diffusers.pipelines import TextCascadePipeline
+    from guided_diffusers.training.evaluate_text_to_image import main
+    from guided_diffusers.training.model_configs import build_unet, super_resolution_unet_config
+
+    torch.manual_seed(0)
+    tokenizer, encoder = load_text_encoder()
+    scheduler = GuidedDDIMScheduler(num_train_timesteps=50)
+    TextCascadePipeline(tokenizer, encoder, build_text_unet(text_unet_config("tiny", 14, 14, 1, 384)), scheduler,
+                        build_unet(super_resolution_unet_config("tiny", 28, 1)), scheduler).save_pretrained(tmp_path / "tc")
+    NoiseAwareClassifier(**classifier_config("tiny", 28, 1, 10, "mean")).save_pretrained(tmp_path / "judge")
+    out = tmp_path / "eval"
+    main(["--pipeline", str(tmp_path / "tc"), "--eval_classifier", str(tmp_path / "judge"), "--images_per_prompt", "1",
+          "--guidance_scales", "3", "--thresholding", "static", "--num_inference_steps", "2", "--super_resolution_steps",
+          "3", "--sampler", "ddim", "--batch_size", "30", "--no_efficientnet", "--device", "cpu",
+          "--output_dir", str(out)])  # fmt: skip
+    result = json.loads((out / "results.json").read_text())
+    (row,) = result["rows"]
+    assert result["floor_images"] == 30 and 0 <= row["single_alignment"] <= 1 and row["pair_alignment"] is None
+    assert row["unet_evals"] == 4 and row["super_resolution_unet_evals"] == 3  # CFG: 2 per base step; stage: 1 per step
+    table = (out / "results.md").read_text()
+    assert "two-item alignment" not in table and "SR UNet evals / image" in table
+    assert Image.open(out / "samples_0.png").size == (2 * 28 + 2, 10 * 57 + 1)  # the 10 one-item prompts, 28x28

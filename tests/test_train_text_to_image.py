@@ -48,3 +48,28 @@ def test_trains_a_pipeline_that_loads_without_copying_the_encoder_and_resumes_ex
 def test_bad_flags_fail_before_training(tmp_path, extra, message):
     result = run(*TINY, "--max_train_steps", "1", "--output_dir", str(tmp_path / "x"), *extra, check=False)
     assert result.returncode != 0 and message in result.stderr
+
+
+def test_a_cascade_text_base_trains_on_one_item_alone_area_downsampled_to_14x14(tmp_path):
+    out = tmp_path / "text-14"
+    run(*TINY, "--canvas", "item", "--pair_fraction", "0", "--resolution", "14", "--resize_filter", "area",
+        "--max_train_steps", "2", "--output_dir", str(out))  # fmt: skip
+    pipe = TextToImagePipeline.from_pretrained(out)
+    pipe.set_progress_bar_config(disable=True)
+    assert pipe.unet.config.sample_size == [14, 14]
+    assert pipe("a handwritten seven", num_inference_steps=2, output_type="np").images.shape == (1, 14, 14, 1)
+    _, body = read_model_card(out)
+    assert "items alone, 14x14 (area-downsampled from 28x28: a cascade's base)" in body
+
+
+@pytest.mark.parametrize(
+    "extra, message",
+    [(["--pair_fraction", "0.5"], "--pair_fraction 0"), (["--pair_fraction", "0", "--resolution", "32"], "at most 28"),
+     (["--pair_fraction", "0", "--channels", "3"], "--channels 1"),
+     (["--pair_fraction", "0", "--vae", "some/vae"], "leave out --vae")],
+)  # fmt: skip
+def test_bad_item_canvas_flags_are_refused_before_anything_loads(tmp_path, extra, message):
+    from guided_diffusers.training.train_text_to_image import parse_args
+
+    with pytest.raises(ValueError, match=message):
+        parse_args([*TINY, "--canvas", "item", "--output_dir", str(tmp_path / "x"), *extra])

@@ -184,12 +184,30 @@ def check_captioned(args) -> None:
     if args.dataset_name not in CLASS_WORDS:
         raise ValueError(f"--dataset_name must be one of {', '.join(CLASS_WORDS)} (the datasets with caption "
                          f"vocabularies); got {args.dataset_name!r}.")  # fmt: skip
-    if args.resolution != 28 or args.channels != 1:
-        raise ValueError("Captioned compositions are 1 x 28 x 56 (two 28 x 28 items): keep --resolution 28 --channels 1.")
     if args.max_length < 4:
         raise ValueError(f"--max_length must be at least 4 tokens; got {args.max_length}.")
+    if getattr(args, "canvas", "pair") == "item":
+        check_item_canvas(args)
+        return
+    if args.resolution != 28 or args.channels != 1:
+        raise ValueError("Captioned compositions are 1 x 28 x 56 (two 28 x 28 items): keep --resolution 28 --channels 1 "
+                         "(--canvas item trains on one item alone, at --resolution 28 or smaller).")  # fmt: skip
     args.border = 0 if args.vae is None else 2
     args.resolution = 28 + 2 * args.border  # for the latent size; the composition is 28 x 56 inside
     check_latent(args)
     args.resolution = 28
     args.diffused_shape = (args.diffused_size, 2 * args.diffused_size) if args.vae else (28, 56)
+
+
+def check_item_canvas(args) -> None:
+    """--canvas item: one captioned item alone, 1 x r x r with r = --resolution <= 28 (shrunk by --resize_filter; a
+    cascade's text base is 14 x 14 with `area`), in pixel space, no pairs."""
+    if args.channels != 1 or not 1 <= args.resolution <= 28:
+        raise ValueError(f"--canvas item trains on one 1 x 28 x 28 item, kept or shrunk: --channels 1 and --resolution "
+                         f"at most 28; got --channels {args.channels} --resolution {args.resolution}.")  # fmt: skip
+    if args.vae is not None or args.pair_fraction != 0:
+        raise ValueError(f"--canvas item is one item in pixel space: leave out --vae and set --pair_fraction 0; got "
+                         f"--vae {args.vae!r} --pair_fraction {args.pair_fraction}.")  # fmt: skip
+    args.border = 0
+    check_latent(args)
+    args.diffused_shape = (args.resolution, args.resolution)

@@ -50,6 +50,8 @@ PAIR_TEMPLATES = {
     "held_out": ["on the left {a_left}, on the right {a_right}", "{a_left} next to {a_right}, left to right"],
 }  # fmt: skip
 SPLITS = ("train", "held_out")
+# "pair": a 28 x 56 canvas with one item (centred) or two side by side; "item": one item alone, at its own size
+CANVASES = ("pair", "item")
 NO_ITEM = -1  # the right-hand class of a one-item image
 
 
@@ -89,23 +91,33 @@ class CaptionedItem:
 
 class CaptionedPairs:
     """A virtual dataset of `length` captioned 28 x 56 images composed from `images` (N, 1, 28, 28) uint8 with
-    `labels`: a share `pair_fraction` of two-item images, the rest one item; captions from the `split` templates."""
+    `labels`: a share `pair_fraction` of two-item images, the rest one item; captions from the `split` templates.
+    `canvas="item"`: each image is one item alone at its own size (N, 1, s, s), e.g. a cascade's 14 x 14 base data;
+    it draws no pairs (`pair_fraction` 0)."""
 
     def __init__(self, images: np.ndarray, labels: np.ndarray, dataset: str, split: str = "train",
-                 pair_fraction: float = 0.5, length: int | None = None, seed: int = 0, border: int = 0):  # fmt: skip
+                 pair_fraction: float = 0.5, length: int | None = None, seed: int = 0, border: int = 0,
+                 canvas: str = "pair"):  # fmt: skip
         if dataset not in CLASS_WORDS:
             raise ValueError(f"`dataset` must be one of {', '.join(CLASS_WORDS)} for captions; got {dataset!r}.")
         if split not in SPLITS:
             raise ValueError(f"`split` must be one of {SPLITS}; got {split!r}.")
         if not 0 <= pair_fraction <= 1:
             raise ValueError(f"`pair_fraction` must lie in [0, 1]; got {pair_fraction}.")
-        if images.ndim != 4 or images.shape[1:] != (1, 28, 28):
-            raise ValueError(f"`images` must be (N, 1, 28, 28) uint8; got {images.shape}.")
+        if canvas not in CANVASES:
+            raise ValueError(f"`canvas` must be one of {CANVASES}; got {canvas!r}.")
+        if canvas == "item" and (pair_fraction != 0 or border):
+            raise ValueError(f"`canvas='item'` holds one item: `pair_fraction` must be 0 and `border` 0; got "
+                             f"{pair_fraction} and {border}.")  # fmt: skip
+        item_shape = (1, 28, 28) if canvas == "pair" else (1, images.shape[-1], images.shape[-1])
+        if images.ndim != 4 or images.shape[1:] != item_shape:
+            raise ValueError(f"`images` must be (N, {', '.join(map(str, item_shape))}) uint8; got {images.shape}.")
         self.images, self.labels = images, np.asarray(labels)
         self.words, self.split = CLASS_WORDS[dataset], split
         self.single_templates, self.pair_templates = SINGLE_TEMPLATES[dataset][split], PAIR_TEMPLATES[split]
         self.pair_fraction, self.length, self.seed = pair_fraction, length or 2 * len(images), seed
         self.border = border  # black pixels around the 28 x 56 canvas (2 and 4 make 32 x 64, for a VAE's factor 4)
+        self.canvas = canvas
 
     def __len__(self) -> int:
         return self.length
@@ -114,6 +126,10 @@ class CaptionedPairs:
         rng = np.random.default_rng([self.seed, index])
         canvas = np.zeros((1, 28, 56), dtype=np.uint8)
         first = rng.integers(len(self.images))
+        if self.canvas == "item":
+            template = self.single_templates[rng.integers(len(self.single_templates))]
+            label = int(self.labels[first])
+            return CaptionedItem(self.images[first].copy(), single_caption(template, self._word(label, rng)), label, NO_ITEM)
         if rng.random() < self.pair_fraction:
             second = rng.integers(len(self.images))
             left, right = int(self.labels[first]), int(self.labels[second])
@@ -135,8 +151,8 @@ class CaptionedPairs:
         return sorted({self[index].caption for index in range(len(self))})
 
     def batch(self, indices) -> tuple[np.ndarray, list[str], np.ndarray]:
-        """(images (B, 1, 28 + 2 border, 56 + 4 border) uint8, captions, classes (B, 2) with NO_ITEM for one-item
-        images)."""
+        """(images (B, 1, 28 + 2 border, 56 + 4 border) uint8, or (B, 1, s, s) for the item canvas, captions, classes
+        (B, 2) with NO_ITEM for one-item images)."""
         items = [self[int(i)] for i in indices]
         images = np.stack([item.image for item in items])
         if self.border:

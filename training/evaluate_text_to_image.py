@@ -28,7 +28,7 @@ import torch
 from guided_diffusers.evaluation.clip_score import check_grading_model, clip_scores
 from guided_diffusers.guiders import guider_from_spec
 from guided_diffusers.models import NoiseAwareClassifier, NoiseAwareCLIP
-from guided_diffusers.pipelines import TextToImagePipeline
+from guided_diffusers.pipelines import TextCascadePipeline, TextToImagePipeline, pipeline_class
 from guided_diffusers.pipelines.image_utils import make_grid
 from guided_diffusers.pipelines.samplers import SAMPLERS, make_scheduler, sampler_label
 from guided_diffusers.training.captions import NO_ITEM, evaluation_prompts, evaluation_templates
@@ -46,6 +46,11 @@ def parse_args(argv=None):
     parser.add_argument("--dataset_name", default="mnist", choices=["mnist", "fashion_mnist"])
     parser.add_argument("--prompt_split", default="held_out", choices=["train", "held_out"])
     parser.add_argument("--images_per_prompt", type=int, default=4)
+    parser.add_argument("--one_item_prompts", action="store_true",
+                        help="only the one-item prompts (always, for a pipeline of items alone, such as a text cascade)")
+    parser.add_argument("--augmentation_level", type=float, default=0.2, help="a text cascade's, at sampling")
+    parser.add_argument("--super_resolution_steps", type=int, default=None,
+                        help="a text cascade's stage steps (default --num_inference_steps), with --sampler too")
     parser.add_argument("--guidance_scales", nargs="+", type=float, default=[1.0, 3.0, 5.0, 10.0, 15.0])
     parser.add_argument("--guiders", nargs="+", default=None,
                         help="guider specs, one row each (times --thresholding), in place of --guidance_scales")
@@ -64,8 +69,11 @@ def parse_args(argv=None):
     add_device_argument(parser)
     parser.add_argument("--output_dir", required=True)
     args = parser.parse_args(argv)
-    if args.images_per_prompt < 1 or args.batch_size < 1 or args.num_inference_steps < 1:
-        parser.error("--images_per_prompt, --batch_size and --num_inference_steps must be >= 1")
+    args.super_resolution_steps = args.super_resolution_steps or args.num_inference_steps
+    if min(args.images_per_prompt, args.batch_size, args.num_inference_steps, args.super_resolution_steps) < 1:
+        parser.error("--images_per_prompt, --batch_size, --num_inference_steps and --super_resolution_steps must be >= 1")
+    if not 0 <= args.augmentation_level <= 1:
+        parser.error(f"--augmentation_level must lie in [0, 1]; got {args.augmentation_level}")
     if args.dynamic_thresholding_ratios is not None:
         if "dynamic" not in args.thresholding:
             parser.error("--dynamic_thresholding_ratios needs 'dynamic' among --thresholding")
@@ -84,7 +92,9 @@ def parse_args(argv=None):
 
 def items(images: torch.Tensor, right: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """28x56 images (or with a black border, as latent models make them) -> their items (N_items, C, 28, 28) and
-    which image each came from."""
+    which image each came from; square images (a text cascade's) are one item each."""
+    if images.shape[-1] == images.shape[-2]:
+        return center_crop(images, 28, 28), torch.arange(len(images))
     images = center_crop(images, 28, 56)
     crops, owners = [], []
     for index, image in enumerate(images):
@@ -107,16 +117,20 @@ def generate(pipe, prompts, setting, args) -> tuple[torch.Tensor, dict]:
         guidance = {"guider": guider_from_spec(setting["guider"])}
     else:
         guidance = {"guidance_scale": setting["guidance_scale"]}
+    if isinstance(pipe, TextCascadePipeline):  # the stage's options; the base has no dynamic-ratio argument
+        guidance.update(augmentation_level=args.augmentation_level, super_resolution_steps=args.super_resolution_steps,
+                        super_resolution_thresholding=setting["thresholding"])  # fmt: skip
+    else:
+        guidance["dynamic_thresholding_ratio"] = setting.get("dynamic_thresholding_ratio")
     images, evaluations, started = [], Counter(), time.perf_counter()
     for start in range(0, len(texts), args.batch_size):
         batch = texts[start : start + args.batch_size]
-        out = pipe(batch, thresholding=setting["thresholding"], **guidance,
-                   dynamic_thresholding_ratio=setting.get("dynamic_thresholding_ratio"),
-                   num_inference_steps=args.num_inference_steps, output_type="pt",
-                   generator=torch.Generator().manual_seed(args.seed + start))  # fmt: skip
+        out = pipe(batch, thresholding=setting["thresholding"], **guidance, num_inference_steps=args.num_inference_steps,
+                   output_type="pt", generator=torch.Generator().manual_seed(args.seed + start))  # fmt: skip
         images.append(out.images.cpu() * 2 - 1)
         evaluations.update({kind: count * len(batch) for kind, count in out.evaluations.items()})  # per batch -> images
-    cost = {f"{kind}_evals": count / len(texts) for kind, count in evaluations.items() if kind in ("unet", "clip")}
+    kinds = ("unet", "clip", "super_resolution_unet")
+    cost = {f"{kind}_evals": count / len(texts) for kind, count in evaluations.items() if kind in kinds}
     return torch.cat(images), {**cost, "seconds_per_image": (time.perf_counter() - started) / len(texts)}
 
 
@@ -135,7 +149,8 @@ def measure(judge: Judge, images: torch.Tensor, prompts, images_per_prompt: int,
     per_image = torch.zeros(len(images)).index_add_(0, owners, correct) / torch.bincount(owners, minlength=len(images))
     single = right == NO_ITEM
     aligned = torch.where(single, per_image, (per_image == 1).float())  # the one class right, or both positions
-    result.update(single_alignment=aligned[single].mean().item(), pair_alignment=aligned[~single].mean().item(),
+    result.update(single_alignment=aligned[single].mean().item() if single.any() else None,
+                  pair_alignment=aligned[~single].mean().item() if (~single).any() else None,
                   saturated=saturated_share(images))  # fmt: skip
     if templates is not None:
         image_templates = [template for template in templates for _ in range(images_per_prompt)]
@@ -148,8 +163,10 @@ def measure(judge: Judge, images: torch.Tensor, prompts, images_per_prompt: int,
 def main(argv=None):
     args = parse_args(argv)
     components = {} if args.guiding_clip is None else {"clip_model": NoiseAwareCLIP.from_pretrained(args.guiding_clip)}
-    pipe = TextToImagePipeline.from_pretrained(args.pipeline, **components).to(args.device)
+    pipe = text_pipeline(args, components)
     pipe.scheduler = make_scheduler(args.sampler, pipe.scheduler.config)
+    if isinstance(pipe, TextCascadePipeline):
+        pipe.super_resolution_scheduler = make_scheduler(args.sampler, pipe.super_resolution_scheduler.config)
     args.sampler_label = sampler_label(pipe.scheduler)
     pipe.set_progress_bar_config(disable=True)
     grader = None if args.clip_model is None else NoiseAwareCLIP.from_pretrained(args.clip_model).eval()
@@ -157,6 +174,9 @@ def main(argv=None):
         check_grading_model(grader)
     prompts = evaluation_prompts(args.dataset_name, args.prompt_split)
     templates = evaluation_templates(args.dataset_name, args.prompt_split)
+    if args.one_item_prompts:
+        kept = [i for i, (_, _, right) in enumerate(prompts) if right == NO_ITEM]
+        prompts, templates = [prompts[i] for i in kept], [templates[i] for i in kept]
     count = len(prompts) * args.images_per_prompt
     real, _ = real_images(args.dataset_name, "test", count, args.seed, 28, 1)
     judge = Judge(NoiseAwareClassifier.from_pretrained(args.eval_classifier), real, not args.no_efficientnet, args.batch_size)
@@ -175,6 +195,19 @@ def main(argv=None):
         save_grid(images, prompts, args.images_per_prompt, Path(args.output_dir, f"samples_{index}.png"))
         print(json.dumps(rows[-1]), flush=True)
     write_results(args, rows, floor, len(prompts), floor_images)
+
+
+def text_pipeline(args, components: dict):
+    """The --pipeline folder: a TextToImagePipeline, or a TextCascadePipeline (items alone: one-item prompts only)."""
+    cls = pipeline_class(args.pipeline)
+    if cls not in (TextToImagePipeline, TextCascadePipeline):
+        raise ValueError(f"--pipeline {args.pipeline!r} is a {cls.__name__}; this evaluation takes a text-to-image "
+                         "pipeline or a text cascade.")  # fmt: skip
+    if cls is TextCascadePipeline:
+        if components:
+            raise ValueError("--guiding_clip: a text cascade takes no CLIP guidance.")
+        args.one_item_prompts = True
+    return cls.from_pretrained(args.pipeline, **components).to(args.device)
 
 
 def settings(args) -> list[dict]:
@@ -208,7 +241,8 @@ def save_grid(images: torch.Tensor, prompts, images_per_prompt: int, path: Path,
 METRICS = [("single_alignment", "one-item alignment"), ("pair_alignment", "two-item alignment (both right)"),
            ("clip_score", "CLIP score"), ("fd_own", "FD (own classifier)"), ("fd_efficientnet", "FD (EfficientNet-Lite0)"),
            ("saturated", "saturated px")]  # fmt: skip
-COST = [("unet_evals", "UNet evals / image"), ("clip_evals", "CLIP evals / image"), ("seconds_per_image", "s / image")]
+COST = [("unet_evals", "UNet evals / image"), ("super_resolution_unet_evals", "SR UNet evals / image"),
+        ("clip_evals", "CLIP evals / image"), ("seconds_per_image", "s / image")]
 
 
 def guidance_label(row: dict) -> str:
@@ -226,8 +260,8 @@ def write_results(args, rows, floor, num_prompts: int, floor_images: int) -> Non
     out.mkdir(parents=True, exist_ok=True)
     (out / "results.json").write_text(json.dumps({"command": vars(args), "hardware": hardware(), "real_data_floor": floor,
                                                   "floor_images": floor_images, "rows": rows}, indent=2))  # fmt: skip
-    metrics = [(key, name) for key, name in METRICS if key in rows[0]]
-    columns = metrics + [(key, name) for key, name in COST if key in rows[0]]
+    metrics = [(key, name) for key, name in METRICS if rows[0].get(key) is not None]
+    columns = metrics + [(key, name) for key, name in COST if rows[0].get(key) is not None]
     lines = ["| guidance | thresholding | " + " | ".join(name for _, name in columns) + " |",
              "| --- | --- |" + " --- |" * len(columns),
              "| real data (train vs test) | - | " + " | ".join(cell(key, floor.get(key)) for key, _ in columns) + " |"]  # fmt: skip

@@ -32,7 +32,7 @@ PRESETS = {
 # 64 and 128 channels) beat a few wide ones (width 32) on held-out two-item prompts, 100% against 80% at w = 3 with
 # the same recipe, initial weights and data (README), at 1.3x the step time on latents and 2.4x on pixels
 # (benchmarks/text_attention_heads.py)
-TEXT_HEADS = {"tiny": 8, "small": 32, "compact": 32, "pixel": 32}
+TEXT_HEADS = {"tiny": 8, "small": 32, "compact": 32, "pixel": 32, "shallow": 32}
 TEXT_PRESETS = {
     "tiny": dict(block_out_channels=(16, 32), layers_per_block=1, norm_num_groups=8,
                  attention_head_dim=TEXT_HEADS["tiny"],
@@ -55,6 +55,10 @@ TEXT_PRESETS = {
                   attention_head_dim=TEXT_HEADS["pixel"],
                   down_block_types=("DownBlock2D", "DownBlock2D", "CrossAttnDownBlock2D"),
                   up_block_types=("CrossAttnUpBlock2D", "UpBlock2D", "UpBlock2D")),
+    # a cascade's 14x14 text base: the class base's shallow preset (two levels) attending at 7x7 and in the middle
+    "shallow": dict(block_out_channels=(32, 64), layers_per_block=2, norm_num_groups=16,
+                    attention_head_dim=TEXT_HEADS["shallow"], down_block_types=("DownBlock2D", "CrossAttnDownBlock2D"),
+                    up_block_types=("CrossAttnUpBlock2D", "UpBlock2D")),
 }  # fmt: skip
 
 # AutoencoderKLs for latent diffusion (Rombach 2022): each level after the first halves the size, so "small" maps

@@ -43,6 +43,9 @@ TEXT = [
     ("--max_length", dict(type=int, default=24, help="prompt tokens (longer prompts are cut, with a warning)")),
     ("--caption_dropout", dict(type=float, default=0.1, help="share of captions replaced by '' (for CFG)")),
     ("--pair_fraction", dict(type=float, default=0.5, help="share of two-item images")),
+    ("--canvas", dict(default="pair", choices=["pair", "item"],
+                      help="pair: 28x56 compositions of one or two items; item: one item alone at --resolution "
+                           "(with --pair_fraction 0; 14 and --resize_filter area: a cascade's text base)")),
     ("--guidance_scale", dict(type=float, default=3.0, help="CFG scale of the sample grids")),
 ]
 
@@ -92,7 +95,7 @@ def main(argv=None):
     if data.labels is None:
         raise ValueError("Captions are built from class labels: the dataset needs a label column.")
     captioned = CaptionedPairs(data.images.numpy(), data.labels.numpy(), args.dataset_name, "train", args.pair_fraction,
-                               length=2 * len(data), seed=args.seed, border=args.border)  # fmt: skip
+                               length=2 * len(data), seed=args.seed, border=args.border, canvas=args.canvas)  # fmt: skip
     vae = None if args.vae is None else load_vae(args.vae)
     latents = None if vae is None else encode_compositions(vae, captioned)
     tokenizer, text_encoder = load_text_encoder(args.text_encoder)
@@ -132,6 +135,15 @@ def main(argv=None):
     accelerator.end_training()
 
 
+def trained_on(args) -> str:
+    if args.canvas == "item":
+        size = args.resolution
+        return (f"captioned {args.dataset_name} items alone, {size}x{size}"
+                + (f" ({args.resize_filter}-downsampled from 28x28: a cascade's base)" if size < 28 else ""))
+    return (f"captioned 28x56 compositions of {args.dataset_name} (one item, or two side by side; "
+            f"{args.pair_fraction:.0%} pairs)")
+
+
 def save_pipeline(pipe, noise_scheduler, args, state, num_images: int):
     """The output folder: the pipeline (EMA weights, the training scheduler; no encoder copy), samples, model card."""
     pipe.scheduler = noise_scheduler
@@ -143,8 +155,7 @@ def save_pipeline(pipe, noise_scheduler, args, state, num_images: int):
     sections = {
         "Model": f"A {parameters:.2f}M-parameter `UNet2DConditionModel` ({args.model_config} preset) with "
         f"cross-attention to the token states of the frozen `{args.text_encoder}` (max {args.max_length} tokens), "
-        f"trained on captioned 28x56 compositions of {args.dataset_name} (one item, or two side by side; "
-        f"{args.pair_fraction:.0%} pairs), caption dropout {args.caption_dropout} for classifier-free guidance"
+        f"trained on {trained_on(args)}, caption dropout {args.caption_dropout} for classifier-free guidance"
         + (f"; in the {args.diffused_channels}x{args.diffused_shape[0]}x{args.diffused_shape[1]} latent space of the "
            f"autoencoder `{args.vae}` (latent diffusion; images get a 2-pixel black border, 32x64; stored as `vae/`)."
            if args.vae else "."),
