@@ -40,3 +40,26 @@ def test_clip_guided_class_model_example_steers_the_unconditional_model():
                              "--num_inference_steps", "20"], capture_output=True, text=True, check=True)  # fmt: skip
     (accuracy,) = re.findall(r"^\| 10 \| ([\d.]+)% \| 20 / 20 \|$", result.stdout, flags=re.M)
     assert float(accuracy) >= 70  # unguided, the null class matches the prompt's digit about 1 time in 10
+
+
+def test_compose_text_cascade_example_joins_a_text_base_and_the_shipped_stage(tmp_path):
+    """A tiny random 14x14 text base with the shipped cascade's super-resolution stage: one loadable folder."""
+    import torch
+
+    from guided_diffusers.pipelines import TextCascadePipeline, TextToImagePipeline, load_pipeline
+    from guided_diffusers.pipelines.text_encoding import load_text_encoder
+    from guided_diffusers.schedulers import GuidedDDIMScheduler
+    from guided_diffusers.training.model_configs import build_text_unet, text_unet_config
+
+    torch.manual_seed(0)
+    base = TextToImagePipeline(*load_text_encoder(), build_text_unet(text_unet_config("tiny", 14, 14, 1, 384)),
+                               GuidedDDIMScheduler(num_train_timesteps=1000))  # fmt: skip
+    base.save_pretrained(tmp_path / "base")
+    subprocess.run([sys.executable, str(REPO / "examples" / "compose_text_cascade.py"), "--base", str(tmp_path / "base"),
+                    "--stage", str(REPO / "checkpoints" / "mnist-cascade"), "--num_inference_steps", "2",
+                    "--output_dir", str(tmp_path / "cascade")], capture_output=True, text=True, check=True)  # fmt: skip
+    cascade = load_pipeline(str(tmp_path / "cascade"))
+    shipped = load_pipeline(str(REPO / "checkpoints" / "mnist-cascade"))
+    assert isinstance(cascade, TextCascadePipeline) and (tmp_path / "cascade" / "samples.png").is_file()
+    for name, weights in shipped.super_resolution_unet.state_dict().items():  # the stage, as shipped
+        assert torch.equal(cascade.super_resolution_unet.state_dict()[name], weights), name
