@@ -64,7 +64,9 @@ def fingerprint(eval_classifier, real_test: torch.Tensor, use_efficientnet: bool
 
 
 def real_images(dataset_name: str, split: str, num_samples: int, seed: int, size: int, channels: int):
-    """`num_samples` random images of a split, in [-1, 1], with labels."""
-    data = to_tensors(load_image_dataset(dataset_name, split=split), size, channels)
-    chosen = torch.randperm(len(data), generator=torch.Generator().manual_seed(seed))[:num_samples]
-    return to_model_range(data.images[chosen]), data.labels[chosen]
+    """`num_samples` random images of a split, in [-1, 1], with labels; only those are decoded (all 60,000 of a
+    training split took 5 s, most of a small evaluation's time)."""
+    dataset = load_image_dataset(dataset_name, split=split)
+    chosen = torch.randperm(len(dataset), generator=torch.Generator().manual_seed(seed))[:num_samples]
+    data = to_tensors(dataset.select(chosen.tolist()), size, channels)
+    return to_model_range(data.images), data.labels
