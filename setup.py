@@ -39,7 +39,7 @@ setup(
     ],
     extras_require={
         # the browser test drives Debian's chromium (scripts/setup.sh installs it) with Playwright: no browser download
-        "dev": ["pytest>=7.4", "pytest-timeout>=2.2", "playwright>=1.40",
+        "dev": ["pytest>=7.4", "pytest-timeout>=2.2", "pytest-xdist>=3.5", "playwright>=1.40",
                 # diffusers' FrequencyDecoupledGuidance needs kornia; the guider oracle tests run it
                 "kornia>=0.7"],
         # real data that ships inside registry packages, loadable with no network (see training/data.py)

@@ -2,8 +2,14 @@
 can be driven through identical sampling loops and compared step by step."""
 
 import math
+import os
 
 import torch
+
+if os.environ.get("PYTEST_XDIST_WORKER"):
+    # pytest -n N: N workers share the cores; one torch thread each, as the README's runs (two 2-thread processes
+    # on 2 cores ran 20-40x slower than one)
+    torch.set_num_threads(1)
 
 from guided_diffusers.schedulers import model_output_from
 
