@@ -54,6 +54,12 @@
 #   text-thresholding    static clipping against dynamic thresholding at each percentile p of |x0| in 0.5, 0.8, 0.9,
 #                        0.95, 0.995 (Imagen's), at the guidance scales of GUIDANCE_SCALES (default "10"), held-out
 #                        prompts: for a pixel-space model (the text recipe), where Imagen's claim applies
+#   text-cascade         a text cascade (PIPELINE defaults to runs/<dataset>-text-cascade, made by
+#                        examples/compose_text_cascade.py) on the 30 held-out one-item prompts x 34 images (N = 1020),
+#                        CFG w = 1, 3, 5 (GUIDANCE_SCALES), DPM-Solver++(2M) 20 + 20 steps, a = 0.2, static clipping;
+#                        one-item alignment, FD (own and EfficientNet-Lite0), UNet evaluations of both stages
+#   text-one-item        the text pipeline (checkpoints/<dataset>-text) on the same prompts and settings, its items
+#                        cropped from the 28x56 canvas: the text cascade's single-stage comparison
 #   cascade              a cascade (PIPELINE defaults to checkpoints/<dataset>-cascade; training/evaluate_cascade.py):
 #                        generation at CFG scales GUIDANCE_SCALES (default "1 3") x augmentation levels 0, 0.1, 0.2,
 #                        0.4, 0.7 against the single-stage checkpoints/<dataset> (DPM-Solver++(2M), 20 + 20 steps), the
@@ -69,6 +75,7 @@ name=${dataset//_/-}
 default_pipeline=checkpoints/$name
 if [ "${sweep%%-*}" = text ]; then default_pipeline=checkpoints/$name-text; fi
 if [ "$sweep" = cascade ]; then default_pipeline=checkpoints/$name-cascade; fi
+if [ "$sweep" = text-cascade ]; then default_pipeline=runs/$name-text-cascade; fi
 pipeline=${3:-$default_pipeline}
 eval_dir=${4:-eval}
 python=${PYTHON:-.venv/bin/python}
@@ -97,6 +104,10 @@ methods="cfg:guidance_scale=1 cfg:guidance_scale=2 cfg:guidance_scale=3 cfg:guid
   autoguidance-diffusers:guidance_scale=3,auto_guidance_config={\"indices\":[0],\"fqn\":\"mid_block.attentions\",\"skip_ff\":false}"
 # GLIDE's comparison (issue 27): CFG, CLIP guidance on the conditional and the unconditional branch, and both; the
 # CLIP scales from a probe (N = 120, mnist-text): at s = 100 on either branch two-item alignment fell to 44-50%
+# one-item prompts x 34 images (N = 1020, the cascade sweeps' N), with EfficientNet FD: a text cascade and its comparison
+one_item=("$python" training/evaluate_text_to_image.py --pipeline "$pipeline" --eval_classifier "$judge"
+          --dataset_name "$dataset" --one_item_prompts --images_per_prompt 34 --sampler dpm2m --num_inference_steps 20
+          --batch_size 102)
 clip_methods="cfg:guidance_scale=0 cfg:guidance_scale=1 cfg:guidance_scale=3 cfg:guidance_scale=5 clip:clip_scale=10
   clip:clip_scale=30 clip:clip_scale=10,prediction=pred_uncond clip:clip_scale=30,prediction=pred_uncond
   clip:clip_scale=60,prediction=pred_uncond cfg:guidance_scale=3&clip:clip_scale=10 cfg:guidance_scale=3&clip:clip_scale=30"
@@ -170,6 +181,14 @@ case "$sweep" in
     exec "${evaluate_text[@]}" --guiders ${METHODS:-$clip_methods} ${GUIDING_CLIP:+--guiding_clip "$GUIDING_CLIP"} \
       --clip_model "${CLIP_SCORE:-checkpoints/${dataset//_/-}-clip-score}" --thresholding none --batch_size 120 \
       --output_dir "$eval_dir/$text_name-clip" ;;
-  *) echo "sweep must be guidance-methods, guidance-methods-ddim, cfg, classifier-probe, classifier-guidance, thresholding, inversion, inversion-cfg++, quality-per-step, samplers-per-call, solvers, cascade, text, text-train-prompts, text-thresholding or text-clip;" \
+  text-cascade)
+    # shellcheck disable=SC2086
+    exec "${one_item[@]}" --guidance_scales ${GUIDANCE_SCALES:-1 3 5} --thresholding static --super_resolution_steps 20 \
+      --augmentation_level 0.2 --output_dir "$eval_dir/$name-text-cascade" ;;
+  text-one-item)
+    # shellcheck disable=SC2086
+    exec "${one_item[@]}" --guidance_scales ${GUIDANCE_SCALES:-1 3 5} --thresholding "$thresholding" \
+      --output_dir "$eval_dir/$text_name-one-item" ;;
+  *) echo "sweep must be guidance-methods, guidance-methods-ddim, cfg, classifier-probe, classifier-guidance, thresholding, inversion, inversion-cfg++, quality-per-step, samplers-per-call, solvers, cascade, text, text-train-prompts, text-thresholding, text-clip, text-cascade or text-one-item;" \
        "got $sweep" >&2; exit 2 ;;
 esac

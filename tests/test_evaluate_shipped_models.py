@@ -60,6 +60,21 @@ def test_text_sweeps_default_to_the_text_checkpoint(run):
     assert code == 0 and value(argv, "--prompt_split") == ["train"]
 
 
+def test_the_text_cascade_and_its_single_stage_comparison_share_prompts_n_and_steps(run):
+    code, cascade, _ = run("mnist", "text-cascade")
+    assert code == 0 and cascade[0] == "training/evaluate_text_to_image.py"
+    assert value(cascade, "--pipeline") == ["runs/mnist-text-cascade"] and value(cascade, "--thresholding") == ["static"]
+    assert value(cascade, "--super_resolution_steps") == ["20"] and value(cascade, "--augmentation_level") == ["0.2"]
+    assert value(cascade, "--output_dir") == ["eval/mnist-text-cascade"] and "--no_efficientnet" not in cascade
+    code, single, _ = run("mnist", "text-one-item", GUIDANCE_SCALES="3")
+    assert code == 0 and value(single, "--pipeline") == ["checkpoints/mnist-text"]
+    assert value(single, "--thresholding") == ["none"] and value(single, "--guidance_scales") == ["3"]  # latent
+    assert value(single, "--output_dir") == ["eval/mnist-text-one-item"]
+    for flag in ("--images_per_prompt", "--sampler", "--num_inference_steps", "--one_item_prompts"):
+        assert value(cascade, flag) == value(single, flag), flag
+    assert value(cascade, "--images_per_prompt") == ["34"]
+
+
 def test_text_clip_sweep_compares_cfg_clip_guidance_and_both_graded_by_the_clean_clip(run):
     code, argv, _ = run("mnist", "text-clip")
     assert code == 0 and value(argv, "--pipeline") == ["checkpoints/mnist-text"]
