@@ -124,12 +124,12 @@ class CaptionedPairs:
 
     def __getitem__(self, index: int) -> CaptionedItem:
         rng = np.random.default_rng([self.seed, index])
-        canvas = np.zeros((1, 28, 56), dtype=np.uint8)
         first = rng.integers(len(self.images))
         if self.canvas == "item":
             template = self.single_templates[rng.integers(len(self.single_templates))]
             label = int(self.labels[first])
             return CaptionedItem(self.images[first].copy(), single_caption(template, self._word(label, rng)), label, NO_ITEM)
+        canvas = np.zeros((1, 28, 56), dtype=np.uint8)
         if rng.random() < self.pair_fraction:
             second = rng.integers(len(self.images))
             left, right = int(self.labels[first]), int(self.labels[second])
