@@ -61,8 +61,8 @@
 #   text-one-item        the text pipeline (checkpoints/<dataset>-text) on the same prompts and settings, its items
 #                        cropped from the 28x56 canvas: the text cascade's single-stage comparison
 #   cascade              a cascade (PIPELINE defaults to checkpoints/<dataset>-cascade; training/evaluate_cascade.py):
-#                        generation at CFG scales GUIDANCE_SCALES (default "1 3") x augmentation levels 0, 0.1, 0.2,
-#                        0.4, 0.7 against the single-stage checkpoints/<dataset> (DPM-Solver++(2M), 20 + 20 steps), the
+#                        generation at CFG scales GUIDANCE_SCALES (default "1 3") x augmentation levels LEVELS
+#                        (default "0 0.1 0.2 0.4 0.7") against the single-stage checkpoints/<dataset> (DPM-Solver++(2M), 20 + 20 steps), the
 #                        no-augmentation stage of SR_ABLATION (default runs/<dataset>-super-resolution-no-augmentation,
 #                        where it exists) swapped in, and super-resolution of real held-out images, N = 1000; the single
 #                        stage also at 6 steps, where its FLOPs equal the cascade's 20 + 20 (benchmarks/cascade_cost.py)
@@ -163,7 +163,7 @@ case "$sweep" in
     # shellcheck disable=SC2086
     exec "$python" training/evaluate_cascade.py --cascade "$pipeline" --eval_classifier "$judge" --dataset_name "$dataset" \
       --single_stage "checkpoints/$name" --single_stage_steps 20 6 "${swapped[@]}" --guidance_scales ${GUIDANCE_SCALES:-1 3} \
-      --augmentation_levels 0 0.1 0.2 0.4 0.7 --sampler dpm2m --num_inference_steps 20 --super_resolution_steps 20 \
+      --augmentation_levels ${LEVELS:-0 0.1 0.2 0.4 0.7} --sampler dpm2m --num_inference_steps 20 --super_resolution_steps 20 \
       --thresholding "$thresholding" --num_samples 1000 --batch_size 100 --output_dir "$eval_dir/$name-cascade" --resume ;;
   text)
     exec "${evaluate_text[@]}" --guidance_scales 1 3 5 10 15 --thresholding none static dynamic --batch_size 120 \

@@ -147,3 +147,6 @@ def test_cascade_sweep_compares_with_the_single_stage_model_and_swaps_in_the_abl
     code, argv, _ = run("fashion_mnist", "cascade", SR_ABLATION=str(ablation))
     assert code == 0 and value(argv, "--super_resolution") == [str(ablation)]
     assert value(argv, "--output_dir") == ["eval/fashion-mnist-cascade"]
+    code, argv, _ = run("fashion_mnist", "cascade", "runs/fashion-mnist-cascade", LEVELS="0.2", GUIDANCE_SCALES="1 2 3")
+    assert code == 0 and value(argv, "--augmentation_levels") == ["0.2"] and value(argv, "--guidance_scales") == ["1", "2", "3"]
+    assert value(argv, "--cascade") == ["runs/fashion-mnist-cascade"] and value(argv, "--single_stage") == ["checkpoints/fashion-mnist"]
