@@ -125,11 +125,14 @@ class CascadePipeline(SafetensorsOnly, DiffusionPipeline):
             super_resolution_thresholding, generator=generator, evaluations=stage_evaluations, class_labels=labels,
             guider=stage_guider), callback_on_step_end)  # fmt: skip
         evaluations["super_resolution_unet"] = stage_evaluations["unet"]
-        size = self.super_resolution_unet.config.sample_size
-        outputs = [latents_to_images(x, output_type) for x in (images, low_resolution, upsample(low_resolution, size))]
-        if not return_dict:
-            return tuple(outputs)
-        return CascadeOutput(*outputs, evaluations=dict(evaluations))
+        return cascade_output(images, low_resolution, output_type, return_dict, dict(evaluations))
+
+
+def cascade_output(images, low_resolution, output_type: str, return_dict: bool, evaluations: dict):
+    """The final images, the base's, and the base's upsampled to the final size (what the stage improves on)."""
+    upsampled = upsample(low_resolution, images.shape[-1])
+    outputs = [latents_to_images(x, output_type) for x in (images, low_resolution, upsampled)]
+    return CascadeOutput(*outputs, evaluations=evaluations) if return_dict else tuple(outputs)
 
 
 def use_samplers(base, super_resolution, sampler: str | None, super_resolution_sampler: str | None) -> None:

@@ -12,9 +12,7 @@ from diffusers.schedulers.scheduling_utils import SchedulerMixin
 from ..models.safetensors_only import SafetensorsOnly
 from ..schedulers.validation import check_choice
 from .denoising import run
-from .image_utils import latents_to_images
-from .noise_augmentation import upsample
-from .pipeline_cascade import CascadeOutput, use_samplers
+from .pipeline_cascade import cascade_output, use_samplers
 from .pipeline_super_resolution import DEFAULT_AUGMENTATION_LEVEL, SuperResolutionPipeline, check_super_resolution_unet
 from .pipeline_text_to_image import TextToImagePipeline
 from .text_encoding import DEFAULT_TEXT_ENCODER, FrozenTextEncoderFolder
@@ -50,10 +48,6 @@ class TextCascadePipeline(FrozenTextEncoderFolder, SafetensorsOnly, DiffusionPip
         self.register_to_config(text_encoder_id=text_encoder_id, max_length=max_length, attention_mask=attention_mask,
                                 prompt_preprocessing=prompt_preprocessing)  # fmt: skip
         self.base  # the base's own checks (encoder width, options), now rather than at the first call
-
-    def text_options(self) -> dict:
-        names = ("text_encoder_id", "max_length", "attention_mask", "prompt_preprocessing")
-        return {name: self.config[name] for name in names}
 
     def without_text_encoder(self):
         return type(self)(None, None, self.unet, self.scheduler, self.super_resolution_unet,
@@ -107,8 +101,4 @@ class TextCascadePipeline(FrozenTextEncoderFolder, SafetensorsOnly, DiffusionPip
             super_resolution_thresholding, generator=generator, evaluations=stage_evaluations),
             callback_on_step_end)  # fmt: skip
         evaluations = {**base_output.evaluations, "super_resolution_unet": stage_evaluations["unet"]}
-        size = self.super_resolution_unet.config.sample_size
-        outputs = [latents_to_images(x, output_type) for x in (images, low_resolution, upsample(low_resolution, size))]
-        if not return_dict:
-            return tuple(outputs)
-        return CascadeOutput(*outputs, evaluations=evaluations)
+        return cascade_output(images, low_resolution, output_type, return_dict, evaluations)

@@ -66,11 +66,6 @@ class TextToImagePipeline(FrozenTextEncoderFolder, DiffusionPipeline):
         self.register_to_config(text_encoder_id=text_encoder_id, max_length=max_length, attention_mask=attention_mask,
                                 prompt_preprocessing=prompt_preprocessing)  # fmt: skip
 
-    def text_options(self) -> dict:
-        """The non-module arguments of __init__, as configured: to rebuild the pipeline with other parts."""
-        names = ("text_encoder_id", "max_length", "attention_mask", "prompt_preprocessing")
-        return {name: self.config[name] for name in names}
-
     # ------------------------------------------------------------------------------------ save / load
     def without_text_encoder(self):
         return type(self)(None, None, self.unet, self.scheduler, vae=self.vae, clip_model=self.clip_model,

@@ -98,6 +98,11 @@ class FrozenTextEncoderFolder:
     `from_pretrained` loads it by that name, from an installed package or the Hub, unless the folder carries its own
     `text_encoder/` (saved with `include_text_encoder=True`) or one is passed. Safetensors only."""
 
+    def text_options(self) -> dict:
+        """The text arguments of __init__, as configured: to rebuild the pipeline with other parts."""
+        names = ("text_encoder_id", "max_length", "attention_mask", "prompt_preprocessing")
+        return {name: self.config[name] for name in names}
+
     def without_text_encoder(self):
         """This pipeline with tokenizer and text_encoder None (what `save_pretrained` writes)."""
         raise NotImplementedError
