@@ -38,8 +38,9 @@
 #                        the noise-aware classifier (ADM) and by the clean one through x0_hat (universal guidance), and
 #                        diffusers' AutoGuidance (the mid-block attention dropped); UNet evaluations and seconds per
 #                        image in every row, fronts.png (accuracy-FD, precision-recall); METHODS overrides the list
-#                        of guider specs
-#   guidance-methods-ddim  the same with DDIM 50 steps
+#                        of guider specs; SEED (default 0) draws other noise and real images (the same labels), written to
+#                        <name>-guidance-methods-seed<SEED> (the seed-to-seed spread of a point at the same N)
+#   guidance-methods-ddim  the same with DDIM 50 steps (SEED too)
 #   text                 a text-to-image pipeline (PIPELINE defaults to checkpoints/<dataset>-text): prompt alignment,
 #                        FD (own) and saturation on the 120 held-out prompts x 2 images, w = 1, 3, 5, 10, 15, with no
 #                        thresholding, static clipping and dynamic thresholding (training/evaluate_text_to_image.py)
@@ -111,15 +112,18 @@ one_item=("$python" training/evaluate_text_to_image.py --pipeline "$pipeline" --
 clip_methods="cfg:guidance_scale=0 cfg:guidance_scale=1 cfg:guidance_scale=3 cfg:guidance_scale=5 clip:clip_scale=10
   clip:clip_scale=30 clip:clip_scale=10,prediction=pred_uncond clip:clip_scale=30,prediction=pred_uncond
   clip:clip_scale=60,prediction=pred_uncond cfg:guidance_scale=3&clip:clip_scale=10 cfg:guidance_scale=3&clip:clip_scale=30"
+seed=${SEED:-0}
+seed_suffix=""
+if [ "$seed" != 0 ]; then seed_suffix=-seed$seed; fi
 case "$sweep" in
   guidance-methods)
     # shellcheck disable=SC2086
     exec "${evaluate[@]}" --samplers dpm2m --num_inference_steps 20 --num_samples 1000 --thresholding "$thresholding" \
-      --guiders ${METHODS:-$methods} --output_dir "$eval_dir/$name-guidance-methods" ;;
+      --guiders ${METHODS:-$methods} --seed "$seed" --output_dir "$eval_dir/$name-guidance-methods$seed_suffix" ;;
   guidance-methods-ddim)
     # shellcheck disable=SC2086
     exec "${evaluate[@]}" --num_samples 1000 --thresholding "$thresholding" --guiders ${METHODS:-$methods} \
-      --output_dir "$eval_dir/$name-guidance-methods-ddim" ;;
+      --seed "$seed" --output_dir "$eval_dir/$name-guidance-methods-ddim$seed_suffix" ;;
   cfg)
     # shellcheck disable=SC2086
     exec "${evaluate[@]}" --num_samples 1000 --guidance_scales ${GUIDANCE_SCALES:-0 1 3 5} --thresholding "$thresholding" --output_dir "$eval_dir/$name-cfg" ;;

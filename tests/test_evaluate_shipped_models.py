@@ -150,3 +150,14 @@ def test_cascade_sweep_compares_with_the_single_stage_model_and_swaps_in_the_abl
     code, argv, _ = run("fashion_mnist", "cascade", "runs/fashion-mnist-cascade", LEVELS="0.2", GUIDANCE_SCALES="1 2 3")
     assert code == 0 and value(argv, "--augmentation_levels") == ["0.2"] and value(argv, "--guidance_scales") == ["1", "2", "3"]
     assert value(argv, "--cascade") == ["runs/fashion-mnist-cascade"] and value(argv, "--single_stage") == ["checkpoints/fashion-mnist"]
+
+
+def test_guidance_method_sweeps_draw_another_seed_into_their_own_folder(run):
+    code, argv, _ = run("mnist", "guidance-methods", METHODS="cfg:guidance_scale=3")
+    assert code == 0 and value(argv, "--seed") == ["0"]
+    assert value(argv, "--output_dir") == ["eval/mnist-guidance-methods"]
+    code, argv, _ = run("fashion_mnist", "guidance-methods-ddim", "checkpoints/fashion-mnist", "eval/s", SEED="1",
+                        METHODS="cfg:guidance_scale=2 interval:guidance_scale=3.5,sigma_lo=1")  # fmt: skip
+    assert code == 0 and value(argv, "--seed") == ["1"] and value(argv, "--samplers") == ["ddim"]
+    assert value(argv, "--guiders") == ["cfg:guidance_scale=2", "interval:guidance_scale=3.5,sigma_lo=1"]
+    assert value(argv, "--output_dir") == ["eval/s/fashion-mnist-guidance-methods-ddim-seed1"]
