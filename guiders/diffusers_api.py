@@ -72,9 +72,20 @@ def alters_network(guider: BaseGuidance) -> bool:
     return type(guider).prepare_models is not BaseGuidance.prepare_models
 
 
+# diffusers guiders whose `forward` takes `torch.norm` over every dim but the batch: torch computes a norm over one or
+# two dims only, so on (B, C, H, W) images they raise ("dim must be a 2-tuple"; diffusers wrote them for (batch, tokens,
+# dim) latents). On a (B, C, H * W) view the same call is the Frobenius norm, the per-sample vector norm they mean.
+NORM_OVER_TWO_DIMS = tuple(getattr(diffusers.guiders, name) for name in ("MagnitudeAwareGuidance",)
+                           if hasattr(diffusers.guiders, name))  # fmt: skip
+
+
 def combine(guider: BaseGuidance, predictions: dict):
     """The guided model output from this step's predictions (name -> tensor)."""
-    return guider.forward(**predictions).pred
+    first = next(iter(predictions.values()))
+    if not isinstance(guider, NORM_OVER_TWO_DIMS) or first.ndim <= 3:
+        return guider.forward(**predictions).pred
+    flat = {name: prediction.flatten(2) for name, prediction in predictions.items()}
+    return guider.forward(**flat).pred.reshape(first.shape)
 
 
 def diffusers_guider(name: str) -> type | None:

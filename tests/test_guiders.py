@@ -22,6 +22,7 @@ from guided_diffusers.guiders import (
     WeakModelGuidance, autoguidance, from_scales,
 )  # fmt: skip
 from guided_diffusers.guiders import AdaptiveProjectedGuidance as OursAPG
+from guided_diffusers.guiders import diffusers_api
 from guided_diffusers.guiders.cfg_plus_plus import equivalent_cfg_scale
 from guided_diffusers.guiders.scheduled_cfg import SCHEDULES, scheduled_scale
 from guided_diffusers.pipelines import GuidedDiffusionPipeline
@@ -54,10 +55,11 @@ def final_latents(pipe, **kwargs):
 
 
 @torch.no_grad()
-def diffusers_loop(guider, pipe):
+def diffusers_loop(guider, pipe, tokens=False):
     """A sampling loop as diffusers' modular pipelines drive a guider: set_state, prepare_inputs with
     (conditional, unconditional) fields, one UNet call per batch between prepare_models / cleanup_models, then
-    guider(batches)."""
+    guider(batches). `tokens`: the guider sees each prediction as (B, C, H * W), the (batch, tokens, dim) shape of
+    the latents diffusers' transformer pipelines guide."""
     scheduler = DDIMScheduler.from_config(pipe.scheduler.config)
     scheduler.set_timesteps(STEPS)
     latents = start_latents()
@@ -67,8 +69,9 @@ def diffusers_loop(guider, pipe):
         for batch in batches:
             guider.prepare_models(pipe.unet)
             batch.noise_pred = pipe.unet(latents, t, class_labels=batch.class_labels).sample
+            batch.noise_pred = batch.noise_pred.flatten(2) if tokens else batch.noise_pred
             guider.cleanup_models(pipe.unet)
-        guided = guider(batches)[0]
+        guided = guider(batches)[0].reshape(latents.shape)
         latents = scheduler.step(guided, t, latents, eta=0.0, use_clipped_model_output=True).prev_sample
     return latents
 
@@ -100,20 +103,40 @@ DIFFUSERS_GUIDERS = {
 }
 
 
-# diffusers 0.42.1's MagnitudeAwareGuidance takes torch.norm over dims [1, 2, 3], which torch 2.x refuses for 4-D
-# image tensors ("linalg.matrix_norm: dim must be a 2-tuple"): it fails in diffusers' own loop too (it works on
-# (batch, tokens, dim) latents). Strict, so that the test says so when diffusers fixes it.
-UPSTREAM_BUG = pytest.mark.xfail(raises=RuntimeError, strict=True, reason="diffusers' MAG fails on 4-D tensors")
-
-
-@pytest.mark.parametrize("name", [pytest.param(n, marks=UPSTREAM_BUG) if n == "mag" else n for n in sorted(DIFFUSERS_GUIDERS)])
+@pytest.mark.parametrize("name", sorted(DIFFUSERS_GUIDERS))
 def test_a_diffusers_guider_in_our_pipeline_equals_diffusers_own_loop(name):
     if name == "fdg":
         pytest.importorskip("kornia", reason="diffusers' FrequencyDecoupledGuidance needs kornia")
     pipe = pipeline()
-    expected = diffusers_loop(DIFFUSERS_GUIDERS[name](), pipe)
+    # MAG's norms work on (batch, tokens, dim) only (below); our loop gives it that view of the images
+    expected = diffusers_loop(DIFFUSERS_GUIDERS[name](), pipe, tokens=name == "mag")
     latents, _ = final_latents(pipe, guider=DIFFUSERS_GUIDERS[name]())
     assert (latents - expected).abs().max() <= 1e-6
+
+
+def test_mag_on_images_is_the_papers_equation_with_per_sample_vector_norms():
+    """MAMBO-G (arXiv 2508.03442), diffusers' form: D = D_u + (1 + (w - 1) exp(-alpha r)) (D_c - D_u) with
+    r = ||D_c - D_u|| / ||D_u||, each norm over all of one sample's elements."""
+    cond, uncond = torch.randn(2, 2, 3, 5, 5, generator=torch.Generator().manual_seed(0))  # (batch 2, C 3, 5, 5) each
+    cond[1] *= 4  # a sample with a far larger update, so that its scale is cut harder than the first's
+    guider = MagnitudeAwareGuidance(guidance_scale=5.0, alpha=2.0)
+    guider.set_state(step=0, num_inference_steps=STEPS, timestep=torch.tensor(50))
+    guided = diffusers_api.combine(guider, {"pred_cond": cond, "pred_uncond": uncond})
+    ratio = (cond - uncond).flatten(1).norm(dim=1) / uncond.flatten(1).norm(dim=1)
+    scale = 1 + (5.0 - 1) * torch.exp(-2.0 * ratio)
+    expected = uncond + scale.view(-1, 1, 1, 1) * (cond - uncond)
+    assert guided.shape == cond.shape and (guided - expected).abs().max() <= 1e-5
+    assert scale[1] < scale[0]
+
+
+# diffusers 0.42.1's MagnitudeAwareGuidance takes torch.norm over dims [1, 2, 3], which torch refuses for 4-D images
+# ("linalg.matrix_norm: dim must be a 2-tuple"), so `diffusers_api.combine` hands it (B, C, H * W) views. Strict:
+# when diffusers fixes it this test fails, and the view in `combine` can go.
+@pytest.mark.xfail(raises=RuntimeError, strict=True, reason="diffusers' MAG fails on 4-D tensors")
+def test_diffusers_mag_takes_4d_images_itself():
+    guider = MagnitudeAwareGuidance(guidance_scale=3.0)
+    guider.set_state(step=0, num_inference_steps=STEPS, timestep=torch.tensor(50))
+    guider.forward(pred_cond=torch.ones(2, 1, 4, 4), pred_uncond=torch.zeros(2, 1, 4, 4) + 0.5)
 
 
 @pytest.mark.parametrize("name,extra_per_step", [("pag", 1), ("slg", 1), ("autoguidance_dropped_layers", 0)])
