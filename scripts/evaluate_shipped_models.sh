@@ -33,7 +33,7 @@
 #   solvers              quality-per-step for ours and diffusers' DPM-Solver++(2M) only, side by side, 10 and 20 steps
 #   guidance-methods     the guidance methods side by side (issue 24), each at a few scales of its own, DPM-Solver++(2M)
 #                        20 steps, N = 1000: CFG (and CFG rescale 0.7), CFG in a sigma interval, scheduled CFG
-#                        (linear, cosine), APG in x0 space, diffusers' CFG-Zero* and TCFG, autoguidance with the
+#                        (linear, cosine), APG in x0 space, diffusers' CFG-Zero*, TCFG and MAG, autoguidance with the
 #                        pipeline's weak_unet, CFG++ at lambda = 0.1, 0.2, 0.4, the unconditional model steered by
 #                        the noise-aware classifier (ADM) and by the clean one through x0_hat (universal guidance), and
 #                        diffusers' AutoGuidance (the mid-block attention dropped); UNet evaluations and seconds per
@@ -98,6 +98,7 @@ methods="cfg:guidance_scale=1 cfg:guidance_scale=2 cfg:guidance_scale=3 cfg:guid
   scheduled:guidance_scale=3 scheduled:guidance_scale=5 scheduled:guidance_scale=3,schedule=cosine
   apg:guidance_scale=3,eta=0 apg:guidance_scale=5,eta=0 apg:guidance_scale=8,eta=0
   cfg-zero-star:guidance_scale=3 cfg-zero-star:guidance_scale=5 tcfg:guidance_scale=3 tcfg:guidance_scale=5
+  mag:guidance_scale=3 mag:guidance_scale=5,alpha=50
   autoguidance:guidance_scale=2 autoguidance:guidance_scale=3
   cfg++:guidance_scale=0.1 cfg++:guidance_scale=0.2 cfg++:guidance_scale=0.4
   classifier:classifier_scale=10,prediction=pred_uncond classifier:classifier_scale=30,prediction=pred_uncond

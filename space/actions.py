@@ -42,11 +42,24 @@ def guidance_options(model: ServedModel, label, guidance, classifier_scale, meth
         raise refuse(f"{model.name} has no noise-aware classifier: set the classifier guidance scale to 0.")
     method = choice(method, "guidance method", METHODS)
     needs = METHODS[method].needs
-    if index is not None and needs is not None and getattr(pipe, needs, None) is None:
+    if index is not None and needs is not None and not has_part(pipe, needs):
         raise refuse(f"{model.name} has no `{needs}`, which {METHODS[method].title} needs: choose another method.")
     guidance = guidance if pipe.config.null_class_label is not None else 1.0
     guider = method_guider(method, guidance, classifier_scale, extra or {}, class_given=index is not None)
     return dict(class_labels=None if index is None else [index], guider=guider)
+
+
+def has_part(pipe, path: str) -> bool:
+    """Whether the pipeline has `path`: a component ("weak_unet") or a module inside one ("unet.mid_block.attentions.0";
+    a UNet built without mid-block attention holds None there)."""
+    component, _, inside = path.partition(".")
+    found = getattr(pipe, component, None)
+    if found is None or not inside:
+        return found is not None
+    try:
+        return found.get_submodule(inside) is not None
+    except AttributeError:
+        return False
 
 
 def passes(options: dict) -> int:
@@ -84,16 +97,17 @@ def generator(seed: int) -> torch.Generator:
 @user_facing
 def sample(models, model, label, sampler, steps, eta, guidance, classifier_scale, thresholding, percentile, seed,
            randomize, batch, method="cfg", cfg_rescale=0.0, apg_eta=0.0, apg_threshold=15.0, apg_momentum=-0.5,
-           zero_init_steps=1, sigma_lo=0.28, sigma_hi=5.42, cfgpp_lambda=0.2, universal_scale=10.0,
-           autoguidance_sigma_lo=0.6, progress=gr.Progress(), request: gr.Request = None):  # fmt: skip
+           apg_x0_eta=0.0, zero_init_steps=1, mag_alpha=8.0, sigma_lo=0.28, sigma_hi=5.42, cfgpp_lambda=0.2,
+           universal_scale=10.0, autoguidance_sigma_lo=0.6, progress=gr.Progress(), request: gr.Request = None):  # fmt: skip
     """Stream (x_t, predicted x0, samples, seed used, PNG download) as files, one update per step; the last
     update carries every picture (API clients get files, never placeholders). `method` is a key of
     `guidance_methods.METHODS`; the arguments after it are the methods' own controls."""
     served = pick(models, model)
     seed = random.randint(0, MAX_SEED) if randomize else number(seed, "seed", 0, MAX_SEED, integer=True)
     extra = dict(cfg_rescale=cfg_rescale, apg_eta=apg_eta, apg_threshold=apg_threshold, apg_momentum=apg_momentum,
-                 zero_init_steps=zero_init_steps, sigma_lo=sigma_lo, sigma_hi=sigma_hi, cfgpp_lambda=cfgpp_lambda,
-                 universal_scale=universal_scale, autoguidance_sigma_lo=autoguidance_sigma_lo)  # fmt: skip
+                 apg_x0_eta=apg_x0_eta, zero_init_steps=zero_init_steps, mag_alpha=mag_alpha, sigma_lo=sigma_lo,
+                 sigma_hi=sigma_hi, cfgpp_lambda=cfgpp_lambda, universal_scale=universal_scale,
+                 autoguidance_sigma_lo=autoguidance_sigma_lo)  # fmt: skip
     options = sampling_options(served, label, sampler, steps, eta, guidance, classifier_scale, thresholding,
                                percentile, batch, method, extra)  # fmt: skip
     folder = request_folder()

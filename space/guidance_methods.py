@@ -1,16 +1,21 @@
-"""The guidance methods the Space offers, each a guider with its own controls: ours (CFG, guidance interval,
-autoguidance, CFG++, universal guidance, classifier guidance) and diffusers' (APG, CFG-Zero*, TCFG), all applied by the
-library's one denoising loop. A method here is a name, a line on what it does, its extra controls, how its guider is built from them, and
+"""The guidance methods the Space offers, each a guider with its own controls: ours (CFG and its rescale, guidance
+interval, scheduled CFG, APG in x0 space, autoguidance, CFG++, universal guidance, classifier guidance) and diffusers'
+(APG on the outputs, CFG-Zero*, TCFG, MAG, layer-skip AutoGuidance), all applied by the library's one denoising loop. A method here is a name, a line on what it does, its extra controls, how its guider is built from them, and
 the pipeline component it needs, if any; the UI and the API read this table, so a new method is one entry."""
 
 from dataclasses import dataclass, field
 
-from diffusers.guiders import AdaptiveProjectedGuidance, ClassifierFreeZeroStarGuidance, TangentialClassifierFreeGuidance
+from diffusers.guiders import (
+    AdaptiveProjectedGuidance, AutoGuidance, ClassifierFreeZeroStarGuidance, MagnitudeAwareGuidance,
+    TangentialClassifierFreeGuidance,
+)  # fmt: skip
+from diffusers.hooks import LayerSkipConfig
 
 from guided_diffusers.guiders import (
-    CFGPlusPlus, ClassifierFreeGuidance, ClassifierGuidance, GuidanceIntervalCFG, UniversalClassifierGuidance,
-    WeakModelGuidance,
+    CFGPlusPlus, ClassifierFreeGuidance, ClassifierGuidance, GuidanceIntervalCFG, ScheduledCFG,
+    UniversalClassifierGuidance, WeakModelGuidance,
 )  # fmt: skip
+from guided_diffusers.guiders import AdaptiveProjectedGuidance as ProjectedGuidanceInX0
 
 from .controls import choice, number
 
@@ -38,7 +43,7 @@ class Method:
     about: str
     build: object  # (w, {control name: value}) -> guider
     controls: list = field(default_factory=list)
-    needs: str | None = None  # a pipeline component the method cannot work without
+    needs: str | None = None  # what the method cannot work without: a pipeline component, or a module inside one
     scale: str | None = None  # the control that takes the place of w (w is then not read), e.g. CFG++'s lambda
 
     def scale_control(self) -> Control:
@@ -60,7 +65,7 @@ METHODS = {
                   "spread (Lin et al. 2023).",
                   lambda w, extra: ClassifierFreeGuidance(guidance_scale=w, guidance_rescale=extra["cfg_rescale"]),
                   [Control("cfg_rescale", "CFG rescale phi", 0, 1, 0.0)]),
-    "apg": Method("Adaptive projected guidance (APG)",
+    "apg": Method("Adaptive projected guidance (APG), on the outputs",
                   "Sadat et al. 2024: the CFG update split into parts parallel and orthogonal to the conditional "
                   "prediction, the parallel part scaled by eta, its norm capped at r, with negative momentum beta.",
                   lambda w, extra: AdaptiveProjectedGuidance(
@@ -69,6 +74,20 @@ METHODS = {
                   [Control("apg_eta", "APG parallel weight eta", 0, 1, 0.0),
                    Control("apg_threshold", "APG norm threshold r", 0, 50, 15.0, 0.5),
                    Control("apg_momentum", "APG momentum beta (0: none)", -1, 0, -0.5)]),
+    "apg-x0": Method("APG in x0 space (the authors' choice)",
+                     "Sadat et al. 2024 as the paper recommends: APG on the clean estimates x0(cond), x0(uncond), "
+                     "D = D_c + (w - 1) update (w >= 1), the update's part parallel to the conditional image weighted "
+                     "by eta, its norm capped at 15, no momentum (the measured setting).",
+                     lambda w, extra: ProjectedGuidanceInX0(guidance_scale=w, eta=extra["apg_x0_eta"], space="x0"),
+                     [Control("apg_x0_eta", "APG (x0) parallel weight eta", 0, 1, 0.0)]),
+    "scheduled-linear": Method("Scheduled CFG, linear ramp",
+                               "Wang et al. 2024: w(t) = 2 w (1 - t), t in log sigma from 0 at the cleanest level to "
+                               "1 at the noisiest: no guidance at first, 2 w at the end, w on average.",
+                               lambda w, extra: ScheduledCFG(guidance_scale=w, schedule="linear")),
+    "scheduled-cosine": Method("Scheduled CFG, cosine ramp",
+                               "Wang et al. 2024: w(t) = w (cos(pi t) + 1), t in log sigma from 0 at the cleanest "
+                               "level to 1 at the noisiest: little guidance while the layout forms, 2 w at the end.",
+                               lambda w, extra: ScheduledCFG(guidance_scale=w, schedule="cosine")),
     "cfg-zero-star": Method("CFG-Zero*",
                             "Fan et al. 2025: the unconditional prediction scaled by its optimal projection onto the "
                             "conditional one, and the first steps' output zeroed.",
@@ -79,6 +98,20 @@ METHODS = {
                    "Kwon et al. 2025: the unconditional prediction with its component along the leading singular "
                    "direction of [cond; uncond] removed, then CFG.",
                    lambda w, extra: TangentialClassifierFreeGuidance(guidance_scale=w)),
+    "mag": Method("Magnitude-aware guidance (MAMBO-G)",
+                  "arXiv 2508.03442 (diffusers' MagnitudeAwareGuidance): CFG at 1 + (w - 1) exp(-alpha r), "
+                  "r = ||cond - uncond|| / ||uncond|| per image: the scale falls where the update is large. On the "
+                  "shipped models r is 0.003-0.07 (benchmarks/guidance_update_ratio.py): alpha = 8 is nearly CFG, "
+                  "alpha = 50 guides most at high noise.",
+                  lambda w, extra: MagnitudeAwareGuidance(guidance_scale=w, alpha=extra["mag_alpha"]),
+                  [Control("mag_alpha", "MAG alpha", 0, 500, 8.0, 1)]),
+    "autoguidance-diffusers": Method("diffusers' AutoGuidance (a layer dropped)",
+                                     "diffusers' stand-in for autoguidance: the 'weak model' is this UNet with its "
+                                     "mid-block attention dropped, given the unconditional inputs; one more UNet "
+                                     "call per step. Compare Autoguidance (a weak model), a separately trained one.",
+                                     lambda w, extra: AutoGuidance(guidance_scale=w, auto_guidance_config=LayerSkipConfig(
+                                         indices=[0], fqn="mid_block.attentions", skip_ff=False)),
+                                     needs="unet.mid_block.attentions.0"),
     "interval": Method("CFG in a noise-level interval",
                        "Kynkäänniemi et al. 2024: CFG only while sigma_lo < sigma <= sigma_hi (sigma = sqrt((1 - abar) "
                        "/ abar), the same for every sampler and step count); the conditional model elsewhere, where "

@@ -35,11 +35,11 @@ DDPM, DDIM and DPM-Solver++ schedulers, classifier-free and classifier guidance,
 inversion, and models trained by our own scripts on MNIST and Fashion-MNIST, all running here on a CPU.
 
 - **Sample**: a grid of one class, with x_t and the predicted x0 as it denoises, guided by the method you choose
-  (classifier-free guidance and three newer methods, each with its own controls). The defaults are each model's
-  measured best (its model card says how they were chosen).
+  (classifier-free guidance or one of twelve newer methods, each with its own controls). The defaults are each
+  model's measured best (its model card says how they were chosen).
 - **Guidance methods** (models with a measured sweep of them): one seed, a row per guidance method at the setting
   where the model's own evaluation measured it best, with those measured numbers.
-- **Guidance sweep**: one seed at several scales w of a guidance method (CFG, APG, CFG-Zero*, TCFG): more w, more
+- **Guidance sweep**: one seed at several scales w of a guidance method (or CFG++'s lambda): more w, more
   like the class, less varied; each row with the UNet evaluations it cost.
 - **Thresholding**: none, static clipping and Imagen's dynamic thresholding from the same noise at high w.
 - **Samplers**: DDPM, DDIM and DPM-Solver++ at the same number of steps, with time per image.

@@ -11,6 +11,7 @@ from pathlib import Path
 import gradio as gr
 import numpy as np
 import pytest
+import torch
 from PIL import Image
 
 os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
@@ -119,6 +120,49 @@ def test_every_guidance_method_samples_and_sweeps_with_its_unet_cost(models, met
     evaluations = [line.split("|")[2].strip() for line in text.splitlines()[2:]]
     steps = models["tiny-mnist"].defaults["num_inference_steps"]
     assert evaluations == [str(steps), str(2 * steps)]  # w = 1: the conditional model alone; w = 3: both halves
+
+
+@pytest.mark.parametrize("method", ["apg-x0", "mag", "autoguidance-diffusers"])
+def test_the_issue_24_methods_sample_and_sweep_with_their_unet_cost(models, method):
+    frames = run_sample(models, method=method, apg_x0_eta=0.5, mag_alpha=20)
+    assert is_png(frames[-1][4])
+    _, text = actions.guidance_sweep(models, "tiny-mnist", "3", "1 3", 0, method)
+    evaluations = [line.split("|")[2].strip() for line in text.splitlines()[2:]]
+    steps = models["tiny-mnist"].defaults["num_inference_steps"]
+    assert evaluations == [str(steps), str(2 * steps)]  # w = 1: the conditional model alone (diffusers' guiders too)
+
+
+@pytest.mark.parametrize("schedule", ["linear", "cosine"])
+def test_scheduled_cfg_in_the_sample_tab_is_the_schedule_at_mean_w(models, schedule):
+    options = actions.sampling_options(models["tiny-mnist"], "3", "ddim", 4, 0, 2.5, 0, "static", 99.5, 2,
+                                       f"scheduled-{schedule}")  # fmt: skip
+    guider = options["guider"]
+    assert type(guider).__name__ == "ScheduledCFG" and guider.schedule == schedule and guider.guidance_scale == 2.5
+    assert is_png(run_sample(models, method=f"scheduled-{schedule}")[-1][4])
+
+
+def test_the_x0_apg_and_mag_controls_reach_their_guiders_and_bad_values_are_refused(models):
+    options = actions.sampling_options(models["tiny-mnist"], "3", "ddim", 4, 0, 2.5, 0, "static", 99.5, 2, "apg-x0",
+                                       {"apg_x0_eta": 0.25})  # fmt: skip
+    assert (options["guider"].space, options["guider"].eta, options["guider"].guidance_scale) == ("x0", 0.25, 2.5)
+    options = actions.sampling_options(models["tiny-mnist"], "3", "ddim", 4, 0, 4, 0, "static", 99.5, 2, "mag",
+                                       {"mag_alpha": 50})  # fmt: skip
+    assert type(options["guider"]).__name__ == "MagnitudeAwareGuidance" and options["guider"].alpha == 50
+    with pytest.raises(gr.Error, match="guidance_scale"):  # x0 APG is D_c + (w - 1) update: w >= 1
+        run_sample(models, method="apg-x0", guidance=0.5)
+    with pytest.raises(gr.Error, match="MAG alpha must"):
+        run_sample(models, method="mag", mag_alpha=-1)
+
+
+def test_diffusers_autoguidance_on_a_unet_without_mid_block_attention_is_refused_before_sampling(models):
+    mid_block = models["tiny-mnist"].pipe.unet.mid_block
+    attentions = mid_block.attentions  # a submodule: monkeypatch would delete it on undo, not restore it
+    mid_block.attentions = torch.nn.ModuleList([None])  # what diffusers builds with add_attention=False
+    try:
+        with pytest.raises(gr.Error, match="no `unet.mid_block.attentions.0`, which diffusers' AutoGuidance"):
+            run_sample(models, method="autoguidance-diffusers")
+    finally:
+        mid_block.attentions = attentions
 
 
 def test_autoguidance_samples_and_sweeps_with_the_weak_models_cost_apart(models):

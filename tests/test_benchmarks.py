@@ -132,6 +132,20 @@ def test_background_grain_measures_each_row_and_saves_its_grid(tmp_path):
     assert misspelt.returncode == 2 and "'w=3' is not key=value with a key of ClassifierFreeGuidance" in misspelt.stderr
 
 
+def test_guidance_update_ratio_prints_r_and_mags_scale_per_step(tmp_path):
+    model = write_tiny_model(tmp_path / "model")
+    out = bench("guidance_update_ratio.py", "--pipeline", model, "--num_inference_steps", 3, "--num_images", 4,
+                "--alpha", 0, 8)  # fmt: skip
+    rows = [line.split("|")[1:-1] for line in out.splitlines() if line.startswith("| ") and line[2].isdigit()]
+    assert [int(row[0]) for row in rows] == [0, 1, 2]  # one row per guided step
+    for _, mean, low, high, at_zero, at_eight in rows:
+        assert 0 < float(low) <= float(mean) <= float(high)
+        assert float(at_zero) == 3.0 and 1 <= float(at_eight) < 3  # alpha 0 is CFG at w; alpha > 0 lowers the scale
+    refused = subprocess.run([sys.executable, "guidance_update_ratio.py", "--pipeline", model, "--alpha", "-1"],
+                             cwd=REPO / "benchmarks", env=ENV, capture_output=True, text=True)  # fmt: skip
+    assert refused.returncode == 2 and "--alpha must be finite and >= 0" in refused.stderr
+
+
 def test_cascade_cost_counts_each_stages_evaluations_flops_and_trained_steps(tmp_path):
     from app_models import write_tiny_cascade_model
 
