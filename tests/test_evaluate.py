@@ -226,3 +226,23 @@ def test_every_front_has_a_style_of_its_own():
     styles = front_styles(curves)
     pairs = {(str(style["color"]), style["marker"]) for style in styles.values()}
     assert len(pairs) == 30
+
+
+def test_the_floor_spread_draws_the_floors_that_sweeps_divide_by(tmp_path, models):
+    from guided_diffusers.training.evaluate_floor import main as floor_spread
+
+    classifier = ["--eval_classifier", str(models / "eval-classifier"), "--num_samples", "20", "--no_efficientnet"]
+    floor_spread([*classifier, "--seeds", "0", "3", "--output_dir", str(tmp_path / "floors")])
+    report = json.loads((tmp_path / "floors" / "results.json").read_text())
+    main(["--pipeline", str(models / "pipeline"), *classifier, "--batch_size", "20", "--num_inference_steps", "1",
+          "--seed", "3", "--output_dir", str(tmp_path / "sweep")])  # fmt: skip
+    sweep_floor = json.loads((tmp_path / "sweep" / "results.json").read_text())["real_data_floor"]
+    assert [row["seed"] for row in report["rows"]] == [0, 3]
+    assert report["rows"][1]["fd_own"] == pytest.approx(sweep_floor["fd_own"], rel=1e-9)
+    assert report["rows"][0]["fd_own"] != report["rows"][1]["fd_own"]  # another draw, another floor
+    values = [row["recall"] for row in report["rows"]]
+    assert report["summary"]["min"]["recall"] == min(values) and report["summary"]["max"]["recall"] == max(values)
+    assert report["summary"]["mean"]["recall"] == pytest.approx(sum(values) / 2)
+    assert "| **sd** |" in (tmp_path / "floors" / "results.md").read_text()
+    with pytest.raises(SystemExit):
+        floor_spread([*classifier, "--seeds", "1", "1", "--output_dir", str(tmp_path / "refused")])
