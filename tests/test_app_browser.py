@@ -85,7 +85,7 @@ def test_the_class_list_follows_the_model_and_sampling_a_class_shows_its_grid(pa
 def test_choosing_a_guidance_method_shows_its_controls_and_samples_with_it(page, shots):
     page.get_by_role("tab", name="Sample", exact=True).click()
     choose(page, "model", "mnist")
-    choose(page, "guidance method", "Adaptive projected guidance (APG)")
+    choose(page, "guidance method", "Adaptive projected guidance (APG), on the outputs")
     page.wait_for_timeout(500)
     assert page.get_by_text("APG norm threshold r", exact=True).first.is_visible()
     assert not page.get_by_text("CFG rescale phi", exact=True).first.is_visible()
