@@ -34,6 +34,8 @@ def point_label(spec: str) -> str:
     method = METHODS.get(spec_family(spec))  # a method whose own scale takes w's place names it (CFG++'s lambda)
     if method is not None and method.scale:
         options = options.replace("guidance_scale=", f"{method.scale_control().symbol}=")
+    if spec_family(spec) == "scheduled" and "schedule=" not in options:  # the ramp's shape is the method: name it
+        options += f",schedule={guider_from_spec(spec).config.schedule}"
     for long, short in SHORT_OPTIONS.items():
         options = options.replace(long, short)
     return f"{spec_family(spec)}\n{options[:24] + '...' if len(options) > 27 else options}"

@@ -620,3 +620,6 @@ def test_a_method_row_label_names_the_scale_the_method_takes():
     assert method_actions.point_label("cfg++:guidance_scale=0.4") == "cfg++\nlambda=0.4"  # CFG++'s lambda, not a w
     assert method_actions.point_label("classifier:classifier_scale=10,prediction=pred_uncond") == "classifier\ns=10 (uncond)"
     assert method_actions.point_label("cfg:guidance_scale=3,guidance_rescale=0.7") == "cfg-rescale\nw=3,phi=0.7"
+    # a schedule left at its default is named, so that the linear ramp is not read as a constant w
+    assert method_actions.point_label("scheduled:guidance_scale=3") == "scheduled\nw=3,schedule=linear"
+    assert method_actions.point_label("scheduled:guidance_scale=3,schedule=cosine") == "scheduled\nw=3,schedule=cosine"
