@@ -90,7 +90,8 @@ text_name=$name-pixel-text
 if [ -d "$pipeline/vae" ]; then thresholding=none; text_name=$name-text; name=$name-latent; fi
 judge=checkpoints/${dataset//_/-}-eval-classifier
 evaluate=("$python" training/evaluate.py --pipeline "$pipeline" --eval_classifier "$judge"
-          --dataset_name "$dataset" --samplers ddim --num_inference_steps 50 --batch_size 100 --resume)
+          --dataset_name "$dataset" --batch_size 100 --resume)
+ddim_50=(--samplers ddim --num_inference_steps 50)  # the evaluate sweeps' sampler, but the main guidance-methods table's
 evaluate_text=("$python" training/evaluate_text_to_image.py --pipeline "$pipeline" --eval_classifier "$judge"
                --dataset_name "$dataset" --images_per_prompt 2 --no_efficientnet)
 methods="cfg:guidance_scale=1 cfg:guidance_scale=2 cfg:guidance_scale=3 cfg:guidance_scale=5
@@ -123,20 +124,20 @@ case "$sweep" in
       --guiders ${METHODS:-$methods} --seed "$seed" --output_dir "$eval_dir/$name-guidance-methods$seed_suffix" ;;
   guidance-methods-ddim)
     # shellcheck disable=SC2086
-    exec "${evaluate[@]}" --num_samples 1000 --thresholding "$thresholding" --guiders ${METHODS:-$methods} \
+    exec "${evaluate[@]}" "${ddim_50[@]}" --num_samples 1000 --thresholding "$thresholding" --guiders ${METHODS:-$methods} \
       --seed "$seed" --output_dir "$eval_dir/$name-guidance-methods-ddim$seed_suffix" ;;
   cfg)
     # shellcheck disable=SC2086
-    exec "${evaluate[@]}" --num_samples 1000 --guidance_scales ${GUIDANCE_SCALES:-0 1 3 5} --thresholding "$thresholding" --output_dir "$eval_dir/$name-cfg" ;;
+    exec "${evaluate[@]}" "${ddim_50[@]}" --num_samples 1000 --guidance_scales ${GUIDANCE_SCALES:-0 1 3 5} --thresholding "$thresholding" --output_dir "$eval_dir/$name-cfg" ;;
   classifier-probe)
-    exec "${evaluate[@]}" --num_samples 200 --no_efficientnet --guidance_scales 0 --classifier_scales 0 1 3 10 30 \
+    exec "${evaluate[@]}" "${ddim_50[@]}" --num_samples 200 --no_efficientnet --guidance_scales 0 --classifier_scales 0 1 3 10 30 \
       --output_dir "$eval_dir/$name-classifier-probe" ;;
   classifier-guidance)
     # shellcheck disable=SC2086
-    exec "${evaluate[@]}" --num_samples 1000 --guidance_scales 0 --classifier_scales ${CLASSIFIER_SCALES:-3 10 30} \
+    exec "${evaluate[@]}" "${ddim_50[@]}" --num_samples 1000 --guidance_scales 0 --classifier_scales ${CLASSIFIER_SCALES:-3 10 30} \
       --output_dir "$eval_dir/$name-classifier-guidance" ;;
   thresholding)
-    exec "${evaluate[@]}" --num_samples 500 --guidance_scales 8 --thresholding static dynamic \
+    exec "${evaluate[@]}" "${ddim_50[@]}" --num_samples 500 --guidance_scales 8 --thresholding static dynamic \
       --output_dir "$eval_dir/$name-thresholding" ;;
   inversion)
     exec "$python" training/evaluate_inversion.py --pipeline "$pipeline" --dataset_name "$dataset" --num_images 32 \

@@ -156,8 +156,12 @@ def test_guidance_method_sweeps_draw_another_seed_into_their_own_folder(run):
     code, argv, _ = run("mnist", "guidance-methods", METHODS="cfg:guidance_scale=3")
     assert code == 0 and value(argv, "--seed") == ["0"]
     assert value(argv, "--output_dir") == ["eval/mnist-guidance-methods"]
+    # the main table's sampler, named once, so that the command recorded in results.md reads as it ran
+    assert argv.count("--samplers") == argv.count("--num_inference_steps") == 1
+    assert value(argv, "--samplers") == ["dpm2m"] and value(argv, "--num_inference_steps") == ["20"]
     code, argv, _ = run("fashion_mnist", "guidance-methods-ddim", "checkpoints/fashion-mnist", "eval/s", SEED="1",
                         METHODS="cfg:guidance_scale=2 interval:guidance_scale=3.5,sigma_lo=1")  # fmt: skip
     assert code == 0 and value(argv, "--seed") == ["1"] and value(argv, "--samplers") == ["ddim"]
+    assert argv.count("--samplers") == 1 and value(argv, "--num_inference_steps") == ["50"]
     assert value(argv, "--guiders") == ["cfg:guidance_scale=2", "interval:guidance_scale=3.5,sigma_lo=1"]
     assert value(argv, "--output_dir") == ["eval/s/fashion-mnist-guidance-methods-ddim-seed1"]
