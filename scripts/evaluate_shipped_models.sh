@@ -91,7 +91,7 @@ if [ -d "$pipeline/vae" ]; then thresholding=none; text_name=$name-text; name=$n
 judge=checkpoints/${dataset//_/-}-eval-classifier
 evaluate=("$python" training/evaluate.py --pipeline "$pipeline" --eval_classifier "$judge"
           --dataset_name "$dataset" --batch_size 100 --resume)
-ddim_50=(--samplers ddim --num_inference_steps 50)  # the evaluate sweeps' sampler, but the main guidance-methods table's
+ddim_50=(--samplers ddim --num_inference_steps 50)  # every evaluate sweep but guidance-methods (DPM-Solver++ 20)
 evaluate_text=("$python" training/evaluate_text_to_image.py --pipeline "$pipeline" --eval_classifier "$judge"
                --dataset_name "$dataset" --images_per_prompt 2 --no_efficientnet)
 methods="cfg:guidance_scale=1 cfg:guidance_scale=2 cfg:guidance_scale=3 cfg:guidance_scale=5
